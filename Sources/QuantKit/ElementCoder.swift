@@ -1,0 +1,68 @@
+/// Turns one scaled value into a code and back, for the formats of at most 8 bits.
+/// The formulas follow the rounding rule's reference exactly (see QK_ROUND_* in the header).
+struct ElementCoder {
+    let kind: ElementKind
+    let rounding: Rounding
+    let codeMin: Int32
+    let codeMax: Int32
+    let mask: Int32
+    /// Value of each stored code before scaling (and before subtracting the zero point).
+    let decodeTable: [Float]
+
+    init(spec: FormatSpec, rounding: Rounding) {
+        kind = spec.kind
+        self.rounding = rounding
+        (codeMin, codeMax) = spec.codeRange
+        mask = spec.bits >= 8 ? 0xFF : (1 << Int32(spec.bits)) - 1
+        let codes = 1 << min(spec.bits, 8)
+        decodeTable = (0..<codes).map { code in
+            switch spec.kind {
+            case .integer(let signed):
+                if signed && code >= codes / 2 { return Float(code - codes) }
+                return Float(code)
+            case .minifloat(let mf): return mf.decode(code)
+            case .codebook(let book): return book.levels[code]
+            case .float16: return 0
+            }
+        }
+    }
+
+    /// Stored code (masked to the format's width) of x in a group with this scale and zero point.
+    @inline(__always)
+    func encode(_ x: Float, scale: Float, zeroPoint: Int32) -> UInt8 {
+        switch kind {
+        case .integer:
+            var q: Float
+            if rounding == .halfEven {
+                q = scale == 0 ? 0 : (x / scale).rounded(.toNearestOrEven)
+                q += Float(zeroPoint)
+            } else {
+                let reciprocal: Float = scale == 0 ? 0 : 1 / scale
+                q = (x * reciprocal + Float(zeroPoint)).rounded(.toNearestOrAwayFromZero)
+            }
+            let clamped = Int32(max(Float(codeMin), min(Float(codeMax), q)))
+            return UInt8(truncatingIfNeeded: clamped & mask)
+        case .minifloat(let mf):
+            return UInt8(truncatingIfNeeded: mf.encode(scaled(x, scale), tiesAway: rounding == .halfAway))
+        case .codebook(let book):
+            return UInt8(truncatingIfNeeded: book.encode(scaled(x, scale)))
+        case .float16:
+            return 0
+        }
+    }
+
+    @inline(__always)
+    private func scaled(_ x: Float, _ scale: Float) -> Float {
+        if scale == 0 { return 0 }
+        return rounding == .halfEven ? x / scale : x * (1 / scale)
+    }
+
+    @inline(__always)
+    func decode(_ code: UInt8, scale: Float, zeroPoint: Int32) -> Float {
+        (decodeTable[Int(code)] - Float(zeroPoint)) * scale
+    }
+
+    /// Zero point as stored (masked code) and back (sign-extended for signed formats).
+    @inline(__always) func storedZeroPoint(_ zp: Int32) -> UInt8 { UInt8(truncatingIfNeeded: zp & mask) }
+    @inline(__always) func zeroPointValue(_ stored: UInt8) -> Int32 { Int32(decodeTable[Int(stored)]) }
+}

@@ -1,0 +1,21 @@
+import Dispatch
+
+/// Splits index ranges over threads. Results never depend on the thread count: every element is
+/// computed by exactly one chunk, with the same arithmetic.
+enum Parallel {
+    /// Calls body on disjoint ranges covering 0..<count. Small work stays on the calling thread.
+    static func forEachChunk(count: Int, threads: Int, minChunk: Int = 1, _ body: (Range<Int>) -> Void) {
+        guard count > 0 else { return }
+        let wanted = threads > 0 ? threads : Runtime.defaultThreadCount
+        let chunks = max(1, min(wanted, count / max(minChunk, 1)))
+        if chunks == 1 {
+            body(0..<count)
+            return
+        }
+        let per = (count + chunks - 1) / chunks
+        DispatchQueue.concurrentPerform(iterations: chunks) { c in
+            let start = c * per
+            if start < count { body(start..<min(count, start + per)) }
+        }
+    }
+}

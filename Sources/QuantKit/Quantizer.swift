@@ -1,0 +1,261 @@
+/// Caller-owned output buffers of one quantized tensor.
+public struct QuantizedBuffers {
+    public var data: UnsafeMutableRawBufferPointer
+    public var scales: UnsafeMutableRawBufferPointer
+    /// nil when the plan stores no zero points.
+    public var zeroPoints: UnsafeMutableRawBufferPointer?
+
+    public init(data: UnsafeMutableRawBufferPointer, scales: UnsafeMutableRawBufferPointer, zeroPoints: UnsafeMutableRawBufferPointer?) {
+        self.data = data
+        self.scales = scales
+        self.zeroPoints = zeroPoints
+    }
+
+    var readOnly: QuantizedView {
+        QuantizedView(data: UnsafeRawBufferPointer(data), scales: UnsafeRawBufferPointer(scales), zeroPoints: zeroPoints.map { UnsafeRawBufferPointer($0) })
+    }
+}
+
+/// Read-only buffers of one quantized tensor.
+public struct QuantizedView {
+    public var data: UnsafeRawBufferPointer
+    public var scales: UnsafeRawBufferPointer
+    public var zeroPoints: UnsafeRawBufferPointer?
+
+    public init(data: UnsafeRawBufferPointer, scales: UnsafeRawBufferPointer, zeroPoints: UnsafeRawBufferPointer?) {
+        self.data = data
+        self.scales = scales
+        self.zeroPoints = zeroPoints
+    }
+}
+
+/// Quantize, quantize with given scales, and dequantize: the reference path for every format and
+/// layout, with fast kernels taking over the common cases (see FastPaths.swift).
+public enum Quantizer {
+    /// Chooses scales with plan.params.method, then writes codes, scales and zero points.
+    public static func quantize(_ plan: QuantPlan, input: UnsafeBufferPointer<Float>, into out: QuantizedBuffers) throws {
+        try checkSizes(plan, inputCount: input.count, data: out.data.count, scales: out.scales.count, zeroPoints: out.zeroPoints?.count)
+        try checkFinite(input, threads: plan.params.threads)
+        if case .float16(let bfloat) = plan.codeSpec.kind {
+            convertToHalf(input, bfloat: bfloat, into: out.data, threads: plan.params.threads)
+            return
+        }
+        if try FastPaths.quantize(plan, input: input, into: out) { return }
+        let scratch = GroupScratch(plan)
+        defer { scratch.deallocate() }
+        let coder = ElementCoder(spec: plan.codeSpec, rounding: plan.params.rounding)
+        let selector = ScaleSelector(plan: plan, coder: coder)
+        let contiguous = plan.groupsAreContiguous
+        Parallel.forEachChunk(count: plan.groupCount, threads: plan.params.threads, minChunk: groupsPerTask(plan)) { groups in
+            let gathered = UnsafeMutableBufferPointer<Float>.allocate(capacity: max(plan.maxGroupSize, 1))
+            defer { gathered.deallocate() }
+            for g in groups {
+                let span = plan.span(ofGroup: g)
+                let values: UnsafeBufferPointer<Float>
+                if contiguous {
+                    values = UnsafeBufferPointer(rebasing: input[span.base..<(span.base + span.elementCount)])
+                } else {
+                    var n = 0
+                    span.forEach { gathered[n] = input[$0]; n += 1 }
+                    values = UnsafeBufferPointer(rebasing: gathered[0..<n])
+                }
+                let (scale, zp) = selector.choose(values)
+                scratch.scales[g] = scale
+                scratch.zeroPoints[g] = zp
+                span.forEach { scratch.codes[$0] = coder.encode(input[$0], scale: scale, zeroPoint: zp) }
+            }
+        }
+        writeScales(plan, scratch, into: out)
+        packCodes(plan, scratch.codes, into: out.data)
+    }
+
+    /// ONNX QuantizeLinear: reads the scales (and zero points) in `out`, writes only `out.data`.
+    public static func quantize(_ plan: QuantPlan, input: UnsafeBufferPointer<Float>, withScalesIn out: QuantizedBuffers) throws {
+        try checkSizes(plan, inputCount: input.count, data: out.data.count, scales: out.scales.count, zeroPoints: out.zeroPoints?.count)
+        try checkFinite(input, threads: plan.params.threads)
+        if case .float16(let bfloat) = plan.codeSpec.kind {
+            convertToHalf(input, bfloat: bfloat, into: out.data, threads: plan.params.threads)
+            return
+        }
+        let scratch = GroupScratch(plan)
+        defer { scratch.deallocate() }
+        try readScales(plan, out.readOnly, into: scratch, requireFinite: true)
+        let coder = ElementCoder(spec: plan.codeSpec, rounding: plan.params.rounding)
+        Parallel.forEachChunk(count: plan.groupCount, threads: plan.params.threads, minChunk: groupsPerTask(plan)) { groups in
+            for g in groups {
+                let (scale, zp) = (scratch.scales[g], scratch.zeroPoints[g])
+                plan.span(ofGroup: g).forEach { scratch.codes[$0] = coder.encode(input[$0], scale: scale, zeroPoint: zp) }
+            }
+        }
+        packCodes(plan, scratch.codes, into: out.data)
+    }
+
+    /// ONNX DequantizeLinear (and MatMulNBits / bitsandbytes dequantization) into floats.
+    public static func dequantize(_ plan: QuantPlan, _ q: QuantizedView, into output: UnsafeMutableBufferPointer<Float>) throws {
+        try checkSizes(plan, inputCount: output.count, data: q.data.count, scales: q.scales.count, zeroPoints: q.zeroPoints?.count)
+        if case .float16(let bfloat) = plan.codeSpec.kind {
+            convertFromHalf(q.data, bfloat: bfloat, into: output, threads: plan.params.threads)
+            return
+        }
+        if try FastPaths.dequantize(plan, q, into: output) { return }
+        let scratch = GroupScratch(plan)
+        defer { scratch.deallocate() }
+        try readScales(plan, q, into: scratch, requireFinite: false)
+        unpackCodes(plan, q.data, into: scratch.codes)
+        let coder = ElementCoder(spec: plan.codeSpec, rounding: plan.params.rounding)
+        Parallel.forEachChunk(count: plan.groupCount, threads: plan.params.threads, minChunk: groupsPerTask(plan)) { groups in
+            for g in groups {
+                let (scale, zp) = (scratch.scales[g], scratch.zeroPoints[g])
+                plan.span(ofGroup: g).forEach { output[$0] = coder.decode(scratch.codes[$0], scale: scale, zeroPoint: zp) }
+            }
+        }
+    }
+
+    // MARK: - Steps
+
+    static func checkSizes(_ plan: QuantPlan, inputCount: Int, data: Int, scales: Int, zeroPoints: Int?) throws {
+        guard inputCount == plan.count else {
+            throw QuantError(.shapeMismatch, "the tensor has \(inputCount) elements but the shape \(plan.shape) has \(plan.count)")
+        }
+        guard data >= plan.dataBytes else { throw QuantError(.bufferTooSmall, "data buffer has \(data) bytes, \(plan.dataBytes) needed") }
+        guard scales >= plan.scaleBytes else { throw QuantError(.bufferTooSmall, "scales buffer has \(scales) bytes, \(plan.scaleBytes) needed") }
+        if plan.storesZeroPoints {
+            guard let zeroPoints else { throw QuantError(.nullPointer, "this layout stores zero points, but no zero-point buffer was given") }
+            guard zeroPoints >= plan.zeroPointBytes else {
+                throw QuantError(.bufferTooSmall, "zero-point buffer has \(zeroPoints) bytes, \(plan.zeroPointBytes) needed")
+            }
+        }
+    }
+
+    /// Rejects NaN and Inf, naming the first offending element.
+    static func checkFinite(_ input: UnsafeBufferPointer<Float>, threads: Int) throws {
+        guard let base = input.baseAddress, !input.isEmpty else { return }
+        if FastPaths.allFinite(base, count: input.count) { return }
+        let index = input.firstIndex { !$0.isFinite } ?? 0
+        throw QuantError(.nonFinite, "element \(index) is \(input[index]): quantization needs finite values")
+    }
+
+    static func groupsPerTask(_ plan: QuantPlan) -> Int { max(1, 32768 / max(1, plan.maxGroupSize)) }
+
+    private static func writeScales(_ plan: QuantPlan, _ scratch: GroupScratch, into out: QuantizedBuffers) {
+        let type = plan.params.scaleType
+        guard let scalesBase = out.scales.baseAddress else { return }
+        for g in 0..<plan.groupCount { Float16Codec.store(scratch.scales[g], scalesBase, index: g, type: type) }
+        guard plan.storesZeroPoints, let zpBase = out.zeroPoints?.baseAddress else { return }
+        let coder = ElementCoder(spec: plan.codeSpec, rounding: plan.params.rounding)
+        let stored = UnsafeMutablePointer<UInt8>.allocate(capacity: max(plan.groupCount, 1))
+        defer { stored.deallocate() }
+        for g in 0..<plan.groupCount { stored[g] = coder.storedZeroPoint(scratch.zeroPoints[g]) }
+        let out = zpBase.assumingMemoryBound(to: UInt8.self)
+        if plan.params.layout == .matMulNBits {
+            Packing.packMatMulNBitsZeroPoints(stored, rows: plan.shape[0], blocks: plan.blocksPerDim, bits: plan.codeSpec.bits, into: out)
+        } else {
+            Packing.packLSB(stored, count: plan.groupCount, bits: plan.codeSpec.bits, into: out, bytes: 0..<plan.zeroPointBytes)
+        }
+    }
+
+    /// Loads scales and zero points (implied ones when the layout stores none).
+    static func readScales(_ plan: QuantPlan, _ q: QuantizedView, into scratch: GroupScratch, requireFinite: Bool) throws {
+        guard plan.groupCount > 0, let scalesBase = q.scales.baseAddress else { return }
+        for g in 0..<plan.groupCount {
+            let s = Float16Codec.load(scalesBase, index: g, type: plan.params.scaleType)
+            if requireFinite && !s.isFinite { throw QuantError(.nonFinite, "scale \(g) is \(s): scales must be finite") }
+            scratch.scales[g] = s
+        }
+        let coder = ElementCoder(spec: plan.codeSpec, rounding: plan.params.rounding)
+        guard plan.storesZeroPoints, let zpBase = q.zeroPoints?.baseAddress else {
+            let implied = plan.codeSpec.symmetricZeroPoint
+            for g in 0..<plan.groupCount { scratch.zeroPoints[g] = implied }
+            return
+        }
+        let stored = UnsafeMutablePointer<UInt8>.allocate(capacity: plan.groupCount)
+        defer { stored.deallocate() }
+        let bytes = zpBase.assumingMemoryBound(to: UInt8.self)
+        if plan.params.layout == .matMulNBits {
+            Packing.unpackMatMulNBitsZeroPoints(bytes, rows: plan.shape[0], blocks: plan.blocksPerDim, bits: plan.codeSpec.bits, into: stored)
+        } else {
+            Packing.unpackLSB(bytes, bits: plan.codeSpec.bits, into: stored, elements: 0..<plan.groupCount)
+        }
+        for g in 0..<plan.groupCount { scratch.zeroPoints[g] = coder.zeroPointValue(stored[g]) }
+    }
+
+    static func packCodes(_ plan: QuantPlan, _ codes: UnsafeMutablePointer<UInt8>, into data: UnsafeMutableRawBufferPointer) {
+        guard let base = data.baseAddress, plan.count > 0 else { return }
+        let out = base.assumingMemoryBound(to: UInt8.self)
+        let bits = plan.codeSpec.bits
+        switch plan.params.layout {
+        case .onnx:
+            Parallel.forEachChunk(count: plan.dataBytes, threads: plan.params.threads, minChunk: 65536) {
+                Packing.packLSB(codes, count: plan.count, bits: bits, into: out, bytes: $0)
+            }
+        case .bnb4:
+            Parallel.forEachChunk(count: plan.dataBytes, threads: plan.params.threads, minChunk: 65536) {
+                Packing.packHighNibbleFirst(codes, count: plan.count, into: out, bytes: $0)
+            }
+        case .matMulNBits:
+            Parallel.forEachChunk(count: plan.shape[0], threads: plan.params.threads, minChunk: 16) {
+                Packing.packMatMulNBits(codes, k: plan.shape[1], block: plan.block, bits: bits, into: out, rows: $0)
+            }
+        }
+    }
+
+    static func unpackCodes(_ plan: QuantPlan, _ data: UnsafeRawBufferPointer, into codes: UnsafeMutablePointer<UInt8>) {
+        guard let base = data.baseAddress, plan.count > 0 else { return }
+        let bytes = base.assumingMemoryBound(to: UInt8.self)
+        let bits = plan.codeSpec.bits
+        switch plan.params.layout {
+        case .onnx:
+            Parallel.forEachChunk(count: plan.count, threads: plan.params.threads, minChunk: 65536) {
+                Packing.unpackLSB(bytes, bits: bits, into: codes, elements: $0)
+            }
+        case .bnb4:
+            Parallel.forEachChunk(count: plan.count, threads: plan.params.threads, minChunk: 65536) {
+                Packing.unpackHighNibbleFirst(bytes, into: codes, elements: $0)
+            }
+        case .matMulNBits:
+            Parallel.forEachChunk(count: plan.shape[0], threads: plan.params.threads, minChunk: 16) {
+                Packing.unpackMatMulNBits(bytes, k: plan.shape[1], block: plan.block, bits: bits, into: codes, rows: $0)
+            }
+        }
+    }
+
+    private static func convertToHalf(_ input: UnsafeBufferPointer<Float>, bfloat: Bool, into data: UnsafeMutableRawBufferPointer, threads: Int) {
+        guard let base = data.baseAddress else { return }
+        let out = base.assumingMemoryBound(to: UInt16.self)
+        Parallel.forEachChunk(count: input.count, threads: threads, minChunk: 65536) { range in
+            for i in range { out[i] = bfloat ? Float16Codec.bf16Bits(input[i]) : Float16Codec.f16Bits(input[i]) }
+        }
+    }
+
+    private static func convertFromHalf(_ data: UnsafeRawBufferPointer, bfloat: Bool, into output: UnsafeMutableBufferPointer<Float>, threads: Int) {
+        guard let base = data.baseAddress else { return }
+        Parallel.forEachChunk(count: output.count, threads: threads, minChunk: 65536) { range in
+            for i in range {
+                let bits = base.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)
+                output[i] = bfloat ? Float16Codec.fromBF16(bits) : Float16Codec.fromF16(bits)
+            }
+        }
+    }
+}
+
+/// Per-call working memory: one code per element, one scale and zero point per group.
+final class GroupScratch {
+    let codes: UnsafeMutablePointer<UInt8>
+    let scales: UnsafeMutablePointer<Float>
+    let zeroPoints: UnsafeMutablePointer<Int32>
+
+    init(_ plan: QuantPlan) {
+        codes = .allocate(capacity: max(plan.count, 1))
+        codes.initialize(repeating: 0, count: max(plan.count, 1))
+        scales = .allocate(capacity: max(plan.groupCount, 1))
+        scales.initialize(repeating: 0, count: max(plan.groupCount, 1))
+        zeroPoints = .allocate(capacity: max(plan.groupCount, 1))
+        zeroPoints.initialize(repeating: 0, count: max(plan.groupCount, 1))
+    }
+
+    func deallocate() {
+        codes.deallocate()
+        scales.deallocate()
+        zeroPoints.deallocate()
+    }
+}
