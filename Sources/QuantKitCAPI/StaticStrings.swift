@@ -9,7 +9,7 @@ enum StaticStrings {
     static func make(_ s: String) -> UnsafePointer<CChar> { UnsafePointer(strdup(s)!) }
 
     static let empty = make("")
-    static let version = make("0.1.0")
+    static let version = make(QuantKitInfo.version)
     static let formatNames: [UnsafePointer<CChar>] = FormatTable.all.map { make($0.name) }
     static let formatDescriptions: [UnsafePointer<CChar>] = FormatTable.all.map { make($0.description) }
     static let variantNames: [UnsafePointer<CChar>] = ["scalar", "avx2", "avx512"].map(make)

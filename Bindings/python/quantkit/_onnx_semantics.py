@@ -79,7 +79,7 @@ def onnx_params(shape, scales, zero_points, fmt, *, axis, block_size, granularit
     if scales.size != lay.scales_count or (scales.size != 1 and scales.shape != lay.scales_shape):
         raise ValueError(f"scales have shape {scales.shape}; {params.granularity} quantization of "
                          f"{tuple(shape)} needs {lay.scales_shape}")
-    scales = np.ascontiguousarray(scales).reshape(lay.scales_shape)
+    scales = np.ascontiguousarray(scales).reshape(lay.scales_array_shape)
     zp_bytes = None
     if zp_values is not None:
         zp_bytes = pack_lsb(encode(zp_values, info, "zero_points"), info.bits)

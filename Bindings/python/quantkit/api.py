@@ -78,7 +78,7 @@ def quantize(array, format="int4", *, granularity=None, block_size=None, axis=No
         raise TypeError("params must be a QuantParams (see quantkit.make_params)")
     lay = layout_for(params, view.array.shape)
     data = np.zeros(lay.data_bytes, np.uint8)
-    scales = np.zeros(lay.scales_shape, numpy_dtype(float_dtype_code(params.scale_dtype, "scale_dtype")))
+    scales = np.zeros(lay.scales_array_shape, numpy_dtype(float_dtype_code(params.scale_dtype, "scale_dtype")))
     zero_points = np.zeros(lay.zero_points_bytes, np.uint8) if lay.zero_points_bytes else None
     qt = QuantizedTensor._trusted(data, scales, zero_points, view.array.shape, params, lay)
     c_params, c_out = params.to_c(), qt._c_struct()

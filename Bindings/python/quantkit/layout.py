@@ -17,6 +17,12 @@ class QuantizedLayout:
     scales_count: int
     scales_shape: tuple
 
+    @property
+    def scales_array_shape(self):
+        """Shape for a numpy scales array: scales_shape, or (0,) when the format has no scales
+        (FP16/BF16 report ndim 0 and count 0; a 0-d numpy array would hold one value)."""
+        return self.scales_shape if self.scales_count else (0,)
+
 
 def check_shape(shape, what="shape"):
     shape = tuple(int(d) for d in shape)

@@ -32,7 +32,7 @@ def _scales(array, params, layout):
     if array.size != layout.scales_count:
         raise ValueError(f"scales have shape {array.shape} ({array.size} values); the layout needs "
                          f"{layout.scales_shape} ({layout.scales_count} values)")
-    return np.ascontiguousarray(array).reshape(layout.scales_shape)
+    return np.ascontiguousarray(array).reshape(layout.scales_array_shape)
 
 
 class QuantizedTensor:
@@ -154,6 +154,6 @@ class QuantizedTensor:
         p = self.params
         how = {"tensor": "per-tensor", "axis": f"per-axis {p.axis}",
                "block": f"block {p.block_size} on axis {p.axis}"}[p.granularity]
-        zp = "asymmetric" if self.zero_points is not None else "symmetric"
+        zp = "symmetric" if p.symmetric else "asymmetric"
         return (f"<QuantizedTensor {p.format} {how} {zp} layout={p.layout} shape={self.shape} "
                 f"{self.nbytes} bytes ({self.bits_per_weight:.3f} bits/weight)>")
