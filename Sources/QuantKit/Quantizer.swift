@@ -34,13 +34,18 @@ public struct QuantizedView {
 public enum Quantizer {
     /// Chooses scales with plan.params.method, then writes codes, scales and zero points.
     public static func quantize(_ plan: QuantPlan, input: UnsafeBufferPointer<Float>, into out: QuantizedBuffers) throws {
+        try quantize(plan, input: input, into: out, variant: Runtime.kernelVariant)
+    }
+
+    /// `variant` picks the kernels (tests compare every variant with `.scalar`, the reference).
+    static func quantize(_ plan: QuantPlan, input: UnsafeBufferPointer<Float>, into out: QuantizedBuffers, variant: KernelVariant) throws {
         try checkSizes(plan, inputCount: input.count, data: out.data.count, scales: out.scales.count, zeroPoints: out.zeroPoints?.count)
         try checkFinite(input, threads: plan.params.threads)
         if case .float16(let bfloat) = plan.codeSpec.kind {
             convertToHalf(input, bfloat: bfloat, into: out.data, threads: plan.params.threads)
             return
         }
-        if try FastPaths.quantize(plan, input: input, into: out) { return }
+        if FastPaths.quantize(plan, input: input, into: out, variant: variant) { return }
         let scratch = GroupScratch(plan)
         defer { scratch.deallocate() }
         let coder = ElementCoder(spec: plan.codeSpec, rounding: plan.params.rounding)
@@ -92,12 +97,16 @@ public enum Quantizer {
 
     /// ONNX DequantizeLinear (and MatMulNBits / bitsandbytes dequantization) into floats.
     public static func dequantize(_ plan: QuantPlan, _ q: QuantizedView, into output: UnsafeMutableBufferPointer<Float>) throws {
+        try dequantize(plan, q, into: output, variant: Runtime.kernelVariant)
+    }
+
+    static func dequantize(_ plan: QuantPlan, _ q: QuantizedView, into output: UnsafeMutableBufferPointer<Float>, variant: KernelVariant) throws {
         try checkSizes(plan, inputCount: output.count, data: q.data.count, scales: q.scales.count, zeroPoints: q.zeroPoints?.count)
         if case .float16(let bfloat) = plan.codeSpec.kind {
             convertFromHalf(q.data, bfloat: bfloat, into: output, threads: plan.params.threads)
             return
         }
-        if try FastPaths.dequantize(plan, q, into: output) { return }
+        if try FastPaths.dequantize(plan, q, into: output, variant: variant) { return }
         let scratch = GroupScratch(plan)
         defer { scratch.deallocate() }
         try readScales(plan, q, into: scratch, requireFinite: false)
@@ -130,14 +139,24 @@ public enum Quantizer {
     /// Rejects NaN and Inf, naming the first offending element.
     static func checkFinite(_ input: UnsafeBufferPointer<Float>, threads: Int) throws {
         guard let base = input.baseAddress, !input.isEmpty else { return }
-        if FastPaths.allFinite(base, count: input.count) { return }
+        var finite = [Bool](repeating: true, count: 64)
+        finite.withUnsafeMutableBufferPointer { flags in
+            let chunks = min(64, (input.count + 65535) / 65536)
+            let per = (input.count + chunks - 1) / chunks
+            Parallel.forEachChunk(count: chunks, threads: threads) { range in
+                for c in range where c * per < input.count {
+                    flags[c] = FastPaths.allFinite(base + c * per, count: min(per, input.count - c * per))
+                }
+            }
+        }
+        if !finite.contains(false) { return }
         let index = input.firstIndex { !$0.isFinite } ?? 0
         throw QuantError(.nonFinite, "element \(index) is \(input[index]): quantization needs finite values")
     }
 
     static func groupsPerTask(_ plan: QuantPlan) -> Int { max(1, 32768 / max(1, plan.maxGroupSize)) }
 
-    private static func writeScales(_ plan: QuantPlan, _ scratch: GroupScratch, into out: QuantizedBuffers) {
+    static func writeScales(_ plan: QuantPlan, _ scratch: GroupScratch, into out: QuantizedBuffers) {
         let type = plan.params.scaleType
         guard let scalesBase = out.scales.baseAddress else { return }
         for g in 0..<plan.groupCount { Float16Codec.store(scratch.scales[g], scalesBase, index: g, type: type) }
@@ -244,9 +263,11 @@ final class GroupScratch {
     let scales: UnsafeMutablePointer<Float>
     let zeroPoints: UnsafeMutablePointer<Int32>
 
-    init(_ plan: QuantPlan) {
-        codes = .allocate(capacity: max(plan.count, 1))
-        codes.initialize(repeating: 0, count: max(plan.count, 1))
+    /// `withCodes: false` skips the per-element code buffer (the fast paths pack as they go).
+    init(_ plan: QuantPlan, withCodes: Bool = true) {
+        let codeCount = withCodes ? max(plan.count, 1) : 1
+        codes = .allocate(capacity: codeCount)
+        codes.initialize(repeating: 0, count: codeCount)
         scales = .allocate(capacity: max(plan.groupCount, 1))
         scales.initialize(repeating: 0, count: max(plan.groupCount, 1))
         zeroPoints = .allocate(capacity: max(plan.groupCount, 1))

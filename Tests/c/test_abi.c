@@ -996,3 +996,1587 @@ static void group_layout(void) {
     layout_integer_cases();
     layout_other_cases();
 }
+
+/* ============================================================================================ */
+/* Group: integer formats, ONNX layout, values computed by hand                                  */
+/* ============================================================================================ */
+
+/* Quantizes x[n] (shape [1,n] or `shape`) and compares codes, scales and zero points with the
+ * expected bytes; then checks that dequantize gives `deq`. Any `want_*` may be NULL. */
+typedef struct expect_q {
+    const unsigned char *data;
+    size_t data_bytes;
+    const float *scales;
+    size_t scales_count;
+    const unsigned char *zero_points;
+    size_t zero_points_bytes;
+    const float *deq;
+} expect_q;
+
+static void quantize_and_compare_at(const qk_quant_params *p, int32_t ndim, const int64_t *shape, const float *x,
+                                    expect_q e, const char *what, int line) {
+    qtensor t;
+    qk_tensor in = tensor_of((void *)x, QK_DTYPE_F32, ndim, shape);
+    size_t n = (size_t)element_count(ndim, shape), i;
+    float *y;
+    if (!qt_quantize_at(&t, p, &in, line)) return;
+    if (e.data) {
+        check_at(t.q.data_bytes == e.data_bytes, line, "%s: data_bytes %zu, expected %zu", what, t.q.data_bytes,
+                 e.data_bytes);
+        if (t.q.data_bytes == e.data_bytes) check_bytes_at(t.q.data, e.data, e.data_bytes, what, line);
+    }
+    for (i = 0; e.scales && i < e.scales_count; i++)
+        check_at(close_rel(scale_at(&t, (int64_t)i), e.scales[i], 1e-6), line, "%s: scale[%zu] %.9g, expected %.9g",
+                 what, i, scale_at(&t, (int64_t)i), e.scales[i]);
+    if (e.zero_points) {
+        check_at(t.q.zero_points_bytes == e.zero_points_bytes, line, "%s: zero_points_bytes %zu, expected %zu", what,
+                 t.q.zero_points_bytes, e.zero_points_bytes);
+        if (t.q.zero_points && t.q.zero_points_bytes == e.zero_points_bytes)
+            check_bytes_at(t.q.zero_points, e.zero_points, e.zero_points_bytes, what, line);
+    }
+    y = qt_dequantize_at(&t, p, ndim, shape, line);
+    if (y && e.deq) check_floats_at(y, e.deq, n, 0.0f, what, line);
+    free(y);
+    qt_free(&t);
+}
+#define QUANTIZE_AND_COMPARE(p, ndim, shape, x, ...)                                                      \
+    do {                                                                                                  \
+        expect_q e_ = {__VA_ARGS__};                                                                      \
+        quantize_and_compare_at((p), (ndim), (shape), (x), e_, #p " " #x, __LINE__);                      \
+    } while (0)
+
+/* int8 per-tensor: max|x| = 127 makes the scale exactly 1, so codes are the rounded values. */
+static void int8_per_tensor_cases(void) {
+    static const float x[10] = {127, -127, -2.5f, -1.5f, -0.5f, 0.5f, 1.5f, 2.5f, 3.49f, 100.6f};
+    static const signed char even[10] = {127, -127, -2, -2, 0, 0, 2, 2, 3, 101};
+    static const signed char away[10] = {127, -127, -3, -2, -1, 1, 2, 3, 3, 101};
+    static const float one = 1.0f;
+    const int64_t shape[2] = {2, 5};
+    float deq_even[10], deq_away[10];
+    int i;
+    qk_quant_params p = params_for(QK_FORMAT_INT8);
+    for (i = 0; i < 10; i++) {
+        deq_even[i] = even[i];
+        deq_away[i] = away[i];
+    }
+    p.granularity = QK_GRANULARITY_PER_TENSOR;
+    QUANTIZE_AND_COMPARE(&p, 2, shape, x, (const unsigned char *)even, 10, &one, 1, NULL, 0, deq_even);
+    p.rounding = QK_ROUND_HALF_AWAY;
+    QUANTIZE_AND_COMPARE(&p, 2, shape, x, (const unsigned char *)away, 10, &one, 1, NULL, 0, deq_away);
+}
+
+/* Asymmetric 8-bit: range [-55, 200] is 255 wide, so the scale is 1 and the zero point exact. */
+static void int8_asymmetric_cases(void) {
+    static const float x[6] = {-55, 200, 0, 10.5f, 11.5f, -3.5f};
+    static const unsigned char u8[6] = {0, 255, 55, 65, 67, 51};
+    static const signed char i8[6] = {-128, 127, -73, -63, -61, -77};
+    static const unsigned char zp_u8 = 55;
+    static const signed char zp_i8 = -73;
+    static const float one = 1.0f;
+    static const float deq[6] = {-55, 200, 0, 10, 12, -4};
+    const int64_t shape[1] = {6};
+    qk_quant_params p = params_for(QK_FORMAT_UINT8);
+    p.granularity = QK_GRANULARITY_PER_TENSOR;
+    p.scheme = QK_SCHEME_ASYMMETRIC;
+    QUANTIZE_AND_COMPARE(&p, 1, shape, x, u8, 6, &one, 1, &zp_u8, 1, deq);
+    p.format = QK_FORMAT_INT8;
+    QUANTIZE_AND_COMPARE(&p, 1, shape, x, (const unsigned char *)i8, 6, &one, 1, (const unsigned char *)&zp_i8, 1,
+                         deq);
+}
+
+/* int4 [3,40] blocks of 16 along the last axis (the last block has 8 elements). Each block's
+ * scale is a power of two s, with max|x| = 7s, so codes are the rounded pattern values. */
+static void int4_blocked_cases(void) {
+    static const float v[16] = {7, -7, 2.5f, -2.5f, 3.5f, -3.5f, 0.49f, -0.51f, 6.5f, 1, 0, -1, 5.25f, -4.75f, 0.5f, -6};
+    static const int c[16] = {7, -7, 2, -2, 4, -4, 0, -1, 6, 1, 0, -1, 5, -5, 0, -6};
+    const int64_t shape[2] = {3, 40};
+    float x[120], deq[120], scales[9];
+    int codes[120], r, k;
+    unsigned char data[60];
+    qk_quant_params p = params_for(QK_FORMAT_INT4);
+    p.block_size = 16;
+    for (r = 0; r < 3; r++) {
+        for (k = 0; k < 40; k++) {
+            float s = ldexpf(1.0f, r - k / 16);
+            x[r * 40 + k] = s * v[k % 16];
+            codes[r * 40 + k] = c[k % 16];
+            deq[r * 40 + k] = s * (float)c[k % 16];
+        }
+        for (k = 0; k < 3; k++) scales[r * 3 + k] = ldexpf(1.0f, r - k);
+    }
+    pack4(codes, 120, data, 0);
+    QUANTIZE_AND_COMPARE(&p, 2, shape, x, data, 60, scales, 9, NULL, 0, deq);
+}
+
+/* 15 int4 codes per tensor: the 8th byte's high nibble is padding and must be zero. */
+static void int4_padding_case(void) {
+    static const float x[15] = {7, -7, 1, 2, 3, 4, 5, 6, -1, -2, -3, -4, -5, -6, 7};
+    static const unsigned char data[8] = {0x97, 0x21, 0x43, 0x65, 0xEF, 0xCD, 0xAB, 0x07};
+    static const float one = 1.0f;
+    const int64_t shape[2] = {3, 5};
+    qk_quant_params p = params_for(QK_FORMAT_INT4);
+    p.granularity = QK_GRANULARITY_PER_TENSOR;
+    QUANTIZE_AND_COMPARE(&p, 2, shape, x, data, 8, &one, 1, NULL, 0, x);
+}
+
+/* uint4 asymmetric [2,16], one block per row. Row 0 spans [-2, 13]: scale 1, zero point 2.
+ * Row 1 spans [0, 15]: scale 1, zero point 0. Zero points are packed uint4: 0x02. */
+static void uint4_asymmetric_case(void) {
+    static const float x[32] = {-2, 13, 0, 5.5f, 6.5f, -1.5f, 12.4f, 1, 0, 1, 2, 3, 4, 5, 6, 7,
+                                0,  15, 7.5f, 8.5f, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
+    static const int c[32] = {0, 15, 2, 8, 8, 0, 14, 3, 2, 3, 4, 5, 6, 7, 8, 9,
+                              0, 15, 8, 8, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
+    static const float scales[2] = {1, 1};
+    static const unsigned char zp = 0x02;
+    const int64_t shape[2] = {2, 16};
+    unsigned char data[16];
+    float deq[32];
+    int i;
+    qk_quant_params p = params_for(QK_FORMAT_UINT4);
+    p.scheme = QK_SCHEME_ASYMMETRIC;
+    p.block_size = 16;
+    for (i = 0; i < 32; i++) deq[i] = (float)(c[i] - (i < 16 ? 2 : 0));
+    pack4(c, 32, data, 0);
+    QUANTIZE_AND_COMPARE(&p, 2, shape, x, data, 16, scales, 2, &zp, 1, deq);
+}
+
+/* Every element within half a step of the original, for a uniform format with step = scale. */
+static void check_uniform_bound_at(const float *x, const float *y, size_t n, const qtensor *t, size_t block,
+                                   const char *what, int line) {
+    size_t i;
+    for (i = 0; i < n; i++) {
+        float s = fabsf(scale_at(t, (int64_t)(i / block)));
+        if (!(fabsf(y[i] - x[i]) <= 0.5f * s * (1 + 1e-5f) + 1e-7f)) {
+            check_at(0, line, "%s: element %zu: %.9g -> %.9g, more than half a step (%g)", what, i, x[i], y[i], s);
+            return;
+        }
+    }
+    check_at(1, line, "");
+}
+
+/* Random data through a low-bit symmetric format: scales max|x|/code_max, error within half a step. */
+static void uniform_roundtrip_at(int32_t format, int code_max, int block, int64_t cols, const char *what, int line) {
+    const int64_t shape[2] = {1, cols};
+    float x[256];
+    size_t b;
+    qtensor t;
+    float *y;
+    qk_quant_params p = params_for(format);
+    qk_tensor in = tensor_of(x, QK_DTYPE_F32, 2, shape);
+    p.block_size = block;
+    fill_normal(x, (size_t)cols, 1.0f);
+    if (!qt_quantize_at(&t, &p, &in, line)) return;
+    for (b = 0; b < (size_t)(cols / block); b++) {
+        float want = max_abs(x + b * (size_t)block, (size_t)block) / (float)code_max;
+        check_at(close_rel(scale_at(&t, (int64_t)b), want, 1e-6), line, "%s: scale[%zu] %.9g, expected %.9g", what,
+                 b, scale_at(&t, (int64_t)b), want);
+    }
+    y = qt_dequantize_at(&t, &p, 2, shape, line);
+    if (y) check_uniform_bound_at(x, y, (size_t)cols, &t, (size_t)block, what, line);
+    free(y);
+    qt_free(&t);
+}
+
+/* uint8 symmetric keeps zero at code 128: zero must come back exactly, and every element
+ * (max|x| included) within half a step; a scale of max|x|/255 would clip half the range. */
+static void uint8_symmetric_case(void) {
+    static const float x[6] = {-1, 1, 0.5f, 0, -0.25f, 0.9f};
+    const int64_t shape[1] = {6};
+    qtensor t;
+    float *y;
+    qk_quant_params p = params_for(QK_FORMAT_UINT8);
+    qk_tensor in = tensor_of((void *)x, QK_DTYPE_F32, 1, shape);
+    p.granularity = QK_GRANULARITY_PER_TENSOR;
+    if (!QT_QUANTIZE(&t, &p, &in)) return;
+    CHECK(((unsigned char *)t.q.data)[3] == 128, "uint8 symmetric: 0 -> code %d, expected 128",
+          ((unsigned char *)t.q.data)[3]);
+    y = QT_DEQUANTIZE(&t, &p, 1, shape);
+    if (y) {
+        CHECK(y[3] == 0.0f, "uint8 symmetric: 0 dequantized to %g", y[3]);
+        check_uniform_bound_at(x, y, 6, &t, 6, "uint8 symmetric", __LINE__);
+    }
+    free(y);
+    qt_free(&t);
+}
+
+static void group_integer(void) {
+    int8_per_tensor_cases();
+    int8_asymmetric_cases();
+    int4_blocked_cases();
+    int4_padding_case();
+    uint4_asymmetric_case();
+    uint8_symmetric_case();
+    uniform_roundtrip_at(QK_FORMAT_INT3, 3, 32, 64, "int3 block 32", __LINE__);
+    uniform_roundtrip_at(QK_FORMAT_INT2, 1, 32, 64, "int2 block 32", __LINE__);
+    uniform_roundtrip_at(QK_FORMAT_INT8, 127, 32, 256, "int8 block 32", __LINE__);
+    uniform_roundtrip_at(QK_FORMAT_INT4, 7, 64, 256, "int4 block 64", __LINE__);
+}
+
+/* ============================================================================================ */
+/* Group: MatMulNBits layout                                                                     */
+/* ============================================================================================ */
+
+/* MatMulNBits packs [N, blocks, block/2] bytes, first element in the low nibble. */
+static void pack_mnb4(const int *codes, int64_t n, int64_t k, int block, unsigned char *out) {
+    int64_t blocks = (k + block - 1) / block, r, j;
+    memset(out, 0, (size_t)(n * blocks * block / 2));
+    for (r = 0; r < n; r++)
+        for (j = 0; j < k; j++) {
+            size_t byte = (size_t)(r * blocks * block / 2 + j / 2);
+            out[byte] |= (unsigned char)((codes[r * k + j] & 0xF) << ((j & 1) ? 4 : 0));
+        }
+}
+
+/* [2,32] blocks of 16. Row 0 block 0 has extreme -8 (scale -8/-8 = 1), block 1 has extreme +8
+ * (scale 8/-8 = -1, as ONNX Runtime's quantizer). Row 1 block 0 is zero (scale 0). Codes are
+ * unsigned with zero point 8; 0.5 is where the two rounding rules differ. */
+static void mnb_symmetric_cases(void) {
+    static const float b00[16] = {-8, 7, 3, 0.5f, -2.5f, 1.5f, 2.5f, -0.5f, 6, -7, 4, 5, -3, -4, 0, 1};
+    static const int even00[16] = {0, 15, 11, 8, 6, 10, 10, 8, 14, 1, 12, 13, 5, 4, 8, 9};
+    static const int away00[16] = {0, 15, 11, 9, 6, 10, 11, 8, 14, 1, 12, 13, 5, 4, 8, 9};
+    static const float b01[16] = {8, -4, 2, 1, -1, 0, 3, -3, 4, 5, -5, 6, -6, 7, -7, 0.25f};
+    static const int c01[16] = {0, 12, 6, 7, 9, 8, 5, 11, 4, 3, 13, 2, 14, 1, 15, 8};
+    static const float scales[4] = {1, -1, 0, 1};
+    const int64_t shape[2] = {2, 32};
+    float x[64], deq_even[64], deq_away[64];
+    int even[64], away[64], j, round;
+    unsigned char data[32];
+    qk_quant_params p = mnb_params(4, 16);
+    for (j = 0; j < 16; j++) {
+        x[j] = b00[j];
+        x[16 + j] = b01[j];
+        x[32 + j] = 0;
+        x[48 + j] = (float)(j % 15 - 7); /* extreme -7... 7: |min| = |max|, scale tie-break unpinned */
+        even[j] = even00[j];
+        away[j] = away00[j];
+        even[16 + j] = away[16 + j] = c01[j];
+        even[32 + j] = away[32 + j] = 8;
+    }
+    x[48] = -8; /* make the extreme unique: scale 1 */
+    for (j = 0; j < 16; j++) even[48 + j] = away[48 + j] = (int)x[48 + j] + 8;
+    for (j = 0; j < 64; j++) {
+        float s = scales[j / 16];
+        deq_even[j] = (float)(even[j] - 8) * s;
+        deq_away[j] = (float)(away[j] - 8) * s;
+        if (s == 0) deq_even[j] = deq_away[j] = 0;
+    }
+    for (round = 0; round < 2; round++) {
+        p.rounding = round ? QK_ROUND_HALF_AWAY : QK_ROUND_HALF_EVEN;
+        pack_mnb4(round ? away : even, 2, 32, 16, data);
+        /* The zero block's codes are not pinned (any code times scale 0 is 0): copy from the result. */
+        {
+            qtensor t;
+            qk_tensor in = tensor_of(x, QK_DTYPE_F32, 2, shape);
+            if (QT_QUANTIZE(&t, &p, &in)) {
+                memcpy(data + 16, (unsigned char *)t.q.data + 16, 8);
+                qt_free(&t);
+            }
+        }
+        QUANTIZE_AND_COMPARE(&p, 2, shape, x, data, 32, scales, 4, NULL, 0, round ? deq_away : deq_even);
+    }
+}
+
+/* K = 40 with blocks of 16: the last block holds 8 codes then 8 padding nibbles of code 0.
+ * Asymmetric zero points: 3 per row in 2 bytes, the 4th nibble padded with 8. */
+static void mnb_padding_cases(void) {
+    const int64_t shape[2] = {3, 40};
+    float x[120];
+    qtensor t;
+    int r, b;
+    qk_quant_params p = mnb_params(4, 16);
+    qk_tensor in = tensor_of(x, QK_DTYPE_F32, 2, shape);
+    fill_normal(x, 120, 1.0f);
+    if (QT_QUANTIZE(&t, &p, &in)) {
+        const unsigned char *d = (const unsigned char *)t.q.data;
+        CHECK(t.q.data_bytes == 72, "MatMulNBits [3,40] block 16: %zu bytes", t.q.data_bytes);
+        for (r = 0; r < 3; r++)
+            for (b = 4; b < 8; b++)
+                CHECK(d[r * 24 + 16 + b] == 0, "row %d: padding byte %d of the last block is 0x%02x", r, b,
+                      d[r * 24 + 16 + b]);
+        qt_free(&t);
+    }
+    p.scheme = QK_SCHEME_ASYMMETRIC;
+    if (QT_QUANTIZE(&t, &p, &in)) {
+        const unsigned char *z = (const unsigned char *)t.q.zero_points;
+        float *y = QT_DEQUANTIZE(&t, &p, 2, shape);
+        CHECK(t.q.zero_points_bytes == 6, "zero_points_bytes %zu, expected 6", t.q.zero_points_bytes);
+        for (r = 0; z && t.q.zero_points_bytes == 6 && r < 3; r++)
+            CHECK((z[r * 2 + 1] >> 4) == 8, "row %d: zero-point padding nibble is %d, expected 8", r, z[r * 2 + 1] >> 4);
+        if (y) {
+            for (r = 0; r < 120; r++) {
+                float s = fabsf(scale_at(&t, r / 40 * 3 + r % 40 / 16));
+                if (!(fabsf(y[r] - x[r]) <= 0.5f * s * 1.0001f + 1e-6f)) {
+                    CHECK(0, "asymmetric MatMulNBits: element %d off by %g (step %g)", r, y[r] - x[r], s);
+                    break;
+                }
+            }
+        }
+        free(y);
+        qt_free(&t);
+    }
+}
+
+static void group_matmulnbits(void) {
+    mnb_symmetric_cases();
+    mnb_padding_cases();
+}
+
+/* ============================================================================================ */
+/* Group: codebook formats (NF4, FP4, LOG4, bitsandbytes FP4) and the BNB4 layout                */
+/* ============================================================================================ */
+
+/* NF4 levels times 2 (absmax 2): codes are the level indices, dequantization is exact. ONNX packs
+ * the first element low, bitsandbytes high. */
+static void nf4_cases(void) {
+    const int64_t shape[2] = {1, 64};
+    float x[64], scale = 2.0f;
+    int codes[64], i;
+    unsigned char onnx[32], bnb[32];
+    qk_quant_params p = params_for(QK_FORMAT_NF4);
+    for (i = 0; i < 64; i++) {
+        codes[i] = (i * 7 + i / 16) % 16; /* every level, in a scrambled order */
+        x[i] = 2.0f * NF4_LEVELS[codes[i]];
+    }
+    pack4(codes, 64, onnx, 0);
+    pack4(codes, 64, bnb, 1);
+    p.block_size = 64;
+    QUANTIZE_AND_COMPARE(&p, 2, shape, x, onnx, 32, &scale, 1, NULL, 0, x);
+    p.layout = QK_LAYOUT_BNB4;
+    QUANTIZE_AND_COMPARE(&p, 2, shape, x, bnb, 32, &scale, 1, NULL, 0, x);
+}
+
+/* FP4 E2M1 with absmax 6 (scale 1): codes are the E2M1 bit patterns; ties go to the even code. */
+static void fp4_e2m1_case(void) {
+    static const float x[16] = {0, 0.5f, 1, 1.5f, 2, 3, 4, 6, -0.5f, -1, -6, 2.5f, 5, 0.25f, 0.75f, -1.75f};
+    static const int c[16] = {0, 1, 2, 3, 4, 5, 6, 7, 9, 10, 15, 4, 6, 0, 2, 12};
+    static const float deq[16] = {0, 0.5f, 1, 1.5f, 2, 3, 4, 6, -0.5f, -1, -6, 2, 4, 0, 1, -2};
+    static const float one = 1.0f;
+    const int64_t shape[2] = {1, 16};
+    unsigned char data[8];
+    qk_quant_params p = params_for(QK_FORMAT_FP4_E2M1);
+    p.block_size = 16;
+    pack4(c, 16, data, 0);
+    QUANTIZE_AND_COMPARE(&p, 2, shape, x, data, 8, &one, 1, NULL, 0, deq);
+}
+
+/* LOG4 and bitsandbytes FP4: values on the scaled levels come back (nearly) exactly. */
+static void level_roundtrip_at(int32_t format, const float *levels, int count, float absmax, const char *what,
+                               int line) {
+    const int64_t shape[2] = {1, 32};
+    float x[32];
+    int i;
+    qtensor t;
+    float *y;
+    qk_quant_params p = params_for(format);
+    qk_tensor in = tensor_of(x, QK_DTYPE_F32, 2, shape);
+    for (i = 0; i < 32; i++) x[i] = absmax * levels[i % count] * ((i / count) % 2 ? -1.0f : 1.0f);
+    if (!qt_quantize_at(&t, &p, &in, line)) return;
+    y = qt_dequantize_at(&t, &p, 2, shape, line);
+    if (y) check_floats_at(y, x, 32, absmax * 1e-6f, what, line);
+    free(y);
+    qt_free(&t);
+}
+
+static void group_codebooks(void) {
+    static const float log4[8] = {1, 0.5f, 0.25f, 0.125f, 0.0625f, 0.03125f, 0.015625f, 0};
+    static const float fp4bnb[8] = {1, 0.6666667f, 0.5f, 0.3333333f, 0.25f, 0.1666667f, 0.0052083333f, 0};
+    nf4_cases();
+    fp4_e2m1_case();
+    level_roundtrip_at(QK_FORMAT_LOG4, log4, 8, 4.0f, "log4", __LINE__);
+    level_roundtrip_at(QK_FORMAT_FP4_BNB, fp4bnb, 8, 3.0f, "fp4_bnb", __LINE__);
+}
+
+/* ============================================================================================ */
+/* Group: FP8, FP16, BF16                                                                        */
+/* ============================================================================================ */
+
+static void group_floats(void) {
+    /* E4M3FN per tensor, absmax 448 (scale 1). 1.0625 and 1.1875 are ties between codes. */
+    static const float x43[10] = {448, 1, -2, 0.5f, 0.001953125f, 0, -448, 3, 1.0625f, 1.1875f};
+    static const unsigned char c43[10] = {0x7E, 0x38, 0xC0, 0x30, 0x01, 0x00, 0xFE, 0x44, 0x38, 0x3A};
+    static const float d43[10] = {448, 1, -2, 0.5f, 0.001953125f, 0, -448, 3, 1, 1.25f};
+    /* E5M2 per tensor, absmax 57344 (scale 1). */
+    static const float x52[8] = {57344, 1, -2, 0.5f, 1.52587890625e-05f, 0, -57344, 3};
+    static const unsigned char c52[8] = {0x7B, 0x3C, 0xC0, 0x38, 0x01, 0x00, 0xFB, 0x42};
+    static const float one = 1.0f;
+    static const float xh[6] = {1, -2, 0.5f, 65504, 3.14159265f, 1e-8f};
+    const int64_t s10[1] = {10}, s8[1] = {8}, s6[1] = {6};
+    uint16_t h[6], b[6];
+    float dh[6], db[6];
+    int i;
+    qk_quant_params p = params_for(QK_FORMAT_FP8_E4M3FN);
+    QUANTIZE_AND_COMPARE(&p, 1, s10, x43, c43, 10, &one, 1, NULL, 0, d43);
+    p = params_for(QK_FORMAT_FP8_E5M2);
+    QUANTIZE_AND_COMPARE(&p, 1, s8, x52, c52, 8, &one, 1, NULL, 0, x52);
+
+    for (i = 0; i < 6; i++) {
+        h[i] = f32_to_f16(xh[i]);
+        b[i] = f32_to_bf16(xh[i]);
+        dh[i] = f16_to_f32(h[i]);
+        db[i] = bf16_to_f32(b[i]);
+    }
+    p = params_for(QK_FORMAT_FP16);
+    QUANTIZE_AND_COMPARE(&p, 1, s6, xh, (const unsigned char *)h, 12, NULL, 0, NULL, 0, dh);
+    p = params_for(QK_FORMAT_BF16);
+    QUANTIZE_AND_COMPARE(&p, 1, s6, xh, (const unsigned char *)b, 12, NULL, 0, NULL, 0, db);
+}
+
+/* ============================================================================================ */
+/* Group: input and output element types, strides, empty tensors, scale types, thread counts     */
+/* ============================================================================================ */
+
+/* Two quantizations (params and input each) must give identical bytes. */
+static void check_same_at(const qk_quant_params *pa, const qk_tensor *a, const qk_quant_params *pb,
+                          const qk_tensor *b, const char *what, int line) {
+    qtensor ta, tb;
+    if (!qt_quantize_at(&ta, pa, a, line)) return;
+    if (qt_quantize_at(&tb, pb, b, line)) {
+        check_at(ta.q.data_bytes == tb.q.data_bytes && first_diff(ta.q.data, tb.q.data, ta.q.data_bytes) < 0, line,
+                 "%s: codes differ", what);
+        check_at(first_diff(ta.q.scales, tb.q.scales, ta.q.scales_bytes) < 0, line, "%s: scales differ", what);
+        if (ta.q.zero_points)
+            check_at(first_diff(ta.q.zero_points, tb.q.zero_points, ta.q.zero_points_bytes) < 0, line,
+                     "%s: zero points differ", what);
+        qt_free(&tb);
+    }
+    qt_free(&ta);
+}
+#define CHECK_SAME_INPUTS(p, a, b, what) check_same_at((p), (a), (p), (b), (what), __LINE__)
+
+/* F16 and BF16 inputs holding the same values as an F32 input quantize identically. */
+static void half_input_cases(void) {
+    const int64_t shape[2] = {4, 96};
+    float x16v[384], xbv[384];
+    uint16_t h[384], b[384];
+    int i;
+    qk_quant_params p = params_for(QK_FORMAT_INT4);
+    qk_tensor tf, th;
+    fill_normal(x16v, 384, 1.0f);
+    for (i = 0; i < 384; i++) {
+        h[i] = f32_to_f16(x16v[i]);
+        x16v[i] = f16_to_f32(h[i]);
+        b[i] = f32_to_bf16(x16v[i] * 3);
+        xbv[i] = bf16_to_f32(b[i]);
+    }
+    tf = tensor_of(x16v, QK_DTYPE_F32, 2, shape);
+    th = tensor_of(h, QK_DTYPE_F16, 2, shape);
+    CHECK_SAME_INPUTS(&p, &tf, &th, "F16 input vs F32");
+    tf = tensor_of(xbv, QK_DTYPE_F32, 2, shape);
+    th = tensor_of(b, QK_DTYPE_BF16, 2, shape);
+    CHECK_SAME_INPUTS(&p, &tf, &th, "BF16 input vs F32");
+}
+
+/* A transposed view (strides in elements) quantizes like a contiguous copy of it. */
+static void strided_input_cases(void) {
+    const int64_t base_shape[2] = {3, 40}, view_shape[2] = {40, 3}, view_strides[2] = {1, 40};
+    float base[120], copy[120];
+    int r, c;
+    qk_tensor view, dense;
+    qk_quant_params p = params_for(QK_FORMAT_INT8);
+    (void)base_shape;
+    fill_normal(base, 120, 2.0f);
+    for (r = 0; r < 40; r++)
+        for (c = 0; c < 3; c++) copy[r * 3 + c] = base[c * 40 + r];
+    view = tensor_of(base, QK_DTYPE_F32, 2, view_shape);
+    view.strides = view_strides;
+    dense = tensor_of(copy, QK_DTYPE_F32, 2, view_shape);
+    p.granularity = QK_GRANULARITY_PER_TENSOR;
+    CHECK_SAME_INPUTS(&p, &view, &dense, "transposed view, per tensor");
+    p.granularity = QK_GRANULARITY_PER_AXIS;
+    p.axis = 0;
+    CHECK_SAME_INPUTS(&p, &view, &dense, "transposed view, per axis 0");
+    p = params_for(QK_FORMAT_INT4);
+    p.axis = 0;
+    p.block_size = 16;
+    CHECK_SAME_INPUTS(&p, &view, &dense, "transposed view, blocks along axis 0");
+}
+
+/* Dequantize into F16, BF16 and a strided F32 view. Codes times a power-of-two scale are exact. */
+static void output_type_cases(void) {
+    const int64_t shape[2] = {3, 40}, tshape[2] = {3, 40}, tstrides[2] = {1, 3};
+    float x[120], *y;
+    uint16_t h[120], b[120];
+    float t_out[120];
+    int i;
+    qtensor t;
+    qk_tensor out;
+    qk_quant_params p = params_for(QK_FORMAT_INT4);
+    qk_tensor in = tensor_of(x, QK_DTYPE_F32, 2, shape);
+    p.block_size = 16;
+    for (i = 0; i < 120; i++) x[i] = (float)(i % 15 - 7) * 0.25f; /* scale 0.25 everywhere */
+    if (!QT_QUANTIZE(&t, &p, &in)) return;
+    y = QT_DEQUANTIZE(&t, &p, 2, shape);
+    if (y) CHECK_FLOATS(y, x, 120, 0.0f, "int4 f32 output");
+    out = tensor_of(h, QK_DTYPE_F16, 2, shape);
+    if (EXPECT_OK(qk_dequantize(&p, &t.q, &out)))
+        for (i = 0; i < 120; i++)
+            if (h[i] != f32_to_f16(x[i])) {
+                CHECK(0, "F16 output element %d is 0x%04x, expected 0x%04x", i, h[i], f32_to_f16(x[i]));
+                break;
+            }
+    out = tensor_of(b, QK_DTYPE_BF16, 2, shape);
+    if (EXPECT_OK(qk_dequantize(&p, &t.q, &out)))
+        for (i = 0; i < 120; i++)
+            if (b[i] != f32_to_bf16(x[i])) {
+                CHECK(0, "BF16 output element %d is 0x%04x, expected 0x%04x", i, b[i], f32_to_bf16(x[i]));
+                break;
+            }
+    /* Column-major output: element (r, c) lands at t_out[r + 3c]. */
+    out = tensor_of(t_out, QK_DTYPE_F32, 2, tshape);
+    out.strides = tstrides;
+    if (EXPECT_OK(qk_dequantize(&p, &t.q, &out)))
+        for (i = 0; i < 120; i++)
+            if (t_out[(i / 40) + 3 * (i % 40)] != x[i]) {
+                CHECK(0, "strided output element %d is %g, expected %g", i, t_out[(i / 40) + 3 * (i % 40)], x[i]);
+                break;
+            }
+    free(y);
+    qt_free(&t);
+}
+
+/* F16 and BF16 scales: max|x| = 127 gives scale 1.0 = 0x3C00 (F16) and 0x3F80 (BF16). */
+static void scale_type_cases(void) {
+    static const float x[4] = {127, -3, 5, 0};
+    const int64_t shape[1] = {4};
+    const int32_t types[2] = {QK_DTYPE_F16, QK_DTYPE_BF16};
+    const uint16_t one[2] = {0x3C00, 0x3F80};
+    int k;
+    for (k = 0; k < 2; k++) {
+        qtensor t;
+        float *y;
+        uint16_t s;
+        qk_quant_params p = params_for(QK_FORMAT_INT8);
+        qk_tensor in = tensor_of((void *)x, QK_DTYPE_F32, 1, shape);
+        p.granularity = QK_GRANULARITY_PER_TENSOR;
+        p.scale_dtype = types[k];
+        if (!QT_QUANTIZE(&t, &p, &in)) continue;
+        CHECK(t.q.scales_bytes == 2, "16-bit scale: scales_bytes %zu", t.q.scales_bytes);
+        memcpy(&s, t.q.scales, 2);
+        CHECK(s == one[k], "scale_dtype %d: scale bits 0x%04x, expected 0x%04x", types[k], s, one[k]);
+        y = QT_DEQUANTIZE(&t, &p, 1, shape);
+        if (y) CHECK_FLOATS(y, x, 4, 0.0f, "dequantized with 16-bit scales");
+        free(y);
+        qt_free(&t);
+    }
+}
+
+/* Empty and scalar tensors, and all-zero groups (scale 0, exact zeros back). */
+static void edge_shape_cases(void) {
+    const int64_t empty[2] = {0, 40}, one[1] = {1}, zshape[2] = {2, 32};
+    float scalar = 3.0f, zeros[64], *y;
+    unsigned char dummy[GUARD];
+    qk_quantized q;
+    qk_tensor in = tensor_of(NULL, QK_DTYPE_F32, 2, empty), out;
+    qk_quant_params p = params_for(QK_FORMAT_INT4);
+    qtensor t;
+    int i;
+    p.block_size = 16;
+    memset(&q, 0, sizeof q);
+    q.struct_size = sizeof q;
+    q.data = q.scales = dummy;
+    EXPECT_OK(qk_quantize(&p, &in, &q));
+    out = tensor_of(NULL, QK_DTYPE_F32, 2, empty);
+    EXPECT_OK(qk_dequantize(&p, &q, &out));
+
+    p = params_for(QK_FORMAT_INT8);
+    p.granularity = QK_GRANULARITY_PER_TENSOR;
+    in = tensor_of(&scalar, QK_DTYPE_F32, 0, one);
+    if (QT_QUANTIZE(&t, &p, &in)) {
+        CHECK(((signed char *)t.q.data)[0] == 127, "scalar 3.0: code %d", ((signed char *)t.q.data)[0]);
+        CHECK(close_rel(scale_at(&t, 0), 3.0 / 127, 1e-6), "scalar 3.0: scale %g", scale_at(&t, 0));
+        qt_free(&t);
+    }
+
+    memset(zeros, 0, sizeof zeros);
+    for (i = 32; i < 64; i++) zeros[i] = (float)(i - 48); /* second row is not zero */
+    p = params_for(QK_FORMAT_INT4);
+    in = tensor_of(zeros, QK_DTYPE_F32, 2, zshape);
+    if (QT_QUANTIZE(&t, &p, &in)) {
+        CHECK(scale_at(&t, 0) == 0.0f, "all-zero block: scale %g, expected 0", scale_at(&t, 0));
+        y = QT_DEQUANTIZE(&t, &p, 2, zshape);
+        for (i = 0; y && i < 32; i++)
+            if (y[i] != 0.0f || signbit(y[i])) {
+                CHECK(0, "all-zero block dequantized element %d to %g", i, y[i]);
+                break;
+            }
+        free(y);
+        qt_free(&t);
+    }
+}
+
+/* num_threads 1, 2 and 0 (default) give identical bytes. */
+static void thread_count_cases(void) {
+    const int64_t shape[2] = {64, 4096};
+    float *x = (float *)malloc(64 * 4096 * sizeof(float));
+    qk_quant_params p1 = params_for(QK_FORMAT_INT4), p2, p0;
+    qk_tensor in = tensor_of(x, QK_DTYPE_F32, 2, shape);
+    fill_normal(x, 64 * 4096, 1.0f);
+    p2 = p0 = p1;
+    p1.num_threads = 1;
+    p2.num_threads = 2;
+    check_same_at(&p1, &in, &p2, &in, "num_threads 1 vs 2", __LINE__);
+    check_same_at(&p1, &in, &p0, &in, "num_threads 1 vs 0", __LINE__);
+    p1.format = p2.format = QK_FORMAT_NF4;
+    check_same_at(&p1, &in, &p2, &in, "nf4: num_threads 1 vs 2", __LINE__);
+    free(x);
+}
+
+static void group_inputs(void) {
+    half_input_cases();
+    strided_input_cases();
+    output_type_cases();
+    scale_type_cases();
+    edge_shape_cases();
+    thread_count_cases();
+}
+
+/* ============================================================================================ */
+/* Group: qk_quantize_with_scales and qk_dequantize with caller-made buffers                     */
+/* ============================================================================================ */
+
+/* Quantizes x with the given per-tensor scale (and zero point) and compares the codes. The
+ * scales and zero points are inputs here: they must come back unchanged. */
+static void with_scales_at(const qk_quant_params *p, const float *x, int n, float scale, const void *zp,
+                           const void *want, const char *what, int line) {
+    const int64_t shape[1] = {n};
+    unsigned char data[64 + GUARD], zp_copy[1];
+    float s = scale;
+    qk_quantized q;
+    qk_tensor in = tensor_of((void *)x, QK_DTYPE_F32, 1, shape);
+    qk_status st;
+    memset(&q, 0, sizeof q);
+    memset(data, POISON, sizeof data);
+    q.struct_size = sizeof q;
+    q.data = data;
+    q.data_bytes = (size_t)n;
+    q.scales = &s;
+    q.scales_bytes = sizeof s;
+    if (zp) {
+        memcpy(zp_copy, zp, 1);
+        q.zero_points = zp_copy;
+        q.zero_points_bytes = 1;
+    }
+    g_current = what;
+    st = qk_quantize_with_scales(p, &in, &q);
+    if (!expect_ok_at(st, what, line)) return;
+    check_bytes_at(data, want, (size_t)n, what, line);
+    check_at(guard_intact(data, (size_t)n), line, "%s: wrote past data_bytes", what);
+    check_at(s == scale, line, "%s: the input scale was changed to %g", what, s);
+    if (zp) check_at(memcmp(zp_copy, zp, 1) == 0, line, "%s: the input zero point was changed", what);
+}
+
+static void with_scales_cases(void) {
+    /* x / 0.5 = {2, -2, 200, -200, 0.5, 1.5, -0.5, 127.5}: saturates to [-128, 127]. */
+    static const float x[8] = {1, -1, 100, -100, 0.25f, 0.75f, -0.25f, 63.75f};
+    static const signed char even[8] = {2, -2, 127, -128, 0, 2, 0, 127};
+    static const signed char away[8] = {2, -2, 127, -128, 1, 2, -1, 127};
+    /* uint8, zero point 10, scale 1: rne(x) + 10 saturated to [0, 255]. */
+    static const float xu[5] = {-20, 0, 2.5f, 300, 3.5f};
+    static const unsigned char wu[5] = {0, 10, 12, 255, 14};
+    static const unsigned char zp = 10;
+    qk_quant_params p = params_for(QK_FORMAT_INT8);
+    p.granularity = QK_GRANULARITY_PER_TENSOR;
+    with_scales_at(&p, x, 8, 0.5f, NULL, even, "int8 with scale 0.5, half even", __LINE__);
+    p.rounding = QK_ROUND_HALF_AWAY;
+    with_scales_at(&p, x, 8, 0.5f, NULL, away, "int8 with scale 0.5, half away", __LINE__);
+    p = params_for(QK_FORMAT_UINT8);
+    p.granularity = QK_GRANULARITY_PER_TENSOR;
+    p.scheme = QK_SCHEME_ASYMMETRIC;
+    with_scales_at(&p, xu, 5, 1.0f, &zp, wu, "uint8 with scale 1, zero point 10", __LINE__);
+}
+
+/* A hand-made int8 [2,3] tensor dequantized per axis 0 and per axis 1. */
+static void dequantize_cases(void) {
+    static const signed char codes[6] = {1, -2, 127, -128, 0, 3};
+    static const float rows[2] = {0.5f, 2}, cols[3] = {1, 2, 4};
+    static const float want_rows[6] = {0.5f, -1, 63.5f, -256, 0, 6};
+    static const float want_cols[6] = {1, -4, 508, -128, 0, 12};
+    /* uint4 asymmetric, one block of 4: codes {0, 15, 3, 9}, zero point 3, scale 0.5. */
+    static const unsigned char u4[2] = {0xF0, 0x93};
+    static const unsigned char u4zp = 0x03;
+    static const float u4scale = 0.5f, want_u4[4] = {-1.5f, 6, 0, 3};
+    const int64_t shape[2] = {2, 3}, s4[1] = {4};
+    float y[6];
+    qk_quantized q;
+    qk_tensor out = tensor_of(y, QK_DTYPE_F32, 2, shape);
+    qk_quant_params p = params_for(QK_FORMAT_INT8);
+    memset(&q, 0, sizeof q);
+    q.struct_size = sizeof q;
+    q.data = (void *)codes;
+    q.data_bytes = 6;
+    p.granularity = QK_GRANULARITY_PER_AXIS;
+    p.axis = 0;
+    q.scales = (void *)rows;
+    q.scales_bytes = sizeof rows;
+    if (EXPECT_OK(qk_dequantize(&p, &q, &out))) CHECK_FLOATS(y, want_rows, 6, 0.0f, "int8 per axis 0");
+    p.axis = 1;
+    q.scales = (void *)cols;
+    q.scales_bytes = sizeof cols;
+    if (EXPECT_OK(qk_dequantize(&p, &q, &out))) CHECK_FLOATS(y, want_cols, 6, 0.0f, "int8 per axis 1");
+
+    p = params_for(QK_FORMAT_UINT4);
+    p.scheme = QK_SCHEME_ASYMMETRIC;
+    p.block_size = 4;
+    q.data = (void *)u4;
+    q.data_bytes = 2;
+    q.scales = (void *)&u4scale;
+    q.scales_bytes = 4;
+    q.zero_points = (void *)&u4zp;
+    q.zero_points_bytes = 1;
+    out = tensor_of(y, QK_DTYPE_F32, 1, s4);
+    if (EXPECT_OK(qk_dequantize(&p, &q, &out))) CHECK_FLOATS(y, want_u4, 4, 0.0f, "uint4 asymmetric");
+}
+
+/* The header does not say what a zero, negative or non-finite caller scale does; report it. */
+static void caller_scale_notes(void) {
+    static const float x[4] = {1, -1, 0.5f, 3};
+    const int64_t shape[1] = {4};
+    const float bad[3] = {0.0f, -1.0f, NAN};
+    const char *names[3] = {"0", "-1", "NaN"};
+    int k;
+    qk_quant_params p = params_for(QK_FORMAT_INT8);
+    p.granularity = QK_GRANULARITY_PER_TENSOR;
+    for (k = 0; k < 3; k++) {
+        signed char data[4] = {0, 0, 0, 0};
+        float s = bad[k], y[4];
+        qk_quantized q;
+        qk_tensor in = tensor_of((void *)x, QK_DTYPE_F32, 1, shape), out = tensor_of(y, QK_DTYPE_F32, 1, shape);
+        qk_status st;
+        memset(&q, 0, sizeof q);
+        q.struct_size = sizeof q;
+        q.data = data;
+        q.data_bytes = 4;
+        q.scales = &s;
+        q.scales_bytes = 4;
+        st = qk_quantize_with_scales(&p, &in, &q);
+        copy_last_error();
+        note("quantize_with_scales with scale %s: %s%s%s", names[k], status_name(st), st ? " " : "",
+             st ? g_msg : "");
+        st = qk_dequantize(&p, &q, &out);
+        copy_last_error();
+        note("dequantize with scale %s: %s%s%s", names[k], status_name(st), st ? " " : "", st ? g_msg : "");
+    }
+}
+
+static void group_with_scales(void) {
+    with_scales_cases();
+    dequantize_cases();
+    caller_scale_notes();
+}
+
+/* ============================================================================================ */
+/* Group: qk_quantization_error and qk_compare                                                   */
+/* ============================================================================================ */
+
+static void check_stats_at(const qk_error_stats *s, int64_t count, double max_abs_e, double mean_abs, double rmse,
+                           double sqnr, double signal_rms, const char *what, int line) {
+    check_at(s->count == count, line, "%s: count %lld, expected %lld", what, (long long)s->count, (long long)count);
+    check_at(close_rel(s->max_abs_error, max_abs_e, 1e-6), line, "%s: max_abs_error %.9g, expected %.9g", what,
+             s->max_abs_error, max_abs_e);
+    check_at(close_rel(s->mean_abs_error, mean_abs, 1e-6), line, "%s: mean_abs_error %.9g, expected %.9g", what,
+             s->mean_abs_error, mean_abs);
+    check_at(close_rel(s->rmse, rmse, 1e-6), line, "%s: rmse %.9g, expected %.9g", what, s->rmse, rmse);
+    if (isinf(sqnr))
+        check_at(isinf(s->sqnr_db) && s->sqnr_db > 0, line, "%s: sqnr_db %g, expected +inf", what, s->sqnr_db);
+    else
+        check_at(close_rel(s->sqnr_db, sqnr, 1e-6), line, "%s: sqnr_db %.9g, expected %.9g", what, s->sqnr_db, sqnr);
+    check_at(close_rel(s->signal_rms, signal_rms, 1e-6), line, "%s: signal_rms %.9g, expected %.9g", what,
+             s->signal_rms, signal_rms);
+}
+
+/* Statistics of x against y computed here in double, the reference for both functions. */
+static void reference_stats(const float *x, const float *y, size_t n, double out[5]) {
+    double mx = 0, sa = 0, se = 0, ss = 0;
+    size_t i;
+    for (i = 0; i < n; i++) {
+        double e = (double)y[i] - (double)x[i];
+        mx = fmax(mx, fabs(e));
+        sa += fabs(e);
+        se += e * e;
+        ss += (double)x[i] * x[i];
+    }
+    out[0] = mx;
+    out[1] = sa / (double)n;
+    out[2] = sqrt(se / (double)n);
+    out[3] = se == 0 ? INFINITY : 10 * log10(ss / se);
+    out[4] = sqrt(ss / (double)n);
+}
+
+static void compare_cases(void) {
+    static const float ref[4] = {1, 2, 3, 4}, act[4] = {1, 2, 3, 5};
+    static const uint16_t act16[4] = {0x3C00, 0x4000, 0x4200, 0x4500}; /* 1, 2, 3, 5 in F16 */
+    const int64_t shape[1] = {4}, shape2[2] = {2, 2};
+    qk_tensor a = tensor_of((void *)ref, QK_DTYPE_F32, 1, shape), b = tensor_of((void *)act, QK_DTYPE_F32, 1, shape);
+    qk_error_stats s;
+    memset(&s, 0, sizeof s);
+    s.struct_size = sizeof s;
+    if (EXPECT_OK(qk_compare(&a, &b, &s)))
+        check_stats_at(&s, 4, 1, 0.25, 0.5, 10 * log10(30.0), sqrt(7.5), "compare {1,2,3,4} {1,2,3,5}", __LINE__);
+    if (EXPECT_OK(qk_compare(&a, &a, &s)))
+        check_stats_at(&s, 4, 0, 0, 0, INFINITY, sqrt(7.5), "compare x with itself", __LINE__);
+    b = tensor_of((void *)act16, QK_DTYPE_F16, 1, shape);
+    if (EXPECT_OK(qk_compare(&a, &b, &s)))
+        check_stats_at(&s, 4, 1, 0.25, 0.5, 10 * log10(30.0), sqrt(7.5), "compare F32 with F16", __LINE__);
+    b = tensor_of((void *)act, QK_DTYPE_F32, 2, shape2); /* same count, different shape */
+    EXPECT_FAIL(S(QK_ERROR_SHAPE_MISMATCH), "shape", qk_compare(&a, &b, &s));
+}
+
+/* qk_quantization_error must agree with dequantizing and comparing by hand. */
+static void quantization_error_cases(void) {
+    const int64_t shape[2] = {8, 100};
+    float x[800], *y;
+    double want[5];
+    qtensor t;
+    qk_error_stats s;
+    qk_tensor in = tensor_of(x, QK_DTYPE_F32, 2, shape), yt;
+    qk_quant_params p = params_for(QK_FORMAT_INT4);
+    fill_normal(x, 800, 1.5f);
+    if (!QT_QUANTIZE(&t, &p, &in)) return;
+    y = QT_DEQUANTIZE(&t, &p, 2, shape);
+    if (y) {
+        reference_stats(x, y, 800, want);
+        memset(&s, 0, sizeof s);
+        s.struct_size = sizeof s;
+        if (EXPECT_OK(qk_quantization_error(&p, &in, &t.q, &s)))
+            check_stats_at(&s, 800, want[0], want[1], want[2], want[3], want[4], "quantization_error", __LINE__);
+        yt = tensor_of(y, QK_DTYPE_F32, 2, shape);
+        if (EXPECT_OK(qk_compare(&in, &yt, &s)))
+            check_stats_at(&s, 800, want[0], want[1], want[2], want[3], want[4], "compare with dequantized",
+                           __LINE__);
+        CHECK(want[3] > 15 && want[3] < 25, "int4 block 32 SQNR on Gaussian data is %.2f dB", want[3]);
+    }
+    free(y);
+    qt_free(&t);
+}
+
+static void group_stats(void) {
+    compare_cases();
+    quantization_error_cases();
+}
+
+/* ============================================================================================ */
+/* Group: scale-selection methods                                                                */
+/* ============================================================================================ */
+
+static double rmse_of(const qk_quant_params *p, const qk_tensor *in) {
+    qtensor t;
+    qk_error_stats s;
+    double r = -1;
+    if (!QT_QUANTIZE(&t, p, in)) return -1;
+    memset(&s, 0, sizeof s);
+    s.struct_size = sizeof s;
+    if (EXPECT_OK(qk_quantization_error(p, in, &t.q, &s))) r = s.rmse;
+    qt_free(&t);
+    return r;
+}
+
+/* MSE search tries ratios from 1 down to min_clip_ratio, so it is never worse than min-max. */
+static void mse_case(void) {
+    const int64_t shape[2] = {16, 256};
+    float x[4096];
+    int i;
+    double r_minmax, r_mse;
+    qk_quant_params p = params_for(QK_FORMAT_INT4);
+    qk_tensor in = tensor_of(x, QK_DTYPE_F32, 2, shape);
+    fill_normal(x, 4096, 1.0f);
+    for (i = 0; i < 4096; i += 97) x[i] *= 6; /* outliers give clipping something to win */
+    r_minmax = rmse_of(&p, &in);
+    p.method = QK_METHOD_MSE;
+    r_mse = rmse_of(&p, &in);
+    CHECK(r_mse >= 0 && r_mse <= r_minmax * (1 + 1e-9), "MSE rmse %.6g > min-max rmse %.6g", r_mse, r_minmax);
+    note("int4 block 32 rmse: min-max %.5f, MSE %.5f", r_minmax, r_mse);
+}
+
+/* Percentile 50 of |x| for x = 1..1000 clips near 500; percentile 100 is min-max. */
+static void percentile_case(void) {
+    const int64_t shape[1] = {1000};
+    float x[1000];
+    int i;
+    qtensor t;
+    qk_quant_params p = params_for(QK_FORMAT_INT8);
+    qk_tensor in = tensor_of(x, QK_DTYPE_F32, 1, shape);
+    for (i = 0; i < 1000; i++) x[i] = (float)(i + 1) * (i % 2 ? -1.0f : 1.0f);
+    p.granularity = QK_GRANULARITY_PER_TENSOR;
+    p.method = QK_METHOD_PERCENTILE;
+    p.percentile = 50;
+    if (QT_QUANTIZE(&t, &p, &in)) {
+        float s = scale_at(&t, 0);
+        CHECK(s > 490.0f / 127 && s < 510.0f / 127, "percentile 50: scale %g, expected about %g", s, 500.0 / 127);
+        qt_free(&t);
+    }
+    p.percentile = 100;
+    if (QT_QUANTIZE(&t, &p, &in)) {
+        CHECK(close_rel(scale_at(&t, 0), 1000.0 / 127, 1e-6), "percentile 100: scale %g, expected %g",
+              scale_at(&t, 0), 1000.0 / 127);
+        qt_free(&t);
+    }
+}
+
+static void group_methods(void) {
+    mse_case();
+    percentile_case();
+}
+
+/* ============================================================================================ */
+/* Group: runtime settings                                                                       */
+/* ============================================================================================ */
+
+/* The variant the header promises: QUANTKIT_KERNELS caps it, the CPU caps it too. */
+static const char *expected_variant(void) {
+    static const char *const names[3] = {"scalar", "avx2", "avx512"};
+    int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("bmi2");
+    int avx512 = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                 __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+    int best = avx512 ? 2 : avx2 ? 1 : 0, want = best;
+    const char *env = getenv("QUANTKIT_KERNELS");
+    if (env && *env) {
+        if (strcmp(env, "scalar") == 0) want = 0;
+        else if (strcmp(env, "avx2") == 0) want = 1;
+        else if (strcmp(env, "avx512") == 0) want = 2;
+        else return NULL; /* unspecified */
+    }
+    return names[want < best ? want : best];
+}
+
+static void group_runtime(void) {
+    const char *v = qk_kernel_variant(), *want = expected_variant();
+    int32_t n;
+    CHECK(v && (strcmp(v, "scalar") == 0 || strcmp(v, "avx2") == 0 || strcmp(v, "avx512") == 0),
+          "qk_kernel_variant() = \"%s\"", v ? v : "(null)");
+    if (v && want) CHECK(strcmp(v, want) == 0, "qk_kernel_variant() = \"%s\", expected \"%s\" (QUANTKIT_KERNELS=%s)",
+                         v, want, getenv("QUANTKIT_KERNELS") ? getenv("QUANTKIT_KERNELS") : "");
+    CHECK(v == qk_kernel_variant() || (v && strcmp(v, qk_kernel_variant()) == 0), "variant changed between calls");
+
+    n = qk_get_num_threads();
+    CHECK(n >= 1, "qk_get_num_threads() = %d before any setting", n);
+    if (EXPECT_OK(qk_set_num_threads(1))) CHECK(qk_get_num_threads() == 1, "set 1, got %d", qk_get_num_threads());
+    if (EXPECT_OK(qk_set_num_threads(2))) CHECK(qk_get_num_threads() == 2, "set 2, got %d", qk_get_num_threads());
+    EXPECT_FAIL(S(QK_ERROR_INVALID_ARGUMENT), "thread", qk_set_num_threads(-1));
+    CHECK(qk_get_num_threads() == 2, "a failed qk_set_num_threads changed the count to %d", qk_get_num_threads());
+    EXPECT_FAIL(S(QK_ERROR_INVALID_ARGUMENT), "thread", qk_set_num_threads(INT32_MIN));
+    if (EXPECT_OK(qk_set_num_threads(0)))
+        CHECK(qk_get_num_threads() == n, "set 0 (all cores): got %d, first value %d", qk_get_num_threads(), n);
+}
+
+/* ============================================================================================ */
+/* Group: bad input to the small functions                                                       */
+/* ============================================================================================ */
+
+#define NULLS "null|nil"
+#define SIZES "struct_size|size|version"
+
+/* A struct `s` poisoned before a failing call must come back byte for byte. */
+#define EXPECT_FAIL_UNTOUCHED(s, allowed, words, call)                                                    \
+    do {                                                                                                  \
+        unsigned char before_[sizeof(s)];                                                                 \
+        memcpy(before_, &(s), sizeof(s));                                                                 \
+        EXPECT_FAIL(allowed, words, call);                                                                \
+        CHECK(memcmp(before_, &(s), sizeof(s)) == 0, "%s changed its out-parameter", #call);              \
+    } while (0)
+
+static void bad_format_queries(void) {
+    qk_format_info info;
+    int32_t fmt;
+    char long_name[5000];
+    memset(&info, POISON, sizeof info);
+    info.struct_size = sizeof info;
+    EXPECT_FAIL_UNTOUCHED(info, S(QK_ERROR_INVALID_ARGUMENT), "index", qk_format_info_at(-1, &info));
+    EXPECT_FAIL_UNTOUCHED(info, S(QK_ERROR_INVALID_ARGUMENT), "index", qk_format_info_at(qk_format_count(), &info));
+    EXPECT_FAIL_UNTOUCHED(info, S(QK_ERROR_INVALID_ARGUMENT), "index", qk_format_info_at(INT32_MAX, &info));
+    EXPECT_FAIL_UNTOUCHED(info, S(QK_ERROR_INVALID_ARGUMENT), "format", qk_format_info_get(0, &info));
+    EXPECT_FAIL_UNTOUCHED(info, S(QK_ERROR_INVALID_ARGUMENT), "format", qk_format_info_get(17, &info));
+    EXPECT_FAIL_UNTOUCHED(info, S(QK_ERROR_INVALID_ARGUMENT), "format", qk_format_info_get(-1, &info));
+    EXPECT_FAIL_UNTOUCHED(info, S(QK_ERROR_INVALID_ARGUMENT), "format", qk_format_info_get(999, &info));
+    EXPECT_FAIL(S(QK_ERROR_NULL_POINTER), NULLS, qk_format_info_at(0, NULL));
+    EXPECT_FAIL(S(QK_ERROR_NULL_POINTER), NULLS, qk_format_info_get(QK_FORMAT_INT4, NULL));
+    info.struct_size = 0;
+    EXPECT_FAIL_UNTOUCHED(info, S(QK_ERROR_VERSION), SIZES, qk_format_info_at(0, &info));
+    EXPECT_FAIL_UNTOUCHED(info, S(QK_ERROR_VERSION), SIZES, qk_format_info_get(QK_FORMAT_INT4, &info));
+    info.struct_size = sizeof info - 8;
+    EXPECT_FAIL_UNTOUCHED(info, S(QK_ERROR_VERSION), SIZES, qk_format_info_get(QK_FORMAT_INT4, &info));
+
+    fmt = 0x5A5A5A5A;
+    EXPECT_FAIL_UNTOUCHED(fmt, S(QK_ERROR_INVALID_ARGUMENT), "zzbogus", qk_format_from_name("zzbogus", &fmt));
+    EXPECT_FAIL_UNTOUCHED(fmt, S(QK_ERROR_INVALID_ARGUMENT), "format|name", qk_format_from_name("", &fmt));
+    EXPECT_FAIL_UNTOUCHED(fmt, S(QK_ERROR_INVALID_ARGUMENT), "format|name", qk_format_from_name("int4 ", &fmt));
+    EXPECT_FAIL_UNTOUCHED(fmt, S(QK_ERROR_INVALID_ARGUMENT), "format|name", qk_format_from_name("int", &fmt));
+    memset(long_name, 'x', sizeof long_name - 1);
+    long_name[sizeof long_name - 1] = '\0';
+    EXPECT_FAIL_UNTOUCHED(fmt, S(QK_ERROR_INVALID_ARGUMENT), "format|name", qk_format_from_name(long_name, &fmt));
+    EXPECT_FAIL_UNTOUCHED(fmt, S(QK_ERROR_NULL_POINTER), NULLS, qk_format_from_name(NULL, &fmt));
+    EXPECT_FAIL(S(QK_ERROR_NULL_POINTER), NULLS, qk_format_from_name("int4", NULL));
+}
+
+static void bad_params_init(void) {
+    qk_quant_params p;
+    memset(&p, POISON, sizeof p);
+    p.struct_size = sizeof p;
+    EXPECT_FAIL_UNTOUCHED(p, S(QK_ERROR_INVALID_ARGUMENT), "format", qk_quant_params_init(&p, 0));
+    EXPECT_FAIL_UNTOUCHED(p, S(QK_ERROR_INVALID_ARGUMENT), "format", qk_quant_params_init(&p, 17));
+    EXPECT_FAIL_UNTOUCHED(p, S(QK_ERROR_INVALID_ARGUMENT), "format", qk_quant_params_init(&p, 999));
+    EXPECT_FAIL_UNTOUCHED(p, S(QK_ERROR_INVALID_ARGUMENT), "format", qk_quant_params_init(&p, -1));
+    EXPECT_FAIL(S(QK_ERROR_NULL_POINTER), NULLS, qk_quant_params_init(NULL, QK_FORMAT_INT4));
+}
+
+static void bad_compare(void) {
+    static const float a4[4] = {1, 2, 3, 4}, b5[5] = {1, 2, 3, 4, 5};
+    static const float nan4[4] = {1, NAN, 3, 4}, inf4[4] = {1, 2, INFINITY, 4};
+    const int64_t s4[1] = {4}, s5[1] = {5}, neg[1] = {-4}, s9[9] = {1, 1, 1, 1, 4, 1, 1, 1, 1};
+    qk_tensor a = tensor_of((void *)a4, QK_DTYPE_F32, 1, s4), b = tensor_of((void *)b5, QK_DTYPE_F32, 1, s5), c;
+    qk_error_stats s;
+    memset(&s, POISON, sizeof s);
+    s.struct_size = sizeof s;
+    EXPECT_FAIL_UNTOUCHED(s, S(QK_ERROR_SHAPE_MISMATCH), "shape", qk_compare(&a, &b, &s));
+    EXPECT_FAIL_UNTOUCHED(s, S(QK_ERROR_NULL_POINTER), NULLS, qk_compare(NULL, &a, &s));
+    EXPECT_FAIL_UNTOUCHED(s, S(QK_ERROR_NULL_POINTER), NULLS, qk_compare(&a, NULL, &s));
+    EXPECT_FAIL(S(QK_ERROR_NULL_POINTER), NULLS, qk_compare(&a, &a, NULL));
+    c = tensor_of(NULL, QK_DTYPE_F32, 1, s4);
+    EXPECT_FAIL_UNTOUCHED(s, S(QK_ERROR_NULL_POINTER), NULLS, qk_compare(&a, &c, &s));
+    c = tensor_of((void *)a4, QK_DTYPE_F32, 1, NULL);
+    EXPECT_FAIL_UNTOUCHED(s, S(QK_ERROR_NULL_POINTER), NULLS, qk_compare(&c, &a, &s));
+    c = tensor_of((void *)a4, QK_DTYPE_I32, 1, s4);
+    EXPECT_FAIL_UNTOUCHED(s, S(QK_ERROR_INVALID_ARGUMENT) | S(QK_ERROR_UNSUPPORTED), "dtype|type",
+                          qk_compare(&a, &c, &s));
+    c = tensor_of((void *)a4, 999, 1, s4);
+    EXPECT_FAIL_UNTOUCHED(s, S(QK_ERROR_INVALID_ARGUMENT), "dtype|type", qk_compare(&a, &c, &s));
+    c = tensor_of((void *)a4, QK_DTYPE_F32, 9, s9);
+    EXPECT_FAIL_UNTOUCHED(s, S(QK_ERROR_INVALID_ARGUMENT), "ndim|rank|dim", qk_compare(&c, &c, &s));
+    c = tensor_of((void *)a4, QK_DTYPE_F32, -1, s4);
+    EXPECT_FAIL_UNTOUCHED(s, S(QK_ERROR_INVALID_ARGUMENT), "ndim|rank|dim", qk_compare(&c, &c, &s));
+    c = tensor_of((void *)a4, QK_DTYPE_F32, 1, neg);
+    EXPECT_FAIL_UNTOUCHED(s, S(QK_ERROR_INVALID_ARGUMENT), "shape|dim|negative", qk_compare(&c, &c, &s));
+    s.struct_size = 0;
+    EXPECT_FAIL_UNTOUCHED(s, S(QK_ERROR_VERSION), SIZES, qk_compare(&a, &a, &s));
+    s.struct_size = sizeof s - 8;
+    EXPECT_FAIL_UNTOUCHED(s, S(QK_ERROR_VERSION), SIZES, qk_compare(&a, &a, &s));
+
+    /* Non-finite values: unspecified for compare. Either a NON_FINITE error or statistics that
+     * show the problem are fine; finite statistics that hide it are not. */
+    s.struct_size = sizeof s;
+    c = tensor_of((void *)nan4, QK_DTYPE_F32, 1, s4);
+    {
+        qk_status st = qk_compare(&a, &c, &s);
+        CHECK(st == QK_ERROR_NON_FINITE || (st == QK_OK && !isfinite(s.max_abs_error)),
+              "compare with a NaN: %s, max_abs_error %g", status_name(st), s.max_abs_error);
+        c = tensor_of((void *)inf4, QK_DTYPE_F32, 1, s4);
+        st = qk_compare(&a, &c, &s);
+        CHECK(st == QK_ERROR_NON_FINITE || (st == QK_OK && !isfinite(s.max_abs_error)),
+              "compare with an Inf: %s, max_abs_error %g", status_name(st), s.max_abs_error);
+    }
+}
+
+static void group_bad_simple(void) {
+    bad_format_queries();
+    bad_params_init();
+    bad_compare();
+}
+
+/* ============================================================================================ */
+/* Group: bad input to the five tensor functions                                                 */
+/* ============================================================================================ */
+/*
+ * Each case starts from a fixture whose arguments are all valid (and whose quantized buffers hold
+ * a real quantization), changes one or two things, and calls each function the case applies to.
+ * The whole fixture (every buffer, input or output) is snapshotted before the call; on failure it
+ * must come back byte for byte. Outputs are poisoned first, so "untouched" also means "not
+ * cleared". Each case runs in its own child process.
+ */
+
+enum { FN_LAYOUT = 1, FN_QUANTIZE = 2, FN_WITH_SCALES = 4, FN_DEQUANTIZE = 8, FN_ERROR = 16 };
+#define FNS_ALL 31u
+#define FNS_IN (FN_QUANTIZE | FN_WITH_SCALES | FN_ERROR) /* functions reading the input tensor */
+#define FNS_Q (FN_QUANTIZE | FN_WITH_SCALES | FN_DEQUANTIZE | FN_ERROR)
+
+enum { CFG_INT4, CFG_UINT4_ASYM, CFG_MNB, CFG_NF4_BNB, CFG_INT8_AXIS0 };
+
+enum {
+    M_END, M_PARAM, M_PARAM_F, M_NULL, M_NDIM, M_DIM, M_DTYPE, M_DATA_NULL, M_SHAPE_NULL, M_VALUE, M_VALUE16,
+    M_USE_F16, M_QSIZE, M_QBYTES, M_QBYTES_SET, M_QNULL, M_LAYOUT_SIZE, M_STATS_SIZE
+};
+enum { T_LAYOUT, T_IN, T_OUT };                                       /* which shape or tensor */
+enum { A_PARAMS, A_LAYOUT, A_SHAPE, A_INPUT, A_Q, A_OUTPUT, A_STATS }; /* which argument is NULL */
+enum { B_DATA, B_SCALES, B_ZP };                                      /* which quantized buffer */
+
+typedef struct mutation {
+    int kind, target, index;
+    int64_t i;
+    double f;
+} mutation;
+
+typedef struct bad_case {
+    const char *name;
+    int cfg;
+    unsigned fns, codes;
+    const char *words;
+    mutation m[3];
+} bad_case;
+
+#define P(field, v) {M_PARAM, (int)offsetof(qk_quant_params, field), 0, (v), 0.0}
+#define PF(field, v) {M_PARAM_F, (int)offsetof(qk_quant_params, field), 0, 0, (v)}
+#define NUL(arg) {M_NULL, (arg), 0, 0, 0.0}
+#define NDIM(t, v) {M_NDIM, (t), 0, (v), 0.0}
+#define DIM(t, d, v) {M_DIM, (t), (d), (v), 0.0}
+#define DTYPE(t, v) {M_DTYPE, (t), 0, (v), 0.0}
+#define DATA_NULL(t) {M_DATA_NULL, (t), 0, 0, 0.0}
+#define SHAPE_NULL(t) {M_SHAPE_NULL, (t), 0, 0, 0.0}
+#define VAL(idx, v) {M_VALUE, 0, (idx), 0, (v)}
+#define VAL16(idx, bits) {M_VALUE16, 0, (idx), (bits), 0.0}
+#define USE_F16(t) {M_USE_F16, (t), 0, 0, 0.0}
+#define QSIZE(v) {M_QSIZE, 0, 0, (v), 0.0}
+#define QBYTES(b, delta) {M_QBYTES, (b), 0, (delta), 0.0}
+#define QBYTES_SET(b, v) {M_QBYTES_SET, (b), 0, (v), 0.0}
+#define QNULL(b) {M_QNULL, (b), 0, 0, 0.0}
+#define LSIZE(v) {M_LAYOUT_SIZE, 0, 0, (v), 0.0}
+#define SSIZE(v) {M_STATS_SIZE, 0, 0, (v), 0.0}
+#define NONE {M_END, 0, 0, 0, 0.0}
+
+#define INVALID S(QK_ERROR_INVALID_ARGUMENT)
+#define INVALID_OR_UNSUPPORTED (S(QK_ERROR_INVALID_ARGUMENT) | S(QK_ERROR_UNSUPPORTED))
+#define TOO_SMALL S(QK_ERROR_BUFFER_TOO_SMALL)
+/* An input buffer too small for the shape: the header names BUFFER_TOO_SMALL for outputs only. */
+#define INPUT_TOO_SMALL (S(QK_ERROR_BUFFER_TOO_SMALL) | S(QK_ERROR_SHAPE_MISMATCH))
+#define OVERFLOWS S(QK_ERROR_OVERFLOW)
+#define BIG (((int64_t)1) << 32)
+#define NONFINITE_WORDS "nan|finite|inf"
+
+static const bad_case BAD_CASES[] = {
+    /* Controls: the unchanged fixtures must succeed everywhere. */
+    {"control int4", CFG_INT4, FNS_ALL, S(QK_OK), NULL, {NONE, NONE, NONE}},
+    {"control uint4 asymmetric", CFG_UINT4_ASYM, FNS_ALL, S(QK_OK), NULL, {NONE, NONE, NONE}},
+    {"control MatMulNBits", CFG_MNB, FNS_ALL, S(QK_OK), NULL, {NONE, NONE, NONE}},
+    {"control nf4 bnb4", CFG_NF4_BNB, FNS_ALL, S(QK_OK), NULL, {NONE, NONE, NONE}},
+    {"control int8 per axis", CFG_INT8_AXIS0, FNS_ALL, S(QK_OK), NULL, {NONE, NONE, NONE}},
+    {"control f16 input", CFG_INT4, FNS_IN, S(QK_OK), NULL, {USE_F16(T_IN), NONE, NONE}},
+    {"control f16 output", CFG_INT4, FN_DEQUANTIZE, S(QK_OK), NULL, {USE_F16(T_OUT), NONE, NONE}},
+
+    /* Parameters. */
+    {"params NULL", CFG_INT4, FNS_ALL, S(QK_ERROR_NULL_POINTER), NULLS, {NUL(A_PARAMS), NONE, NONE}},
+    {"params.struct_size 0", CFG_INT4, FNS_ALL, S(QK_ERROR_VERSION), SIZES, {P(struct_size, 0), NONE, NONE}},
+    {"params.struct_size 4", CFG_INT4, FNS_ALL, S(QK_ERROR_VERSION), SIZES, {P(struct_size, 4), NONE, NONE}},
+    {"params.struct_size - 4", CFG_INT4, FNS_ALL, S(QK_ERROR_VERSION), SIZES,
+     {P(struct_size, sizeof(qk_quant_params) - 4), NONE, NONE}},
+    {"format 0", CFG_INT4, FNS_ALL, INVALID, "format", {P(format, 0), NONE, NONE}},
+    {"format 999", CFG_INT4, FNS_ALL, INVALID, "format", {P(format, 999), NONE, NONE}},
+    {"format -1", CFG_INT4, FNS_ALL, INVALID, "format", {P(format, -1), NONE, NONE}},
+    {"scheme 7", CFG_INT4, FNS_ALL, INVALID, "scheme", {P(scheme, 7), NONE, NONE}},
+    {"scheme -1", CFG_INT4, FNS_ALL, INVALID, "scheme", {P(scheme, -1), NONE, NONE}},
+    {"granularity 3", CFG_INT4, FNS_ALL, INVALID, "granularity", {P(granularity, 3), NONE, NONE}},
+    {"granularity -1", CFG_INT4, FNS_ALL, INVALID, "granularity", {P(granularity, -1), NONE, NONE}},
+    {"axis 2 of 2-D", CFG_INT4, FNS_ALL, INVALID, "axis", {P(axis, 2), NONE, NONE}},
+    {"axis -3 of 2-D", CFG_INT4, FNS_ALL, INVALID, "axis", {P(axis, -3), NONE, NONE}},
+    {"axis INT32_MIN", CFG_INT4, FNS_ALL, INVALID, "axis", {P(axis, INT32_MIN), NONE, NONE}},
+    {"per-axis axis 5", CFG_INT8_AXIS0, FNS_ALL, INVALID, "axis", {P(axis, 5), NONE, NONE}},
+    {"block_size 0", CFG_INT4, FNS_ALL, INVALID, "block", {P(block_size, 0), NONE, NONE}},
+    {"block_size -1", CFG_INT4, FNS_ALL, INVALID, "block", {P(block_size, -1), NONE, NONE}},
+    {"block_size INT32_MIN", CFG_INT4, FNS_ALL, INVALID, "block", {P(block_size, INT32_MIN), NONE, NONE}},
+    {"method 3", CFG_INT4, FNS_ALL, INVALID, "method", {P(method, 3), NONE, NONE}},
+    {"method -1", CFG_INT4, FNS_ALL, INVALID, "method", {P(method, -1), NONE, NONE}},
+    {"rounding 2", CFG_INT4, FNS_ALL, INVALID, "round", {P(rounding, 2), NONE, NONE}},
+    {"rounding -1", CFG_INT4, FNS_ALL, INVALID, "round", {P(rounding, -1), NONE, NONE}},
+    {"layout -1", CFG_INT4, FNS_ALL, INVALID, "layout", {P(layout, -1), NONE, NONE}},
+    {"layout 3", CFG_INT4, FNS_ALL, INVALID, "layout", {P(layout, 3), NONE, NONE}},
+    {"scale_dtype 0", CFG_INT4, FNS_ALL, INVALID_OR_UNSUPPORTED, "scale|dtype", {P(scale_dtype, 0), NONE, NONE}},
+    {"scale_dtype I8", CFG_INT4, FNS_ALL, INVALID_OR_UNSUPPORTED, "scale|dtype",
+     {P(scale_dtype, QK_DTYPE_I8), NONE, NONE}},
+    {"scale_dtype 999", CFG_INT4, FNS_ALL, INVALID, "scale|dtype", {P(scale_dtype, 999), NONE, NONE}},
+    {"num_threads -1", CFG_INT4, FNS_ALL, INVALID, "thread", {P(num_threads, -1), NONE, NONE}},
+    {"percentile 0", CFG_INT4, FN_QUANTIZE, INVALID, "percentile",
+     {P(method, QK_METHOD_PERCENTILE), PF(percentile, 0), NONE}},
+    {"percentile 100.5", CFG_INT4, FN_QUANTIZE, INVALID, "percentile",
+     {P(method, QK_METHOD_PERCENTILE), PF(percentile, 100.5), NONE}},
+    {"percentile -5", CFG_INT4, FN_QUANTIZE, INVALID, "percentile",
+     {P(method, QK_METHOD_PERCENTILE), PF(percentile, -5), NONE}},
+    {"percentile NaN", CFG_INT4, FN_QUANTIZE, INVALID, "percentile",
+     {P(method, QK_METHOD_PERCENTILE), PF(percentile, NAN), NONE}},
+    {"search_steps 0", CFG_INT4, FN_QUANTIZE, INVALID, "search|step",
+     {P(method, QK_METHOD_MSE), P(search_steps, 0), NONE}},
+    {"search_steps -3", CFG_INT4, FN_QUANTIZE, INVALID, "search|step",
+     {P(method, QK_METHOD_MSE), P(search_steps, -3), NONE}},
+    {"min_clip_ratio 0", CFG_INT4, FN_QUANTIZE, INVALID, "clip|ratio",
+     {P(method, QK_METHOD_MSE), PF(min_clip_ratio, 0), NONE}},
+    {"min_clip_ratio 1.5", CFG_INT4, FN_QUANTIZE, INVALID, "clip|ratio",
+     {P(method, QK_METHOD_MSE), PF(min_clip_ratio, 1.5), NONE}},
+    {"min_clip_ratio NaN", CFG_INT4, FN_QUANTIZE, INVALID, "clip|ratio",
+     {P(method, QK_METHOD_MSE), PF(min_clip_ratio, NAN), NONE}},
+    {"MatMulNBits block 24", CFG_MNB, FNS_ALL, INVALID, "block|power", {P(block_size, 24), NONE, NONE}},
+    {"MatMulNBits block 8", CFG_MNB, FNS_ALL, INVALID, "block", {P(block_size, 8), NONE, NONE}},
+    {"MatMulNBits nf4", CFG_MNB, FNS_ALL, INVALID_OR_UNSUPPORTED, "format|layout|bits",
+     {P(format, QK_FORMAT_NF4), NONE, NONE}},
+    {"MatMulNBits 3-bit", CFG_MNB, FNS_ALL, INVALID_OR_UNSUPPORTED, "format|layout|bits",
+     {P(format, QK_FORMAT_UINT3), NONE, NONE}},
+    {"MatMulNBits per tensor", CFG_MNB, FNS_ALL, INVALID_OR_UNSUPPORTED, "granularity|layout|block",
+     {P(granularity, QK_GRANULARITY_PER_TENSOR), NONE, NONE}},
+    {"MatMulNBits axis 0", CFG_MNB, FNS_ALL, INVALID_OR_UNSUPPORTED, "axis|layout", {P(axis, 0), NONE, NONE}},
+    {"MatMulNBits 3-D", CFG_MNB, FN_LAYOUT, INVALID_OR_UNSUPPORTED | S(QK_ERROR_SHAPE_MISMATCH),
+     "ndim|rank|dim|shape|2", {NDIM(T_LAYOUT, 3), NONE, NONE}},
+    {"MatMulNBits 3-D input", CFG_MNB, FNS_IN, INVALID_OR_UNSUPPORTED | S(QK_ERROR_SHAPE_MISMATCH),
+     "ndim|rank|dim|shape|2", {NDIM(T_IN, 3), NONE, NONE}},
+    {"BNB4 layout with int4", CFG_INT4, FNS_ALL, INVALID_OR_UNSUPPORTED, "layout|format|nf4",
+     {P(layout, QK_LAYOUT_BNB4), NONE, NONE}},
+    {"BNB4 block 0", CFG_NF4_BNB, FNS_ALL, INVALID, "block", {P(block_size, 0), NONE, NONE}},
+    {"nf4 asymmetric", CFG_NF4_BNB, FNS_ALL, INVALID_OR_UNSUPPORTED, "scheme|asymmetric|zero",
+     {P(scheme, QK_SCHEME_ASYMMETRIC), NONE, NONE}},
+
+    /* qk_quantized_layout_get's own arguments. */
+    {"layout NULL", CFG_INT4, FN_LAYOUT, S(QK_ERROR_NULL_POINTER), NULLS, {NUL(A_LAYOUT), NONE, NONE}},
+    {"layout shape NULL", CFG_INT4, FN_LAYOUT, S(QK_ERROR_NULL_POINTER), NULLS, {NUL(A_SHAPE), NONE, NONE}},
+    {"layout.struct_size 0", CFG_INT4, FN_LAYOUT, S(QK_ERROR_VERSION), SIZES, {LSIZE(0), NONE, NONE}},
+    {"layout.struct_size - 8", CFG_INT4, FN_LAYOUT, S(QK_ERROR_VERSION), SIZES,
+     {LSIZE(sizeof(qk_quantized_layout) - 8), NONE, NONE}},
+    {"layout ndim -1", CFG_INT4, FN_LAYOUT, INVALID, "ndim|rank|dim", {NDIM(T_LAYOUT, -1), NONE, NONE}},
+    {"layout ndim 9", CFG_INT4, FN_LAYOUT, INVALID, "ndim|rank|dim", {NDIM(T_LAYOUT, 9), NONE, NONE}},
+    {"layout ndim INT32_MAX", CFG_INT4, FN_LAYOUT, INVALID, "ndim|rank|dim", {NDIM(T_LAYOUT, INT32_MAX), NONE, NONE}},
+    {"layout scalar, blocked", CFG_INT4, FN_LAYOUT, INVALID, "axis|rank|ndim|scalar", {NDIM(T_LAYOUT, 0), NONE, NONE}},
+    {"layout dim -1", CFG_INT4, FN_LAYOUT, INVALID, "shape|dim|negative", {DIM(T_LAYOUT, 0, -1), NONE, NONE}},
+    {"layout dim INT64_MIN", CFG_INT4, FN_LAYOUT, INVALID, "shape|dim|negative",
+     {DIM(T_LAYOUT, 1, INT64_MIN), NONE, NONE}},
+    {"layout [INT64_MAX, 2]", CFG_INT4, FN_LAYOUT, OVERFLOWS, "overflow|large|size",
+     {DIM(T_LAYOUT, 0, INT64_MAX), DIM(T_LAYOUT, 1, 2), NONE}},
+    {"layout [2^32, 2^32]", CFG_INT4, FN_LAYOUT, OVERFLOWS, "overflow|large|size",
+     {DIM(T_LAYOUT, 0, BIG), DIM(T_LAYOUT, 1, BIG), NONE}},
+    {"layout [2^62, 4]", CFG_INT4, FN_LAYOUT, OVERFLOWS, "overflow|large|size",
+     {DIM(T_LAYOUT, 0, ((int64_t)1) << 62), DIM(T_LAYOUT, 1, 4), NONE}},
+    {"layout per-axis scales overflow", CFG_INT8_AXIS0, FN_LAYOUT, OVERFLOWS, "overflow|large|size",
+     {DIM(T_LAYOUT, 0, INT64_MAX), DIM(T_LAYOUT, 1, 1), NONE}},
+    /* Sizes that fit a size_t but are absurd: success or OVERFLOW, never a trap. */
+    {"layout [1, INT64_MAX] int4", CFG_INT4, FN_LAYOUT, S(QK_OK) | OVERFLOWS, "overflow|large|size",
+     {DIM(T_LAYOUT, 0, 1), DIM(T_LAYOUT, 1, INT64_MAX), NONE}},
+    {"layout [1, INT64_MAX] MatMulNBits", CFG_MNB, FN_LAYOUT, S(QK_OK) | OVERFLOWS, "overflow|large|size",
+     {DIM(T_LAYOUT, 0, 1), DIM(T_LAYOUT, 1, INT64_MAX), NONE}},
+    {"layout [16, INT64_MAX] MatMulNBits", CFG_MNB, FN_LAYOUT, OVERFLOWS, "overflow|large|size",
+     {DIM(T_LAYOUT, 0, 16), DIM(T_LAYOUT, 1, INT64_MAX), NONE}},
+    {"layout [INT64_MAX, 1] nf4 bnb4", CFG_NF4_BNB, FN_LAYOUT, S(QK_OK) | OVERFLOWS, "overflow|large|size",
+     {DIM(T_LAYOUT, 0, INT64_MAX), DIM(T_LAYOUT, 1, 1), NONE}},
+
+    /* The input tensor (quantize, quantize_with_scales, quantization_error) ... */
+    {"input NULL", CFG_INT4, FNS_IN, S(QK_ERROR_NULL_POINTER), NULLS, {NUL(A_INPUT), NONE, NONE}},
+    {"input data NULL", CFG_INT4, FNS_IN, S(QK_ERROR_NULL_POINTER), NULLS, {DATA_NULL(T_IN), NONE, NONE}},
+    {"input shape NULL", CFG_INT4, FNS_IN, S(QK_ERROR_NULL_POINTER), NULLS, {SHAPE_NULL(T_IN), NONE, NONE}},
+    {"input dtype 0", CFG_INT4, FNS_IN, INVALID_OR_UNSUPPORTED, "dtype|type", {DTYPE(T_IN, 0), NONE, NONE}},
+    {"input dtype 999", CFG_INT4, FNS_IN, INVALID, "dtype|type", {DTYPE(T_IN, 999), NONE, NONE}},
+    {"input dtype I8", CFG_INT4, FNS_IN, INVALID_OR_UNSUPPORTED, "dtype|type", {DTYPE(T_IN, QK_DTYPE_I8), NONE, NONE}},
+    {"input dtype F64", CFG_INT4, FNS_IN, INVALID_OR_UNSUPPORTED, "dtype|type",
+     {DTYPE(T_IN, QK_DTYPE_F64), NONE, NONE}},
+    {"input ndim -1", CFG_INT4, FNS_IN, INVALID, "ndim|rank|dim", {NDIM(T_IN, -1), NONE, NONE}},
+    {"input ndim 9", CFG_INT4, FNS_IN, INVALID, "ndim|rank|dim", {NDIM(T_IN, 9), NONE, NONE}},
+    {"input dim -1", CFG_INT4, FNS_IN, INVALID, "shape|dim|negative", {DIM(T_IN, 0, -1), NONE, NONE}},
+    {"input dim -40", CFG_INT4, FNS_IN, INVALID, "shape|dim|negative", {DIM(T_IN, 1, -40), NONE, NONE}},
+    {"input [1, INT64_MAX]", CFG_INT4, FNS_IN, OVERFLOWS | INPUT_TOO_SMALL, "overflow|large|size|small|shape",
+     {DIM(T_IN, 0, 1), DIM(T_IN, 1, INT64_MAX), NONE}},
+    {"input [INT64_MAX, 2]", CFG_INT4, FNS_IN, OVERFLOWS, "overflow|large|size",
+     {DIM(T_IN, 0, INT64_MAX), DIM(T_IN, 1, 2), NONE}},
+    {"input [2^32, 2^32]", CFG_INT4, FNS_IN, OVERFLOWS, "overflow|large|size",
+     {DIM(T_IN, 0, BIG), DIM(T_IN, 1, BIG), NONE}},
+    {"input [3, 48] for [3, 40] buffers", CFG_INT4, FNS_IN, INPUT_TOO_SMALL, "small|bytes|buffer|size|shape",
+     {DIM(T_IN, 1, 48), NONE, NONE}},
+    {"input NaN first", CFG_INT4, FN_QUANTIZE | FN_ERROR, S(QK_ERROR_NON_FINITE), NONFINITE_WORDS, {VAL(0, NAN), NONE, NONE}},
+    {"input NaN last", CFG_INT4, FN_QUANTIZE | FN_ERROR, S(QK_ERROR_NON_FINITE), NONFINITE_WORDS, {VAL(119, NAN), NONE, NONE}},
+    {"input +Inf", CFG_INT4, FN_QUANTIZE | FN_ERROR, S(QK_ERROR_NON_FINITE), NONFINITE_WORDS, {VAL(57, INFINITY), NONE, NONE}},
+    {"input -Inf", CFG_INT4, FN_QUANTIZE | FN_ERROR, S(QK_ERROR_NON_FINITE), NONFINITE_WORDS, {VAL(1, -INFINITY), NONE, NONE}},
+    {"f16 input Inf", CFG_INT4, FN_QUANTIZE | FN_ERROR, S(QK_ERROR_NON_FINITE), NONFINITE_WORDS,
+     {USE_F16(T_IN), VAL16(119, 0x7C00), NONE}},
+    {"f16 input NaN", CFG_INT4, FN_QUANTIZE | FN_ERROR, S(QK_ERROR_NON_FINITE), NONFINITE_WORDS,
+     {USE_F16(T_IN), VAL16(0, 0x7E00), NONE}},
+    {"nf4 input NaN", CFG_NF4_BNB, FN_QUANTIZE | FN_ERROR, S(QK_ERROR_NON_FINITE), NONFINITE_WORDS, {VAL(33, NAN), NONE, NONE}},
+    {"MatMulNBits input NaN", CFG_MNB, FN_QUANTIZE | FN_ERROR, S(QK_ERROR_NON_FINITE), NONFINITE_WORDS, {VAL(45, NAN), NONE, NONE}},
+    {"per-axis input Inf", CFG_INT8_AXIS0, FN_QUANTIZE | FN_ERROR, S(QK_ERROR_NON_FINITE), NONFINITE_WORDS,
+     {VAL(80, INFINITY), NONE, NONE}},
+
+    /* quantize_with_scales is ONNX QuantizeLinear, which saturates: the header does not say whether
+     * a non-finite input is an error there, so success is accepted too (see the notes). */
+    {"with_scales input NaN", CFG_INT4, FN_WITH_SCALES, S(QK_ERROR_NON_FINITE) | S(QK_OK), NONFINITE_WORDS,
+     {VAL(119, NAN), NONE, NONE}},
+    {"with_scales input Inf", CFG_INT4, FN_WITH_SCALES, S(QK_ERROR_NON_FINITE) | S(QK_OK), NONFINITE_WORDS,
+     {VAL(57, INFINITY), NONE, NONE}},
+    /* ... and the output tensor of dequantize. */
+    {"output NULL", CFG_INT4, FN_DEQUANTIZE, S(QK_ERROR_NULL_POINTER), NULLS, {NUL(A_OUTPUT), NONE, NONE}},
+    {"output data NULL", CFG_INT4, FN_DEQUANTIZE, S(QK_ERROR_NULL_POINTER), NULLS, {DATA_NULL(T_OUT), NONE, NONE}},
+    {"output shape NULL", CFG_INT4, FN_DEQUANTIZE, S(QK_ERROR_NULL_POINTER), NULLS, {SHAPE_NULL(T_OUT), NONE, NONE}},
+    {"output dtype 0", CFG_INT4, FN_DEQUANTIZE, INVALID_OR_UNSUPPORTED, "dtype|type", {DTYPE(T_OUT, 0), NONE, NONE}},
+    {"output dtype I8", CFG_INT4, FN_DEQUANTIZE, INVALID_OR_UNSUPPORTED, "dtype|type",
+     {DTYPE(T_OUT, QK_DTYPE_I8), NONE, NONE}},
+    {"output dtype 999", CFG_INT4, FN_DEQUANTIZE, INVALID, "dtype|type", {DTYPE(T_OUT, 999), NONE, NONE}},
+    {"output ndim -1", CFG_INT4, FN_DEQUANTIZE, INVALID, "ndim|rank|dim", {NDIM(T_OUT, -1), NONE, NONE}},
+    {"output ndim 9", CFG_INT4, FN_DEQUANTIZE, INVALID, "ndim|rank|dim", {NDIM(T_OUT, 9), NONE, NONE}},
+    {"output dim -1", CFG_INT4, FN_DEQUANTIZE, INVALID, "shape|dim|negative", {DIM(T_OUT, 0, -1), NONE, NONE}},
+    {"output [INT64_MAX, 2]", CFG_INT4, FN_DEQUANTIZE, OVERFLOWS, "overflow|large|size",
+     {DIM(T_OUT, 0, INT64_MAX), DIM(T_OUT, 1, 2), NONE}},
+    {"output [1, INT64_MAX]", CFG_INT4, FN_DEQUANTIZE, OVERFLOWS | INPUT_TOO_SMALL,
+     "overflow|large|size|small|shape", {DIM(T_OUT, 0, 1), DIM(T_OUT, 1, INT64_MAX), NONE}},
+    {"output [3, 48] for [3, 40] buffers", CFG_INT4, FN_DEQUANTIZE, INPUT_TOO_SMALL, "small|bytes|buffer|size|shape",
+     {DIM(T_OUT, 1, 48), NONE, NONE}},
+
+    /* The quantized buffers. */
+    {"quantized NULL", CFG_INT4, FNS_Q, S(QK_ERROR_NULL_POINTER), NULLS, {NUL(A_Q), NONE, NONE}},
+    {"quantized.struct_size 0", CFG_INT4, FNS_Q, S(QK_ERROR_VERSION), SIZES, {QSIZE(0), NONE, NONE}},
+    {"quantized.struct_size - 8", CFG_INT4, FNS_Q, S(QK_ERROR_VERSION), SIZES,
+     {QSIZE(sizeof(qk_quantized) - 8), NONE, NONE}},
+    {"data NULL", CFG_INT4, FNS_Q, S(QK_ERROR_NULL_POINTER), NULLS, {QNULL(B_DATA), NONE, NONE}},
+    {"scales NULL", CFG_INT4, FNS_Q, S(QK_ERROR_NULL_POINTER), NULLS, {QNULL(B_SCALES), NONE, NONE}},
+    {"data_bytes - 1 (output)", CFG_INT4, FN_QUANTIZE | FN_WITH_SCALES, TOO_SMALL, "small|bytes|buffer|size|data",
+     {QBYTES(B_DATA, -1), NONE, NONE}},
+    {"data_bytes - 1 (input)", CFG_INT4, FN_DEQUANTIZE | FN_ERROR, INPUT_TOO_SMALL, "small|bytes|buffer|size|data",
+     {QBYTES(B_DATA, -1), NONE, NONE}},
+    {"data_bytes 0", CFG_INT4, FN_QUANTIZE | FN_WITH_SCALES, TOO_SMALL, "small|bytes|buffer|size|data",
+     {QBYTES_SET(B_DATA, 0), NONE, NONE}},
+    {"scales_bytes - 1 (output)", CFG_INT4, FN_QUANTIZE, TOO_SMALL, "small|bytes|buffer|size|scale",
+     {QBYTES(B_SCALES, -1), NONE, NONE}},
+    {"scales_bytes - 1 (input)", CFG_INT4, FN_WITH_SCALES | FN_DEQUANTIZE | FN_ERROR, INPUT_TOO_SMALL,
+     "small|bytes|buffer|size|scale", {QBYTES(B_SCALES, -1), NONE, NONE}},
+    {"scales_bytes 0", CFG_INT4, FNS_Q, TOO_SMALL | INPUT_TOO_SMALL, "small|bytes|buffer|size|scale",
+     {QBYTES_SET(B_SCALES, 0), NONE, NONE}},
+    {"zero_points NULL", CFG_UINT4_ASYM, FNS_Q, S(QK_ERROR_NULL_POINTER), NULLS, {QNULL(B_ZP), NONE, NONE}},
+    {"zero_points_bytes - 1 (output)", CFG_UINT4_ASYM, FN_QUANTIZE, TOO_SMALL, "small|bytes|buffer|size|zero",
+     {QBYTES(B_ZP, -1), NONE, NONE}},
+    {"zero_points_bytes - 1 (input)", CFG_UINT4_ASYM, FN_WITH_SCALES | FN_DEQUANTIZE | FN_ERROR, INPUT_TOO_SMALL,
+     "small|bytes|buffer|size|zero", {QBYTES(B_ZP, -1), NONE, NONE}},
+    {"MatMulNBits data_bytes - 1", CFG_MNB, FN_QUANTIZE | FN_WITH_SCALES, TOO_SMALL, "small|bytes|buffer|size",
+     {QBYTES(B_DATA, -1), NONE, NONE}},
+    {"MatMulNBits scales_bytes - 1", CFG_MNB, FN_QUANTIZE, TOO_SMALL, "small|bytes|buffer|size",
+     {QBYTES(B_SCALES, -1), NONE, NONE}},
+    {"bnb4 data_bytes - 1", CFG_NF4_BNB, FN_QUANTIZE | FN_WITH_SCALES, TOO_SMALL, "small|bytes|buffer|size",
+     {QBYTES(B_DATA, -1), NONE, NONE}},
+    {"per-axis scales_bytes - 1", CFG_INT8_AXIS0, FN_QUANTIZE, TOO_SMALL, "small|bytes|buffer|size",
+     {QBYTES(B_SCALES, -1), NONE, NONE}},
+
+    /* The statistics struct. */
+    {"stats NULL", CFG_INT4, FN_ERROR, S(QK_ERROR_NULL_POINTER), NULLS, {NUL(A_STATS), NONE, NONE}},
+    {"stats.struct_size 0", CFG_INT4, FN_ERROR, S(QK_ERROR_VERSION), SIZES, {SSIZE(0), NONE, NONE}},
+    {"stats.struct_size - 8", CFG_INT4, FN_ERROR, S(QK_ERROR_VERSION), SIZES,
+     {SSIZE(sizeof(qk_error_stats) - 8), NONE, NONE}},
+};
+
+#define MAXN 1024 /* elements in the fixture arrays: more than any mutated shape can reach */
+
+typedef struct call_args {
+    const qk_quant_params *params;
+    int32_t ndim;
+    const int64_t *shape;
+    qk_quantized_layout *layout;
+    const qk_tensor *input;
+    qk_quantized *q;
+    qk_tensor *output;
+    qk_error_stats *stats;
+} call_args;
+
+/* Everything a call can read or write lives in here, so one memcmp covers it all. */
+typedef struct fixture {
+    qk_quant_params params;
+    int64_t shape_layout[16], shape_in[16], shape_out[16];
+    float x[MAXN], y[MAXN];
+    uint16_t x16[MAXN], y16[MAXN];
+    qk_tensor in, out;
+    qk_quantized_layout need, layout;
+    uint32_t layout_size, stats_size;
+    qk_quantized q;
+    unsigned char data[512], scales[512], zp[512];
+    qk_error_stats stats;
+    call_args args;
+} fixture;
+
+static qk_quant_params fixture_params(int cfg) {
+    qk_quant_params p;
+    switch (cfg) {
+    case CFG_UINT4_ASYM:
+        p = params_for(QK_FORMAT_UINT4);
+        p.scheme = QK_SCHEME_ASYMMETRIC;
+        p.block_size = 16;
+        break;
+    case CFG_MNB:
+        p = mnb_params(4, 16);
+        break;
+    case CFG_NF4_BNB:
+        p = params_for(QK_FORMAT_NF4);
+        p.layout = QK_LAYOUT_BNB4;
+        p.block_size = 64;
+        break;
+    case CFG_INT8_AXIS0:
+        p = params_for(QK_FORMAT_INT8);
+        p.granularity = QK_GRANULARITY_PER_AXIS;
+        p.axis = 0;
+        break;
+    default:
+        p = params_for(QK_FORMAT_INT4);
+        p.block_size = 16;
+        break;
+    }
+    return p;
+}
+
+/* Valid arguments for [3, 40] and a real quantization in the buffers. */
+static int fixture_build(fixture *f, int cfg) {
+    int i;
+    qk_status st;
+    memset(f, 0, sizeof *f);
+    f->params = fixture_params(cfg);
+    for (i = 0; i < 16; i++) f->shape_layout[i] = f->shape_in[i] = f->shape_out[i] = 1;
+    f->shape_layout[0] = f->shape_in[0] = f->shape_out[0] = 3;
+    f->shape_layout[1] = f->shape_in[1] = f->shape_out[1] = 40;
+    fill_normal(f->x, MAXN, 2.0f);
+    for (i = 0; i < MAXN; i++) f->x16[i] = f32_to_f16(f->x[i]);
+    f->in = tensor_of(f->x, QK_DTYPE_F32, 2, f->shape_in);
+    f->out = tensor_of(f->y, QK_DTYPE_F32, 2, f->shape_out);
+    if (!layout_for(&f->params, 2, f->shape_layout, &f->need)) return 0;
+    f->layout_size = sizeof f->layout;
+    f->stats_size = sizeof f->stats;
+    f->q.struct_size = sizeof f->q;
+    f->q.data = f->data;
+    f->q.data_bytes = f->need.data_bytes;
+    f->q.scales = f->scales;
+    f->q.scales_bytes = f->need.scales_bytes;
+    if (f->need.zero_points_bytes) {
+        f->q.zero_points = f->zp;
+        f->q.zero_points_bytes = f->need.zero_points_bytes;
+    }
+    st = qk_quantize(&f->params, &f->in, &f->q);
+    if (st != QK_OK) copy_last_error();
+    f->args.params = &f->params;
+    f->args.ndim = 2;
+    f->args.shape = f->shape_layout;
+    f->args.layout = &f->layout;
+    f->args.input = &f->in;
+    f->args.q = &f->q;
+    f->args.output = &f->out;
+    f->args.stats = &f->stats;
+    return st == QK_OK;
+}
+
+static qk_tensor *fixture_tensor(fixture *f, int target) { return target == T_OUT ? &f->out : &f->in; }
+
+static size_t *fixture_bytes(fixture *f, int which) {
+    return which == B_DATA ? &f->q.data_bytes : which == B_SCALES ? &f->q.scales_bytes : &f->q.zero_points_bytes;
+}
+
+static size_t fixture_need(const fixture *f, int which) {
+    return which == B_DATA ? f->need.data_bytes : which == B_SCALES ? f->need.scales_bytes : f->need.zero_points_bytes;
+}
+
+static void set_null_arg(fixture *f, int arg) {
+    switch (arg) {
+    case A_PARAMS: f->args.params = NULL; break;
+    case A_LAYOUT: f->args.layout = NULL; break;
+    case A_SHAPE: f->args.shape = NULL; break;
+    case A_INPUT: f->args.input = NULL; break;
+    case A_Q: f->args.q = NULL; break;
+    case A_OUTPUT: f->args.output = NULL; break;
+    default: f->args.stats = NULL; break;
+    }
+}
+
+static void apply_mutation(fixture *f, const mutation *m) {
+    int32_t v32 = (int32_t)m->i;
+    float vf = (float)m->f;
+    switch (m->kind) {
+    case M_PARAM: memcpy((char *)&f->params + m->target, &v32, 4); break;
+    case M_PARAM_F: memcpy((char *)&f->params + m->target, &vf, 4); break;
+    case M_NULL: set_null_arg(f, m->target); break;
+    case M_NDIM:
+        if (m->target == T_LAYOUT) f->args.ndim = v32;
+        else fixture_tensor(f, m->target)->ndim = v32;
+        break;
+    case M_DIM:
+        (m->target == T_LAYOUT ? f->shape_layout : m->target == T_IN ? f->shape_in : f->shape_out)[m->index] = m->i;
+        break;
+    case M_DTYPE: fixture_tensor(f, m->target)->dtype = v32; break;
+    case M_DATA_NULL: fixture_tensor(f, m->target)->data = NULL; break;
+    case M_SHAPE_NULL:
+        if (m->target == T_LAYOUT) f->args.shape = NULL;
+        else fixture_tensor(f, m->target)->shape = NULL;
+        break;
+    case M_VALUE: f->x[m->index] = vf; break;
+    case M_VALUE16: f->x16[m->index] = (uint16_t)m->i; break;
+    case M_USE_F16:
+        fixture_tensor(f, m->target)->dtype = QK_DTYPE_F16;
+        fixture_tensor(f, m->target)->data = m->target == T_OUT ? (void *)f->y16 : (void *)f->x16;
+        break;
+    case M_QSIZE: f->q.struct_size = (uint32_t)m->i; break;
+    case M_QBYTES: *fixture_bytes(f, m->target) = fixture_need(f, m->target) + (size_t)m->i; break;
+    case M_QBYTES_SET: *fixture_bytes(f, m->target) = (size_t)m->i; break;
+    case M_QNULL:
+        if (m->target == B_DATA) f->q.data = NULL;
+        else if (m->target == B_SCALES) f->q.scales = NULL;
+        else f->q.zero_points = NULL;
+        break;
+    case M_LAYOUT_SIZE: f->layout_size = (uint32_t)m->i; break;
+    case M_STATS_SIZE: f->stats_size = (uint32_t)m->i; break;
+    default: break;
+    }
+}
+
+/* Poisons what `fn` writes (keeping the struct_size fields the case asked for). */
+static void poison_outputs(fixture *f, unsigned fn) {
+    if (fn == FN_LAYOUT) memset(&f->layout, POISON, sizeof f->layout);
+    if (fn == FN_QUANTIZE) {
+        memset(f->data, POISON, sizeof f->data);
+        memset(f->scales, POISON, sizeof f->scales);
+        memset(f->zp, POISON, sizeof f->zp);
+    }
+    if (fn == FN_WITH_SCALES) memset(f->data, POISON, sizeof f->data);
+    if (fn == FN_DEQUANTIZE) {
+        memset(f->y, POISON, sizeof f->y);
+        memset(f->y16, POISON, sizeof f->y16);
+    }
+    if (fn == FN_ERROR) memset(&f->stats, POISON, sizeof f->stats);
+    f->layout.struct_size = f->layout_size;
+    f->stats.struct_size = f->stats_size;
+}
+
+static qk_status call_fn(unsigned fn, const call_args *a) {
+    switch (fn) {
+    case FN_LAYOUT: return qk_quantized_layout_get(a->params, a->ndim, a->shape, a->layout);
+    case FN_QUANTIZE: return qk_quantize(a->params, a->input, a->q);
+    case FN_WITH_SCALES: return qk_quantize_with_scales(a->params, a->input, a->q);
+    case FN_DEQUANTIZE: return qk_dequantize(a->params, a->q, a->output);
+    default: return qk_quantization_error(a->params, a->input, a->q, a->stats);
+    }
+}
+
+static const char *fn_name(unsigned fn) {
+    switch (fn) {
+    case FN_LAYOUT: return "qk_quantized_layout_get";
+    case FN_QUANTIZE: return "qk_quantize";
+    case FN_WITH_SCALES: return "qk_quantize_with_scales";
+    case FN_DEQUANTIZE: return "qk_dequantize";
+    default: return "qk_quantization_error";
+    }
+}
+
+/* Names the part of the fixture a failed call changed. */
+static const char *changed_part(const fixture *a, const fixture *b) {
+#define PART(field)                                                                                       \
+    if (memcmp(&a->field, &b->field, sizeof a->field) != 0) return #field
+    PART(params); PART(shape_layout); PART(shape_in); PART(shape_out); PART(x); PART(y); PART(x16); PART(y16);
+    PART(in); PART(out); PART(layout); PART(q); PART(data); PART(scales); PART(zp); PART(stats);
+#undef PART
+    return "something";
+}
+
+static void run_bad_call(const bad_case *c, unsigned fn) {
+    static fixture f, before;
+    static char where[256];
+    qk_status st;
+    int k;
+    sprintf(where, "case \"%s\", %s", c->name, fn_name(fn));
+    g_current = where;
+    if (!fixture_build(&f, c->cfg)) {
+        CHECK(0, "%s: the valid fixture failed: %s", where, g_msg);
+        return;
+    }
+    for (k = 0; k < 3 && c->m[k].kind != M_END; k++) apply_mutation(&f, &c->m[k]);
+    poison_outputs(&f, fn);
+    memcpy(&before, &f, sizeof f);
+    st = call_fn(fn, &f.args);
+    if (st == QK_OK) {
+        CHECK(c->codes & S(QK_OK), "%s returned QK_OK, expected %s", where, mask_names(c->codes));
+        return;
+    }
+    expect_fail_at(st, c->codes, c->words, where, __LINE__);
+    CHECK(memcmp(&before, &f, sizeof f) == 0, "%s failed (%s) but changed %s", where, status_name(st),
+          changed_part(&before, &f));
+}
+
+static void run_bad_case(const bad_case *c) {
+    unsigned fn;
+    for (fn = 1; fn <= FN_ERROR; fn <<= 1)
+        if (c->fns & fn) run_bad_call(c, fn);
+}

@@ -25,10 +25,11 @@ class TensorView:
         if writable and not array.flags.writeable:
             raise ValueError(f"{what} is read-only")
         itemsize = array.dtype.itemsize
-        if any(s % itemsize for s in array.strides):
-            # Byte strides that are not whole elements cannot be described to the library.
+        if any(s % itemsize or s < 0 for s in array.strides):
+            # Byte strides that are not whole elements cannot be described to the library, and it
+            # rejects negative strides (QK_ERROR_UNSUPPORTED): read such inputs from a copy.
             if writable:
-                raise ValueError(f"{what} has strides that are not a multiple of its item size")
+                raise ValueError(f"{what} needs non-negative strides that are whole elements")
             array = np.ascontiguousarray(array)
         self.array = array
         self._shape = (ctypes.c_int64 * max(array.ndim, 1))(*array.shape)

@@ -1,1 +1,0 @@
-// AVX2 kernels (filled in by FastPaths work).

@@ -1,1 +1,0 @@
-// AVX-512 kernels.
