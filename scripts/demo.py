@@ -105,8 +105,15 @@ class ModelRunner:
         session = self.ort.InferenceSession(model.SerializeToString(), options,
                                             providers=["CPUExecutionProvider"])
         names = [i.name for i in session.get_inputs()]
-        out = session.run(None, {k: v for k, v in self.feeds.items() if k in names})[0]
-        return out.reshape(out.shape[0], -1) if out.ndim == 2 else out.mean(axis=1)
+        # The sentence embedding: the float output [batch, hidden] (this export also returns
+        # its input ids and per-token states).
+        wanted = [o.name for o in session.get_outputs()
+                  if len(o.shape) == 2 and isinstance(o.shape[1], int) and "float" in o.type]
+        feeds = {k: v for k, v in self.feeds.items() if k in names}
+        if wanted:
+            return session.run(wanted[:1], feeds)[0]
+        states = [o.name for o in session.get_outputs() if len(o.shape) == 3 and "float" in o.type]
+        return session.run(states[:1], feeds)[0].mean(axis=1)
 
     def cosine(self, replacements):
         a, b = self.reference, self.run(replacements)

@@ -3,9 +3,13 @@ import QuantKitAVX512
 
 /// One ISA's block kernels (see QuantKitAVX2 / QuantKitAVX512 for their contracts).
 struct BlockKernels {
-    let minMax: (UnsafePointer<Float>, Int) -> (min: Float, max: Float)
-    let encode: (UnsafePointer<Float>, Int, Float, Int32, Int32, Int32, Int32, Bool, UnsafeMutablePointer<UInt8>) -> Void
-    let packNibbles: (UnsafePointer<UInt8>, Int, UnsafeMutablePointer<UInt8>) -> Void
+    /// min, max of a group; adds x - x of each element into the poison accumulator.
+    let minMax: (UnsafePointer<Float>, Int, UnsafeMutablePointer<Float>) -> (min: Float, max: Float)
+    /// true when the poison accumulator is still all zeros (every element seen was finite).
+    let poisonIsClean: (UnsafePointer<Float>) -> Bool
+    /// Codes of one group at one byte each (8-bit) or two per byte (4-bit, low nibble first).
+    let encode: (_ x: UnsafePointer<Float>, _ n: Int, _ scale: Float, _ zeroPoint: Int32, _ coder: ElementCoder, _ tiesAway: Bool,
+                 _ nibbles: Bool, _ out: UnsafeMutablePointer<UInt8>) -> Void
     let decode: (UnsafePointer<UInt8>, Int, Bool, Bool, Float, Int32, UnsafeMutablePointer<Float>) -> Void
     let allFinite: (UnsafePointer<Float>, Int) -> Bool
 
@@ -15,15 +19,21 @@ struct BlockKernels {
         case .avx2:
             return BlockKernels(
                 minMax: avx2MinMax,
-                encode: { avx2EncodeBlock($0, $1, scale: $2, zeroPoint: $3, codeMin: $4, codeMax: $5, codeMask: $6, tiesAway: $7, codes: $8) },
-                packNibbles: avx2PackNibbles,
+                poisonIsClean: avx2AllZero,
+                encode: { x, n, scale, zp, coder, tiesAway, nibbles, out in
+                    let e = Encoding256(scale: scale, zeroPoint: zp, codeMin: coder.codeMin, codeMax: coder.codeMax, codeMask: coder.mask, tiesAway: tiesAway)
+                    if nibbles { avx2EncodeNibbles(x, n, e, out) } else { avx2EncodeBytes(x, n, e, out) }
+                },
                 decode: { avx2DecodeBlock($0, $1, nibbles: $2, signed: $3, scale: $4, zeroPoint: $5, out: $6) },
                 allFinite: avx2AllFinite)
         case .avx512:
             return BlockKernels(
                 minMax: avx512MinMax,
-                encode: { avx512EncodeBlock($0, $1, scale: $2, zeroPoint: $3, codeMin: $4, codeMax: $5, codeMask: $6, tiesAway: $7, codes: $8) },
-                packNibbles: avx512PackNibbles,
+                poisonIsClean: avx512AllZero,
+                encode: { x, n, scale, zp, coder, tiesAway, nibbles, out in
+                    let e = Encoding512(scale: scale, zeroPoint: zp, codeMin: coder.codeMin, codeMax: coder.codeMax, codeMask: coder.mask, tiesAway: tiesAway)
+                    if nibbles { avx512EncodeNibbles(x, n, e, out) } else { avx512EncodeBytes(x, n, e, out) }
+                },
                 decode: { avx512DecodeBlock($0, $1, nibbles: $2, signed: $3, scale: $4, zeroPoint: $5, out: $6) },
                 allFinite: avx512AllFinite)
         }
@@ -62,8 +72,10 @@ enum FastPaths {
         }
     }
 
+    /// Two passes, so that nothing is written before the whole input is known to be finite:
+    /// A) min, max and finiteness of every group -> scales; B) encode and pack.
     static func quantize(_ plan: QuantPlan, input: UnsafeBufferPointer<Float>, into out: QuantizedBuffers,
-                         variant: KernelVariant = Runtime.kernelVariant) -> Bool {
+                         variant: KernelVariant = Runtime.kernelVariant) throws -> Bool {
         guard plan.params.method == .minMax, covers(plan, variant: variant), let kernels = BlockKernels.of(variant),
               let source = input.baseAddress, let dataBase = out.data.baseAddress
         else { return false }
@@ -76,32 +88,41 @@ enum FastPaths {
         let tiesAway = plan.params.rounding == .halfAway
         let matMulNBits = plan.params.layout == .matMulNBits
         let blockBytes = plan.block * plan.codeSpec.bits / 8
-        Parallel.forEachChunk(count: plan.groupCount, threads: plan.params.threads, minChunk: Quantizer.groupsPerTask(plan)) { groups in
-            let codes = UnsafeMutablePointer<UInt8>.allocate(capacity: max(plan.maxGroupSize, plan.block))
-            defer { codes.deallocate() }
-            for g in groups {
-                let span = plan.span(ofGroup: g)
-                let length = span.elementCount
-                let x = source + span.base
-                let range = kernels.minMax(x, length)
-                let (scale, zp) = selector.fromRange(lo: range.min, hi: range.max)
-                scratch.scales[g] = scale
-                scratch.zeroPoints[g] = zp
+        let groupsPerTask = Quantizer.groupsPerTask(plan)
+        let tasks = (plan.groupCount + groupsPerTask - 1) / groupsPerTask
+        var finite = [Bool](repeating: true, count: tasks)
+        finite.withUnsafeMutableBufferPointer { finiteFlags in
+            Parallel.forEachChunk(count: tasks, threads: plan.params.threads) { taskRange in
+                let poison = UnsafeMutablePointer<Float>.allocate(capacity: 16)
+                defer { poison.deallocate() }
+                for task in taskRange {
+                    poison.initialize(repeating: 0, count: 16)
+                    let groups = (task * groupsPerTask)..<min(plan.groupCount, (task + 1) * groupsPerTask)
+                    forEachContiguousGroup(plan, groups) { g, base, length in
+                        let range = kernels.minMax(source + base, length, poison)
+                        (scratch.scales[g], scratch.zeroPoints[g]) = selector.fromRange(lo: range.min, hi: range.max)
+                    }
+                    finiteFlags[task] = kernels.poisonIsClean(poison)
+                }
+            }
+        }
+        if finite.contains(false) { try Quantizer.checkFinite(input, threads: plan.params.threads) }
+        let zeroCode = { (zp: Int32) -> UInt8 in
+            let code = coder.storedZeroPoint(zp)
+            return nibbles ? code | code << 4 : code
+        }
+        Parallel.forEachChunk(count: plan.groupCount, threads: plan.params.threads, minChunk: groupsPerTask) { groups in
+            forEachContiguousGroup(plan, groups) { g, base, length in
+                let (scale, zp) = (scratch.scales[g], scratch.zeroPoints[g])
+                let destination = matMulNBits ? data + g * blockBytes : data + (nibbles ? base / 2 : base)
+                let written = nibbles ? (length + 1) / 2 : length
                 if scale == 0 {
-                    codes.update(repeating: coder.storedZeroPoint(zp), count: length)
+                    destination.update(repeating: zeroCode(zp), count: written)
+                    if nibbles && length % 2 == 1 { destination[written - 1] &= 0x0F }  // padding nibble
                 } else {
-                    kernels.encode(x, length, scale, zp, coder.codeMin, coder.codeMax, coder.mask, tiesAway, codes)
+                    kernels.encode(source + base, length, scale, zp, coder, tiesAway, nibbles, destination)
                 }
-                if matMulNBits {
-                    codes.advanced(by: length).update(repeating: 0, count: plan.block - length)  // block padding
-                    let destination = data + g * blockBytes
-                    if nibbles { kernels.packNibbles(codes, plan.block, destination) } else { destination.update(from: codes, count: plan.block) }
-                } else if nibbles {
-                    kernels.packNibbles(codes, length, data + span.base / 2)
-                    if length % 2 == 1 { data[(span.base + length) / 2] = codes[length - 1] }  // the tensor's last element
-                } else {
-                    (data + span.base).update(from: codes, count: length)
-                }
+                if matMulNBits { (destination + written).update(repeating: 0, count: blockBytes - written) }  // block padding
             }
         }
         Quantizer.writeScales(plan, scratch, into: out)
@@ -122,12 +143,31 @@ enum FastPaths {
         let matMulNBits = plan.params.layout == .matMulNBits
         let blockBytes = plan.block * plan.codeSpec.bits / 8
         Parallel.forEachChunk(count: plan.groupCount, threads: plan.params.threads, minChunk: Quantizer.groupsPerTask(plan)) { groups in
-            for g in groups {
-                let span = plan.span(ofGroup: g)
-                let offset = matMulNBits ? g * blockBytes : (nibbles ? span.base / 2 : span.base)
-                kernels.decode(data + offset, span.elementCount, nibbles, signed, scratch.scales[g], scratch.zeroPoints[g], target + span.base)
+            forEachContiguousGroup(plan, groups) { g, base, length in
+                let offset = matMulNBits ? g * blockBytes : (nibbles ? base / 2 : base)
+                kernels.decode(data + offset, length, nibbles, signed, scratch.scales[g], scratch.zeroPoints[g], target + base)
             }
         }
         return true
+    }
+
+    /// Contiguous groups are adjacent runs in group order: walk them without a division per group.
+    @inline(__always)
+    static func forEachContiguousGroup(_ plan: QuantPlan, _ groups: Range<Int>, _ body: (Int, Int, Int) -> Void) {
+        guard let first = groups.first else { return }
+        let start = plan.span(ofGroup: first)
+        var base = start.base
+        if plan.params.granularity != .blocked || plan.params.layout == .bnb4 {
+            for g in groups { body(g, g == first ? base : plan.span(ofGroup: g).base, start.elementCount) }
+            return
+        }
+        var block = first % plan.blocksPerDim
+        for g in groups {
+            let length = min(plan.block, plan.dim - block * plan.block)
+            body(g, base, length)
+            base += length
+            block += 1
+            if block == plan.blocksPerDim { block = 0 }
+        }
     }
 }

@@ -40,12 +40,12 @@ public enum Quantizer {
     /// `variant` picks the kernels (tests compare every variant with `.scalar`, the reference).
     static func quantize(_ plan: QuantPlan, input: UnsafeBufferPointer<Float>, into out: QuantizedBuffers, variant: KernelVariant) throws {
         try checkSizes(plan, inputCount: input.count, data: out.data.count, scales: out.scales.count, zeroPoints: out.zeroPoints?.count)
+        if try FastPaths.quantize(plan, input: input, into: out, variant: variant) { return }  // checks finiteness itself
         try checkFinite(input, threads: plan.params.threads)
         if case .float16(let bfloat) = plan.codeSpec.kind {
             convertToHalf(input, bfloat: bfloat, into: out.data, threads: plan.params.threads)
             return
         }
-        if FastPaths.quantize(plan, input: input, into: out, variant: variant) { return }
         let scratch = GroupScratch(plan)
         defer { scratch.deallocate() }
         let coder = ElementCoder(spec: plan.codeSpec, rounding: plan.params.rounding)

@@ -7,11 +7,27 @@ struct ScaleSelector {
     /// ONNX Runtime's MLAS rules (MatMulNBits layout): symmetric scale = signed extreme / -2^(b-1).
     let mlasRules: Bool
 
+    // Constants of the min-max rule, resolved once per call rather than once per group.
+    private let isInteger: Bool
+    private let symmetric: Bool
+    private let symmetricZeroPoint: Int32
+    private let positiveCodes: Float
+    private let mlasDivisor: Float
+    private let levelMax: Float
+    private let scaleType: FloatType
+
     init(plan: QuantPlan, coder: ElementCoder) {
         self.plan = plan
         self.coder = coder
         spec = plan.codeSpec
         mlasRules = plan.params.layout == .matMulNBits
+        isInteger = spec.isInteger
+        symmetric = plan.params.scheme == .symmetric
+        symmetricZeroPoint = spec.symmetricZeroPoint
+        positiveCodes = Float((1 << (spec.bits - 1)) - 1)
+        mlasDivisor = -Float(1 << (spec.bits - 1))
+        levelMax = spec.levelMax
+        scaleType = plan.params.scaleType
     }
 
     func choose(_ values: UnsafeBufferPointer<Float>) -> (scale: Float, zeroPoint: Int32) {
@@ -36,28 +52,25 @@ struct ScaleSelector {
     }
 
     /// The min-max rule on a (possibly clipped) range.
+    @inline(__always)
     func fromRange(lo: Float, hi: Float) -> (scale: Float, zeroPoint: Int32) {
-        let scaleType = plan.params.scaleType
-        guard spec.isInteger else {
+        guard isInteger else {
             let amax = max(lo.magnitude, hi.magnitude)
-            return (Float16Codec.rounded(amax / spec.levelMax, to: scaleType), 0)
+            return (Float16Codec.rounded(amax / levelMax, to: scaleType), 0)
         }
-        let (qmin, qmax) = (Float(coder.codeMin), Float(coder.codeMax))
-        if plan.params.scheme == .symmetric {
-            let zp = spec.symmetricZeroPoint
+        if symmetric {
             if mlasRules {
                 let extreme = hi.magnitude > lo.magnitude ? hi : lo
-                return (Float16Codec.rounded(extreme / -Float(1 << (spec.bits - 1)), to: scaleType), zp)
+                return (Float16Codec.rounded(extreme / mlasDivisor, to: scaleType), symmetricZeroPoint)
             }
             let amax = max(lo.magnitude, hi.magnitude)
-            let positiveCodes = Float((1 << (spec.bits - 1)) - 1)
-            return (Float16Codec.rounded(amax / positiveCodes, to: scaleType), zp)
+            return (Float16Codec.rounded(amax / positiveCodes, to: scaleType), symmetricZeroPoint)
         }
+        let (qmin, qmax) = (Float(coder.codeMin), Float(coder.codeMax))
         let low = min(lo, 0), high = max(hi, 0)
         let scale = Float16Codec.rounded((high - low) / (qmax - qmin), to: scaleType)
         if scale == 0 { return (0, Int32(max(qmin, min(qmax, 0)))) }
-        let zpFloat = qmin - low / scale
-        let zp = rounding(zpFloat)
+        let zp = rounding(qmin - low / scale)
         return (scale, Int32(max(qmin, min(qmax, zp))))
     }
 

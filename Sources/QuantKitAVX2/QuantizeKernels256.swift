@@ -16,65 +16,95 @@ import _Builtin_intrinsics.intel
     return _mm256_cvtss_f32(r)
 }
 
-public func avx2MinMax(_ p: UnsafePointer<Float>, _ n: Int) -> (min: Float, max: Float) {
+/// See avx512MinMax; the accumulator here is 8 floats.
+public func avx2MinMax(_ p: UnsafePointer<Float>, _ n: Int, _ poisonAccumulator: UnsafeMutablePointer<Float>) -> (min: Float, max: Float) {
     var lo = _mm256_set1_ps(Float.greatestFiniteMagnitude)
     var hi = _mm256_set1_ps(-Float.greatestFiniteMagnitude)
+    var poison = _mm256_loadu_ps(poisonAccumulator)
     var i = 0
     while i + 8 <= n {
         let v = _mm256_loadu_ps(p + i)
         lo = _mm256_min_ps(lo, v)
         hi = _mm256_max_ps(hi, v)
+        poison = _mm256_add_ps(poison, _mm256_sub_ps(v, v))
         i += 8
     }
+    _mm256_storeu_ps(poisonAccumulator, poison)
     var low = fold(lo) { _mm256_min_ps($0, $1) }, high = fold(hi) { _mm256_max_ps($0, $1) }
     while i < n {
         let v = p[i]
         if v < low { low = v }
         if v > high { high = v }
+        poisonAccumulator[0] += v - v
         i += 1
     }
     return (low, high)
 }
 
-/// See avx512EncodeBlock: identical results, eight lanes at a time.
-public func avx2EncodeBlock(
-    _ p: UnsafePointer<Float>, _ n: Int, scale: Float, zeroPoint: Int32, codeMin: Int32, codeMax: Int32,
-    codeMask: Int32, tiesAway: Bool, codes: UnsafeMutablePointer<UInt8>
-) {
-    let vscale = _mm256_set1_ps(scale)
-    let vreciprocal = _mm256_set1_ps(1 / scale)
-    let vzpFloat = _mm256_set1_ps(Float(zeroPoint))
-    let vzp = _mm256_set1_epi32(zeroPoint)
-    let vmin = _mm256_set1_epi32(codeMin), vmax = _mm256_set1_epi32(codeMax), vmask = _mm256_set1_epi32(codeMask)
-    let gather = _mm256_setr_epi32(0, 4, 0, 4, 0, 4, 0, 4)
-    var i = 0
-    while i < n {
-        let count = n - i < 8 ? n - i : 8
-        let x = _mm256_maskload_ps(p + i, laneMask(count))
+/// true when all 8 floats at p are exactly zero.
+public func avx2AllZero(_ p: UnsafePointer<Float>) -> Bool {
+    var sum: Float = 0
+    for k in 0..<8 { sum += p[k] < 0 ? -p[k] : p[k] }
+    return sum == 0
+}
+
+/// See Encoding512: the same arithmetic on eight lanes.
+public struct Encoding256 {
+    let scale: __m256, reciprocal: __m256, zeroPointFloat: __m256, zeroPoint: __m256i
+    let codeMin: __m256i, codeMax: __m256i, codeMask: __m256i
+    let tiesAway: Bool
+
+    public init(scale: Float, zeroPoint: Int32, codeMin: Int32, codeMax: Int32, codeMask: Int32, tiesAway: Bool) {
+        self.scale = _mm256_set1_ps(scale)
+        reciprocal = _mm256_set1_ps(1 / scale)
+        zeroPointFloat = _mm256_set1_ps(Float(zeroPoint))
+        self.zeroPoint = _mm256_set1_epi32(zeroPoint)
+        self.codeMin = _mm256_set1_epi32(codeMin)
+        self.codeMax = _mm256_set1_epi32(codeMax)
+        self.codeMask = _mm256_set1_epi32(codeMask)
+        self.tiesAway = tiesAway
+    }
+
+    /// Eight codes (0...255) as the bytes of a UInt64, element 0 in the low byte.
+    @inline(__always) func codes(_ x: __m256) -> UInt64 {
         var q: __m256i
         if tiesAway {
-            let t = _mm256_add_ps(_mm256_mul_ps(x, vreciprocal), vzpFloat)
+            let t = _mm256_add_ps(_mm256_mul_ps(x, reciprocal), zeroPointFloat)
             let whole = _mm256_cvttps_epi32(t)
             let fraction = _mm256_sub_ps(t, _mm256_cvtepi32_ps(whole))
             q = _mm256_add_epi32(whole, _mm256_cvttps_epi32(_mm256_add_ps(fraction, fraction)))
         } else {
-            q = _mm256_add_epi32(_mm256_cvtps_epi32(_mm256_div_ps(x, vscale)), vzp)
+            q = _mm256_add_epi32(_mm256_cvtps_epi32(_mm256_div_ps(x, scale)), zeroPoint)
         }
-        q = _mm256_and_si256(_mm256_min_epi32(_mm256_max_epi32(q, vmin), vmax), vmask)
-        // 8 x i32 (0...255) -> 8 bytes: pack to u16, to u8, then gather dword 0 of each lane.
+        q = _mm256_and_si256(_mm256_min_epi32(_mm256_max_epi32(q, codeMin), codeMax), codeMask)
+        // Pack to u16, to u8, then gather dword 0 of each 128-bit lane.
         let words = _mm256_packus_epi32(q, q)
-        let bytes = _mm256_permutevar8x32_epi32(_mm256_packus_epi16(words, words), gather)
-        let eight = UInt64(bitPattern: _mm_cvtsi128_si64(_mm256_castsi256_si128(bytes)))
-        for k in 0..<count { codes[i + k] = UInt8(truncatingIfNeeded: eight >> UInt64(8 * k)) }
+        let bytes = _mm256_permutevar8x32_epi32(_mm256_packus_epi16(words, words), _mm256_setr_epi32(0, 4, 0, 4, 0, 4, 0, 4))
+        return UInt64(bitPattern: _mm_cvtsi128_si64(_mm256_castsi256_si128(bytes)))
+    }
+}
+
+public func avx2EncodeBytes(_ p: UnsafePointer<Float>, _ n: Int, _ e: Encoding256, _ out: UnsafeMutablePointer<UInt8>) {
+    var i = 0
+    while i < n {
+        let count = n - i < 8 ? n - i : 8
+        let eight = e.codes(_mm256_maskload_ps(p + i, laneMask(count)))
+        for k in 0..<count { out[i + k] = UInt8(truncatingIfNeeded: eight >> UInt64(8 * k)) }
         i += 8
     }
 }
 
-public func avx2PackNibbles(_ codes: UnsafePointer<UInt8>, _ n: Int, _ out: UnsafeMutablePointer<UInt8>) {
+/// See avx512EncodeNibbles.
+public func avx2EncodeNibbles(_ p: UnsafePointer<Float>, _ n: Int, _ e: Encoding256, _ out: UnsafeMutablePointer<UInt8>) {
     var i = 0
-    while i + 1 < n {
-        out[i / 2] = codes[i] | (codes[i + 1] << 4)
-        i += 2
+    while i < n {
+        let count = n - i < 8 ? n - i : 8
+        var eight = e.codes(_mm256_maskload_ps(p + i, laneMask(count)))
+        if count < 8 { eight &= (UInt64(1) << UInt64(8 * count)) &- 1 }  // padding nibbles are 0
+        // Bytes (c0, c1, ..., c7) -> nibbles: keep the low 4 bits of each byte, compacted.
+        let packed = _pext_u64(eight, 0x0F0F_0F0F_0F0F_0F0F)
+        for k in 0..<((count + 1) / 2) { out[i / 2 + k] = UInt8(truncatingIfNeeded: packed >> UInt64(8 * k)) }
+        i += 8
     }
 }
 

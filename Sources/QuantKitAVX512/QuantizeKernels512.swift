@@ -7,74 +7,97 @@ import _Builtin_intrinsics.intel
 
 @inline(__always) private func tailMask16(_ n: Int) -> __mmask16 { __mmask16(truncatingIfNeeded: (1 << n) - 1) }
 
-/// Smallest and largest of n floats (n >= 1).
-public func avx512MinMax(_ p: UnsafePointer<Float>, _ n: Int) -> (min: Float, max: Float) {
+/// Smallest and largest of n floats (n >= 1). Also adds x - x of every element into the 16
+/// floats at `poison`: 0 for finite x, NaN for NaN or Inf (min/max alone would skip a NaN). The
+/// caller checks the accumulator once per batch of groups (see avx512AllZero).
+public func avx512MinMax(_ p: UnsafePointer<Float>, _ n: Int, _ poisonAccumulator: UnsafeMutablePointer<Float>) -> (min: Float, max: Float) {
     var lo = _mm512_set1_ps(Float.greatestFiniteMagnitude)
     var hi = _mm512_set1_ps(-Float.greatestFiniteMagnitude)
+    var poison = _mm512_loadu_ps(poisonAccumulator)
     var i = 0
     while i + 16 <= n {
         let v = _mm512_loadu_ps(p + i)
         lo = _mm512_min_ps(lo, v)
         hi = _mm512_max_ps(hi, v)
+        poison = _mm512_add_ps(poison, _mm512_sub_ps(v, v))
         i += 16
     }
     if i < n {
         let mask = tailMask16(n - i)
-        lo = _mm512_mask_min_ps(lo, mask, lo, _mm512_maskz_loadu_ps(mask, p + i))
-        hi = _mm512_mask_max_ps(hi, mask, hi, _mm512_maskz_loadu_ps(mask, p + i))
+        let v = _mm512_maskz_loadu_ps(mask, p + i)
+        lo = _mm512_mask_min_ps(lo, mask, lo, v)
+        hi = _mm512_mask_max_ps(hi, mask, hi, v)
+        poison = _mm512_add_ps(poison, _mm512_sub_ps(v, v))
     }
+    _mm512_storeu_ps(poisonAccumulator, poison)
     return (_mm512_reduce_min_ps(lo), _mm512_reduce_max_ps(hi))
 }
 
-/// Codes of n floats, one byte each, masked to `codeMask`:
-/// halfEven: clamp(rne(x / scale) + zp); halfAway: clamp(roundAway(x * (1/scale) + zp)).
-/// scale must be non-zero (the caller fills a zero-scale group with the zero point).
-public func avx512EncodeBlock(
-    _ p: UnsafePointer<Float>, _ n: Int, scale: Float, zeroPoint: Int32, codeMin: Int32, codeMax: Int32,
-    codeMask: Int32, tiesAway: Bool, codes: UnsafeMutablePointer<UInt8>
-) {
-    let vscale = _mm512_set1_ps(scale)
-    let vreciprocal = _mm512_set1_ps(1 / scale)
-    let vzpFloat = _mm512_set1_ps(Float(zeroPoint))
-    let vzp = _mm512_set1_epi32(zeroPoint)
-    let vmin = _mm512_set1_epi32(codeMin), vmax = _mm512_set1_epi32(codeMax), vmask = _mm512_set1_epi32(codeMask)
-    var i = 0
-    while i < n {
-        let count = n - i < 16 ? n - i : 16
-        let lanes = tailMask16(count)
-        let x = _mm512_maskz_loadu_ps(lanes, p + i)
+/// Constants of one group's quantization, broadcast once.
+public struct Encoding512 {
+    let scale: __m512, reciprocal: __m512, zeroPointFloat: __m512, zeroPoint: __m512i
+    let codeMin: __m512i, codeMax: __m512i, codeMask: __m512i
+    let tiesAway: Bool
+
+    /// halfEven: clamp(rne(x / scale) + zp); halfAway: clamp(roundAway(x * (1/scale) + zp)),
+    /// codes masked to `codeMask`. scale must be non-zero (zero-scale groups are filled by the caller).
+    public init(scale: Float, zeroPoint: Int32, codeMin: Int32, codeMax: Int32, codeMask: Int32, tiesAway: Bool) {
+        self.scale = _mm512_set1_ps(scale)
+        reciprocal = _mm512_set1_ps(1 / scale)
+        zeroPointFloat = _mm512_set1_ps(Float(zeroPoint))
+        self.zeroPoint = _mm512_set1_epi32(zeroPoint)
+        self.codeMin = _mm512_set1_epi32(codeMin)
+        self.codeMax = _mm512_set1_epi32(codeMax)
+        self.codeMask = _mm512_set1_epi32(codeMask)
+        self.tiesAway = tiesAway
+    }
+
+    @inline(__always) func codes(_ x: __m512) -> __m512i {
         var q: __m512i
         if tiesAway {
-            // t = x * (1/scale) + zp, rounded half away from zero without a rounding-mode change:
-            // trunc(t) + trunc(2 * (t - trunc(t))), all steps exact for |t| < 2^31.
-            let t = _mm512_add_ps(_mm512_mul_ps(x, vreciprocal), vzpFloat)
+            // Half away from zero without changing the rounding mode:
+            // trunc(t) + trunc(2 * (t - trunc(t))), every step exact for |t| < 2^31.
+            let t = _mm512_add_ps(_mm512_mul_ps(x, reciprocal), zeroPointFloat)
             let whole = _mm512_cvttps_epi32(t)
             let fraction = _mm512_sub_ps(t, _mm512_cvtepi32_ps(whole))
             q = _mm512_add_epi32(whole, _mm512_cvttps_epi32(_mm512_add_ps(fraction, fraction)))
         } else {
             // cvtps rounds with MXCSR's default mode: to nearest, ties to even.
-            q = _mm512_add_epi32(_mm512_cvtps_epi32(_mm512_div_ps(x, vscale)), vzp)
+            q = _mm512_add_epi32(_mm512_cvtps_epi32(_mm512_div_ps(x, scale)), zeroPoint)
         }
-        q = _mm512_and_si512(_mm512_min_epi32(_mm512_max_epi32(q, vmin), vmax), vmask)
-        _mm512_mask_cvtepi32_storeu_epi8(codes + i, lanes, q)
+        return _mm512_and_si512(_mm512_min_epi32(_mm512_max_epi32(q, codeMin), codeMax), codeMask)
+    }
+}
+
+/// One code byte per float.
+public func avx512EncodeBytes(_ p: UnsafePointer<Float>, _ n: Int, _ e: Encoding512, _ out: UnsafeMutablePointer<UInt8>) {
+    var i = 0
+    while i < n {
+        let lanes = tailMask16(n - i < 16 ? n - i : 16)
+        _mm512_mask_cvtepi32_storeu_epi8(out + i, lanes, e.codes(_mm512_maskz_loadu_ps(lanes, p + i)))
         i += 16
     }
 }
 
-/// out[i] = codes[2i] | codes[2i+1] << 4 for i < n/2 (n even, codes already 4-bit).
-public func avx512PackNibbles(_ codes: UnsafePointer<UInt8>, _ n: Int, _ out: UnsafeMutablePointer<UInt8>) {
-    let lowMask = _mm512_set1_epi16(0x000F), highMask = _mm512_set1_epi16(0x00F0)
+/// Two 4-bit codes per byte, first in the low nibble; (n+1)/2 bytes, an odd tail padded with 0.
+public func avx512EncodeNibbles(_ p: UnsafePointer<Float>, _ n: Int, _ e: Encoding512, _ out: UnsafeMutablePointer<UInt8>) {
     var i = 0
-    while i + 64 <= n {
-        let w = _mm512_loadu_si512(codes + i)
-        let packed = _mm512_or_si512(_mm512_and_si512(w, lowMask), _mm512_and_si512(_mm512_srli_epi16(w, 4), highMask))
-        _mm256_storeu_si256(UnsafeMutableRawPointer(out + i / 2).assumingMemoryBound(to: __m256i_u.self), _mm512_cvtepi16_epi8(packed))
-        i += 64
+    while i < n {
+        let count = n - i < 16 ? n - i : 16
+        let lanes = tailMask16(count)
+        // Lanes past n become code 0: the padding nibble.
+        let q = _mm512_maskz_mov_epi32(lanes, e.codes(_mm512_maskz_loadu_ps(lanes, p + i)))
+        // Each 64-bit lane holds codes (2j, 2j+1) at bits 0 and 32: fold the second onto bit 4.
+        let pairs = _mm512_or_si512(q, _mm512_srli_epi64(q, 28))
+        let bytes = (count + 1) / 2
+        _mm512_mask_cvtepi64_storeu_epi8(out + i / 2, __mmask8(truncatingIfNeeded: (1 << bytes) - 1), pairs)
+        i += 16
     }
-    while i + 1 < n {
-        out[i / 2] = codes[i] | (codes[i + 1] << 4)
-        i += 2
-    }
+}
+
+/// true when all 16 floats at p are exactly zero (a clean poison accumulator).
+public func avx512AllZero(_ p: UnsafePointer<Float>) -> Bool {
+    _mm512_reduce_add_ps(_mm512_abs_ps(_mm512_loadu_ps(p))) == 0
 }
 
 /// out[i] = (value(code_i) - zp) * scale for n codes stored as 4-bit nibbles (low first) or bytes.

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The whole test suite: Swift unit tests, the C ABI test, and the Python tests (binding, ONNX
+# reference cases, ONNX Runtime compatibility) under every kernel variant this CPU supports.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+scripts/build.sh
+export QUANTKIT_LIBRARY="$PWD/dist/lib/libquantkit.so"
+
+echo "== Swift tests"
+log=$(mktemp)
+if ! swift test >"$log" 2>&1; then
+    grep -E "error|failed" "$log" | head -50
+    tail -5 "$log"
+    exit 1
+fi
+grep -E "Executed [0-9]+ tests" "$log" | tail -1
+
+echo "== Exported symbols: only qk_*"
+leaked=$(nm -D --defined-only dist/lib/libquantkit.so | awk '$2 ~ /[A-Z]/ && $3 !~ /^qk_/ {print $3}')
+[ -z "$leaked" ] || { echo "symbols other than qk_* are exported: $leaked"; exit 1; }
+ldd dist/lib/libquantkit.so | grep -q swift && { echo "libquantkit.so needs a Swift runtime"; exit 1; }
+
+echo "== C ABI test"
+Tests/c/run.sh
+
+variants=$(dist/bin/quantkit --version | sed -E 's/.*kernels: ([a-z0-9]+).*/\1/')
+case "$variants" in
+    avx512) variants="scalar avx2 avx512" ;;
+    avx2) variants="scalar avx2" ;;
+    *) variants="scalar" ;;
+esac
+for variant in $variants; do
+    echo "== Python tests, QUANTKIT_KERNELS=$variant"
+    QUANTKIT_KERNELS=$variant .venv/bin/python -m pytest -q Tests/python
+done
