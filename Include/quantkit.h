@@ -54,7 +54,8 @@ typedef enum qk_status {
     QK_ERROR_SHAPE_MISMATCH = 5,   /* shapes or element counts disagree */
     QK_ERROR_NON_FINITE = 6,       /* the input holds NaN or +-Inf where finite values are needed */
     QK_ERROR_OUT_OF_MEMORY = 7,
-    QK_ERROR_OVERFLOW = 8,         /* a size does not fit in the address space */
+    QK_ERROR_OVERFLOW = 8,         /* a size does not fit in the address space, or a value in its type
+                                      (a scale past the scale type's range, fp16 conversion of 1e6) */
     QK_ERROR_IO = 9,               /* a file could not be read or written */
     QK_ERROR_INVALID_MODEL = 10,   /* a model file is malformed or truncated */
     QK_ERROR_INTERNAL = 11,        /* a bug in QuantKit: please report it */
@@ -86,7 +87,8 @@ typedef struct qk_tensor {
     int32_t dtype;          /* QK_DTYPE_* */
     int32_t ndim;           /* 0..QK_MAX_DIMS; 0 is a scalar */
     const int64_t *shape;   /* ndim entries, each >= 0 */
-    const int64_t *strides; /* ndim entries in elements (not bytes), or NULL for row-major */
+    const int64_t *strides; /* ndim entries in elements (not bytes), or NULL for row-major; negative
+                               strides are allowed (data then points at element [0,...,0]) */
 } qk_tensor;
 
 /* ---- Formats ----------------------------------------------------------------------------------- */
@@ -168,16 +170,21 @@ enum {
  * QK_LAYOUT_ONNX: codes in row-major element order; sub-byte codes packed LSB first (first element
  *   in the low bits), the last byte zero-padded, exactly as ONNX int4/uint4/int2/uint2/float4 tensors.
  *   Scales have the shape ONNX DequantizeLinear expects: scalar, [dim(axis)], or the input shape with
- *   dim(axis) replaced by ceil(dim(axis)/block_size). Zero points, when stored, have the scales'
- *   shape and the data's element type (packed the same way).
+ *   dim(axis) replaced by ceil(dim(axis)/block_size). Zero points are stored for asymmetric schemes
+ *   and for symmetric unsigned formats (2^(bits-1), since ONNX's default zero point is 0); they
+ *   have the scales' shape and the data's element type, packed the same way. FP16/BF16 store no
+ *   scales (scales_count 0). Float formats are encoded as ONNX's saturating cast; FP4 writes +0
+ *   for -0 (ONNX adds its zero point), FP8 keeps -0.
  * QK_LAYOUT_MATMULNBITS: com.microsoft::MatMulNBits for a weight given as [N, K] (blocked, axis 1;
  *   bits 2, 4 or 8): data [N, ceil(K/block), block*bits/8] with each block padded by code 0; scales
  *   [N, ceil(K/block)]; zero points only when asymmetric, [N, ceil(ceil(K/block)*bits/8)], padded
  *   with 2^(bits-1). Unsigned codes. With METHOD_MINMAX the scales follow ONNX Runtime's quantizer
- *   (symmetric: the extreme of larger magnitude / -2^(bits-1)); with QK_ROUND_HALF_AWAY the bytes
- *   equal those of onnxruntime.quantization's MatMulNBits quantizer.
+ *   (symmetric: the extreme of larger magnitude / -2^(bits-1)); with QK_ROUND_HALF_AWAY scales, zero
+ *   points and every real code equal those of ONNX Runtime's MatMulNBits quantizer (its padding
+ *   bits past K are not reproducible; ours are 0).
  * QK_LAYOUT_BNB4: com.microsoft::MatMulBnb4 / bitsandbytes: blocks over the flattened row-major
- *   tensor, first element in the HIGH nibble, one absmax (the scale) per block; NF4 or FP4_BNB.
+ *   tensor, first element in the HIGH nibble, one absmax (the scale) per block; NF4 or FP4_BNB. An odd
+ *   element count pads the last low nibble with the code of 0.0, as ONNX Runtime's quantizer does.
  */
 enum {
     QK_LAYOUT_ONNX = 0,
@@ -202,13 +209,14 @@ typedef struct qk_quant_params {
     float min_clip_ratio;  /* METHOD_MSE: smallest ratio tried, in (0, 1] */
 } qk_quant_params;
 
-/* Scales of the ONNX layout with METHOD_MINMAX: symmetric = max|x| / code_max (positive);
+/* Scales of the ONNX layout with METHOD_MINMAX: symmetric integers = max|x| / (2^(bits-1) - 1)
+ * (positive; e.g. /127 for int8 and for uint8 with its zero point 128);
  * asymmetric = (max(x,0) - min(x,0)) / (code_max - code_min), zero point = code_min - min(x,0)/scale
  * rounded and saturated; codebook and float formats: max|x| / level_max. An all-zero group gets
  * scale 0 (it dequantizes to exact zeros).
  *
  * Fills every field with the defaults for `format`: symmetric, blocked along the last axis with
- * block 32 (per-tensor for FP8, none for FP16/BF16), min-max, round half to even, ONNX layout,
+ * block 32 (per-tensor for FP8 and for FP16/BF16, which ignore it), min-max, round half to even, ONNX layout,
  * f32 scales, percentile 99.99, 20 search steps down to ratio 0.5. */
 qk_status qk_quant_params_init(qk_quant_params *params, int32_t format);
 
@@ -248,7 +256,8 @@ qk_status qk_quantize_with_scales(const qk_quant_params *params, const qk_tensor
                                   qk_quantized *output);
 
 /* ONNX DequantizeLinear: writes output (F32, F16 or BF16, row-major or strided). output's shape is
- * the logical shape of the quantized tensor. */
+ * the logical shape of the quantized tensor: the buffers carry no shape, so only their sizes are
+ * checked against it. Scales are used as given (a NaN scale yields NaN, as in ONNX). */
 qk_status qk_dequantize(const qk_quant_params *params, const qk_quantized *input, qk_tensor *output);
 
 /* How far a quantized tensor is from the original. */

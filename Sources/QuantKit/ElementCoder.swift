@@ -43,7 +43,11 @@ struct ElementCoder {
             let clamped = Int32(max(Float(codeMin), min(Float(codeMax), q)))
             return UInt8(truncatingIfNeeded: clamped & mask)
         case .minifloat(let mf):
-            return UInt8(truncatingIfNeeded: mf.encode(scaled(x, scale), tiesAway: rounding == .halfAway))
+            var y = scaled(x, scale)
+            // ONNX's FLOAT4E2M1 reference adds the zero point (+0), turning -0 into +0; its FP8
+            // reference keeps -0. Both are matched.
+            if mf.bits == 4 && y == 0 { y = 0 }
+            return UInt8(truncatingIfNeeded: mf.encode(y, tiesAway: rounding == .halfAway))
         case .codebook(let book):
             return UInt8(truncatingIfNeeded: book.encode(scaled(x, scale)))
         case .float16:

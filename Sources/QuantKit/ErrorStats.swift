@@ -22,7 +22,8 @@ public struct ErrorStats: Sendable, Equatable {
                 var p = Partial()
                 for i in (c * chunk)..<min(n, (c + 1) * chunk) {
                     let r = Double(reference[i]), e = Double(actual[i]) - r
-                    p.maxAbs = max(p.maxAbs, e.magnitude)
+                    // NaN must not vanish in max (Swift.max drops it): make it sticky.
+                    p.maxAbs = e.isNaN || p.maxAbs.isNaN ? .nan : max(p.maxAbs, e.magnitude)
                     p.sumAbs += e.magnitude
                     p.sumSq += e * e
                     p.signal += r * r
@@ -32,7 +33,7 @@ public struct ErrorStats: Sendable, Equatable {
         }
         var total = Partial()
         for p in partials {
-            total.maxAbs = max(total.maxAbs, p.maxAbs)
+            total.maxAbs = p.maxAbs.isNaN || total.maxAbs.isNaN ? .nan : max(total.maxAbs, p.maxAbs)
             total.sumAbs += p.sumAbs
             total.sumSq += p.sumSq
             total.signal += p.signal

@@ -107,6 +107,7 @@ enum FastPaths {
             }
         }
         if finite.contains(false) { try Quantizer.checkFinite(input, threads: plan.params.threads) }
+        try Quantizer.checkScalesFinite(plan, scratch.scales, input)
         let zeroCode = { (zp: Int32) -> UInt8 in
             let code = coder.storedZeroPoint(zp)
             return nibbles ? code | code << 4 : code

@@ -56,9 +56,10 @@ enum Packing {
     }
 
     /// bitsandbytes order: first element in the HIGH nibble.
-    static func packHighNibbleFirst(_ codes: UnsafePointer<UInt8>, count: Int, into out: UnsafeMutablePointer<UInt8>, bytes: Range<Int>) {
+    /// An odd count pads the last low nibble with `padding` (bitsandbytes pads with the code of 0.0).
+    static func packHighNibbleFirst(_ codes: UnsafePointer<UInt8>, count: Int, padding: UInt8, into out: UnsafeMutablePointer<UInt8>, bytes: Range<Int>) {
         for i in bytes {
-            let first = codes[2 * i], second = 2 * i + 1 < count ? codes[2 * i + 1] : 0
+            let first = codes[2 * i], second = 2 * i + 1 < count ? codes[2 * i + 1] : padding
             out[i] = (first << 4) | (second & 0xF)
         }
     }

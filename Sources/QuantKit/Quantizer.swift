@@ -43,6 +43,7 @@ public enum Quantizer {
         if try FastPaths.quantize(plan, input: input, into: out, variant: variant) { return }  // checks finiteness itself
         try checkFinite(input, threads: plan.params.threads)
         if case .float16(let bfloat) = plan.codeSpec.kind {
+            try checkHalfRange(input, bfloat: bfloat)
             convertToHalf(input, bfloat: bfloat, into: out.data, threads: plan.params.threads)
             return
         }
@@ -70,8 +71,19 @@ public enum Quantizer {
                 span.forEach { scratch.codes[$0] = coder.encode(input[$0], scale: scale, zeroPoint: zp) }
             }
         }
+        try checkScalesFinite(plan, scratch.scales, input)
         writeScales(plan, scratch, into: out)
         packCodes(plan, scratch.codes, into: out.data)
+    }
+
+    /// A range too wide for the scale type (e.g. max - min past Float.max, or a scale past 65504
+    /// in f16) gives an infinite scale: reported rather than silently dequantizing to NaN.
+    static func checkScalesFinite(_ plan: QuantPlan, _ scales: UnsafeMutablePointer<Float>, _ input: UnsafeBufferPointer<Float>) throws {
+        for g in 0..<plan.groupCount where !scales[g].isFinite {
+            var (lo, hi) = (Float.infinity, -Float.infinity)
+            plan.span(ofGroup: g).forEach { lo = min(lo, input[$0]); hi = max(hi, input[$0]) }
+            throw QuantError(.overflow, "the values of scale group \(g) span [\(lo), \(hi)]: their \(plan.params.scaleType) scale overflows (use f32 scales or a finer granularity)")
+        }
     }
 
     /// ONNX QuantizeLinear: reads the scales (and zero points) in `out`, writes only `out.data`.
@@ -79,6 +91,7 @@ public enum Quantizer {
         try checkSizes(plan, inputCount: input.count, data: out.data.count, scales: out.scales.count, zeroPoints: out.zeroPoints?.count)
         try checkFinite(input, threads: plan.params.threads)
         if case .float16(let bfloat) = plan.codeSpec.kind {
+            try checkHalfRange(input, bfloat: bfloat)
             convertToHalf(input, bfloat: bfloat, into: out.data, threads: plan.params.threads)
             return
         }
@@ -208,8 +221,9 @@ public enum Quantizer {
                 Packing.packLSB(codes, count: plan.count, bits: bits, into: out, bytes: $0)
             }
         case .bnb4:
+            let zeroCode = ElementCoder(spec: plan.codeSpec, rounding: plan.params.rounding).encode(0, scale: 1, zeroPoint: 0)
             Parallel.forEachChunk(count: plan.dataBytes, threads: plan.params.threads, minChunk: 65536) {
-                Packing.packHighNibbleFirst(codes, count: plan.count, into: out, bytes: $0)
+                Packing.packHighNibbleFirst(codes, count: plan.count, padding: zeroCode, into: out, bytes: $0)
             }
         case .matMulNBits:
             Parallel.forEachChunk(count: plan.shape[0], threads: plan.params.threads, minChunk: 16) {
@@ -235,6 +249,14 @@ public enum Quantizer {
             Parallel.forEachChunk(count: plan.shape[0], threads: plan.params.threads, minChunk: 16) {
                 Packing.unpackMatMulNBits(bytes, k: plan.shape[1], block: plan.block, bits: bits, into: codes, rows: $0)
             }
+        }
+    }
+
+    /// A value that would round to infinity in fp16/bf16 is an error, not a silent Inf weight.
+    private static func checkHalfRange(_ input: UnsafeBufferPointer<Float>, bfloat: Bool) throws {
+        let limit: Float = bfloat ? Float(bitPattern: 0x7F7F_8000) : 65520  // first value that rounds to Inf
+        if let i = input.firstIndex(where: { $0.magnitude >= limit }) {
+            throw QuantError(.overflow, "element \(i) is \(input[i]), outside the \(bfloat ? "bf16" : "fp16") range")
         }
     }
 

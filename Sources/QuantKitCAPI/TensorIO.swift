@@ -68,18 +68,18 @@ struct FloatTensorView {
         return strides
     }
 
-    /// Non-negative strides whose furthest element's byte offset fits in the address space.
+    /// Strides (negative ones too: the data pointer is the first element, others may lie before
+    /// it) whose nearest and furthest elements' byte offsets fit in the address space.
     static func checkStrides(_ strides: [Int], shape: [Int], elementSize: Int, name: String) throws {
-        var furthest = 0
+        guard !shape.contains(0) else { return }
+        var lowest = 0, highest = 0
+        let limit = Int(Int64.max / 16) / elementSize
         for (d, s) in strides.enumerated() {
-            guard s >= 0 else { throw QuantError(.unsupported, "\(name).strides[\(d)] is \(s); negative strides are not supported") }
-            guard shape[d] > 0 else { return }
             let (span, o1) = (shape[d] - 1).multipliedReportingOverflow(by: s)
-            let (sum, o2) = furthest.addingReportingOverflow(span)
-            guard !o1, !o2 else { throw QuantError(.overflow, "\(name).strides reach past the address space") }
-            furthest = sum
+            guard !o1, span.magnitude <= UInt(limit) else { throw QuantError(.overflow, "\(name).strides[\(d)] = \(s) reaches past the address space") }
+            if span < 0 { lowest += span } else { highest += span }
+            guard lowest >= -limit, highest <= limit else { throw QuantError(.overflow, "\(name).strides reach past the address space") }
         }
-        guard furthest <= Int(Int64.max / 16) / elementSize else { throw QuantError(.overflow, "\(name).strides reach past the address space") }
     }
 
     /// Byte offset of the element with row-major index `linear`.

@@ -33,12 +33,9 @@ ADAPTED = {
 
 # Cases where QuantKit differs from the ONNX data on purpose or pending a decision; the test checks
 # that nothing else differs.
-KNOWN_DEVIATIONS = {
-    "test_quantizelinear_float4e2m1":
-        "input -0.0: ONNX data expects +0 (code 0), QuantKit writes -0 (code 8). ONNX's reference and "
-        "ONNX Runtime keep -0 for FP8 (code 0x80), so ONNX itself is inconsistent; only zero signs "
-        "may differ",
-}
+# Cases QuantKit does not reproduce exactly, with the reason (none at present: FP4's -0 became +0
+# as ONNX's reference computes it).
+KNOWN_DEVIATIONS: dict = {}
 
 # How MatMulInteger / QLinearMatMul are reproduced (no QuantKit GEMM yet).
 NOTES = {

@@ -201,38 +201,33 @@ def test_error_shape_mismatch():
         qk.compare(_x((4, 64)), _x((64, 4)))
 
 
-# ---- library bugs found while writing these tests (reported; remove the marker when fixed) ----
+# ---- values the scale type cannot hold: an error, never a silent Inf scale / NaN output ----
 
-@pytest.mark.xfail(strict=True, reason="asymmetric min-max: max(x,0) - min(x,0) overflows float32 "
-                   "to a scale of inf; qk_quantize succeeds and dequantizes to NaN")
-def test_range_overflow_is_an_error_or_finite():
+def test_range_overflow_is_an_error():
+    # max(x,0) - min(x,0) = 6e38 overflows float32.
     x = np.array([3e38, -3e38, 1.0], np.float32)
-    try:
-        qt = qk.quantize(x, "uint8", granularity="tensor", symmetric=False)
-    except qk.QuantKitError:
-        return
-    assert np.isfinite(qt.scales).all() and np.isfinite(qt.dequantize()).all()
+    with pytest.raises(qk.QuantKitError) as err:
+        qk.quantize(x, "uint8", granularity="tensor", symmetric=False)
+    assert err.value.name == "QK_ERROR_OVERFLOW" and "overflows" in err.value.message
 
 
-@pytest.mark.xfail(strict=True, reason="float16 scales: max|x|/127 above 65504 rounds to inf; "
-                   "qk_quantize succeeds and dequantizes to NaN")
-def test_half_scale_overflow_is_an_error_or_finite():
+def test_half_scale_overflow_is_an_error():
+    # 1e7 / 127 is past float16's 65504.
     x = np.array([1e7, -1.0, 1.0], np.float32)
-    try:
-        qt = qk.quantize(x, "int8", granularity="tensor", scale_dtype="float16")
-    except qk.QuantKitError:
-        return
-    assert np.isfinite(qt.scales.astype(np.float32)).all() and np.isfinite(qt.dequantize()).all()
+    with pytest.raises(qk.QuantKitError) as err:
+        qk.quantize(x, "int8", granularity="tensor", scale_dtype="float16")
+    assert err.value.name == "QK_ERROR_OVERFLOW"
 
 
-@pytest.mark.xfail(strict=True, reason="qk_compare with NaN in `actual` reports max_abs_error 0.0 "
-                   "(NaN lost in a max) while mean/rmse are NaN")
+def test_fp16_conversion_overflow_is_an_error():
+    with pytest.raises(qk.QuantKitError) as err:
+        qk.quantize(np.array([1.0, 7e4], np.float32), "fp16")
+    assert err.value.name == "QK_ERROR_OVERFLOW" and "element 1" in err.value.message
+
+
 def test_compare_does_not_hide_nan():
     ref = _x()
     act = ref.copy()
     act[0, 0] = np.nan
-    try:
-        stats = qk.compare(ref, act)
-    except qk.QuantKitError:
-        return
-    assert not stats.max_abs_error == 0.0
+    stats = qk.compare(ref, act)
+    assert np.isnan(stats.max_abs_error) and np.isnan(stats.rmse)

@@ -17,17 +17,21 @@ KS = (32, 100, 257)          # 100 and 257 are not multiples of any block size b
 BLOCKS = (16, 32, 64, 128)
 BITS = (2, 4, 8)
 N = 7
-CASES = list(itertools.product(KS, BLOCKS, BITS, (True, False)))
+CASES = [(k, N, block, bits, sym)
+         for k, block, bits, sym in itertools.product(KS, BLOCKS, BITS, (True, False))]
+# Model-sized weights, so the vectorized kernels (not only edge loops) are compared too.
+CASES += [(1024, 64, 32, 4, True), (1024, 64, 128, 4, False), (1536, 48, 64, 8, True),
+          (768, 96, 32, 8, False), (768, 96, 16, 2, False), (4096, 16, 128, 4, True)]
 
 
 def _ids(case):
-    k, block, bits, sym = case
-    return f"K{k}-b{block}-{bits}bit-{'sym' if sym else 'asym'}"
+    k, n, block, bits, sym = case
+    return f"K{k}-N{n}-b{block}-{bits}bit-{'sym' if sym else 'asym'}"
 
 
-def _weights(k, block, bits, sym):
+def _weights(k, n, block, bits, sym):
     seed = k * 1000 + block * 10 + bits + int(sym)
-    return np.random.default_rng(seed).standard_normal((k, N)).astype(np.float32)
+    return np.random.default_rng(seed).standard_normal((k, n)).astype(np.float32)
 
 
 def ort_quantize(w, block, bits, sym):
@@ -48,7 +52,7 @@ def _codes(packed, bits, n, kblocks, block):
 
 @pytest.mark.parametrize("case", CASES, ids=_ids)
 def test_bytes_equal_ort_quantizer(case):
-    k, block, bits, sym = case
+    k, n, block, bits, sym = case
     w = _weights(*case)
     packed, scales, zero_points = ort_quantize(w, block, bits, sym)
     qt = qk.quantize(np.ascontiguousarray(w.T), f"int{bits}", layout="matmulnbits", block_size=block,
@@ -60,13 +64,13 @@ def test_bytes_equal_ort_quantizer(case):
     # Codes of real elements must match exactly. In the byte that holds the last real code of a
     # partial block, ORT's quantizer writes unpredictable bits into the padding (it reads past
     # K), so padding is checked against the header instead: code 0.
-    ours = _codes(qt.data, bits, N, kblocks, block)
-    theirs = _codes(packed, bits, N, kblocks, block)
+    ours = _codes(qt.data, bits, n, kblocks, block)
+    theirs = _codes(packed, bits, n, kblocks, block)
     np.testing.assert_array_equal(ours[:, :k], theirs[:, :k])
     assert not ours[:, k:].any(), "header: each block padded by code 0"
     if k % block:  # bytes that hold only padding agree too (both 0)
         first = ((k % block) * bits + 7) // 8
-        np.testing.assert_array_equal(qt.data.reshape(N, kblocks, -1)[:, -1, first:],
+        np.testing.assert_array_equal(qt.data.reshape(n, kblocks, -1)[:, -1, first:],
                                       packed[:, -1, first:])
     if sym:
         assert qt.zero_points is None
@@ -76,7 +80,7 @@ def test_bytes_equal_ort_quantizer(case):
 
 def test_format_name_does_not_change_bytes():
     # MatMulNBits codes are unsigned; "int4" and "uint4" must give one layout.
-    w = _weights(100, 32, 4, False)
+    w = _weights(100, N, 32, 4, False)
     a = qk.quantize(w.T.copy(), "int4", layout="matmulnbits", block_size=32, rounding="half_away")
     b = qk.quantize(w.T.copy(), "uint4", layout="matmulnbits", block_size=32, rounding="half_away")
     assert a.data.tobytes() == b.data.tobytes() and a.scales.tobytes() == b.scales.tobytes()
@@ -84,14 +88,14 @@ def test_format_name_does_not_change_bytes():
 
 @pytest.mark.parametrize("case", CASES, ids=_ids)
 def test_matmulnbits_node_runs_quantkit_weights(case):
-    k, block, bits, sym = case
+    k, n, block, bits, sym = case
     w = _weights(*case)
     qt = qk.quantize(np.ascontiguousarray(w.T), f"int{bits}", layout="matmulnbits", block_size=block,
                      symmetric=sym, rounding="half_away")
     a = np.random.default_rng(k + block).standard_normal((3, k)).astype(np.float32)
     expected = a.astype(np.float64) @ qt.dequantize().astype(np.float64).T
-    got = run_matmulnbits(a, qt, k, N, bits, block)
-    assert got.shape == (3, N)
+    got = run_matmulnbits(a, qt, k, n, bits, block)
+    assert got.shape == (3, n)
     # fp32 accumulation in another order: relative to the size of the terms summed.
     scale = np.abs(a).astype(np.float64) @ np.abs(qt.dequantize()).astype(np.float64).T
     np.testing.assert_array_less(np.abs(got - expected), 1e-5 * scale + 1e-30)

@@ -37,7 +37,7 @@ def format_of_dtype(dtype):
 def resolve_format(fmt, zero_points):
     if fmt is not None:
         return format_info(fmt)
-    if isinstance(zero_points, np.ndarray):
+    if isinstance(zero_points, (np.ndarray, np.generic)):  # arrays and numpy scalars carry a type
         return format_of_dtype(zero_points.dtype)
     return format_info(Format.UINT8)
 

@@ -121,11 +121,11 @@ def from_codes(codes, scales, zero_points=None, *, format=None, axis=None, block
     return QuantizedTensor(data, scales, zp_bytes, codes.shape, params)
 
 
-def dequantize(qt, dtype=np.float32):
+def dequantize(qt, dtype=np.float32, out=None):
     """ONNX DequantizeLinear: (code - zero_point) * scale (levels * scale for codebook formats)."""
     if not isinstance(qt, QuantizedTensor):
         raise TypeError(f"dequantize expects a QuantizedTensor, not {type(qt).__name__}")
-    return qt.dequantize(dtype)
+    return qt.dequantize(dtype, out=out)
 
 
 def error(original, qt):

@@ -108,10 +108,16 @@ class QuantizedTensor:
 
     # ---- conversions ----
 
-    def dequantize(self, dtype=np.float32):
-        """Float tensor of self.shape (float32, float16 or bfloat16)."""
-        out = np.empty(self.shape, dtype=numpy_dtype(float_dtype_code(dtype, "dtype")))
-        view = TensorView(out, "output", writable=True)
+    def dequantize(self, dtype=np.float32, out=None):
+        """Float tensor of self.shape (float32, float16 or bfloat16).
+
+        out: an existing array of self.shape to write into instead (any non-negative strides,
+        e.g. a column slice of a bigger matrix); its dtype then decides the output type."""
+        if out is None:
+            out = np.empty(self.shape, dtype=numpy_dtype(float_dtype_code(dtype, "dtype")))
+        elif not isinstance(out, np.ndarray) or out.shape != self.shape:
+            raise ValueError(f"out must be a numpy array of shape {self.shape}")
+        view = TensorView(out, "out", writable=True)
         params = self.params.to_c()
         q = self._c_struct()
         check(_ffi.lib().qk_dequantize(ctypes.byref(params), ctypes.byref(q), view.ref()), "qk_dequantize")
