@@ -72,8 +72,10 @@ enum FastPaths {
         }
     }
 
-    /// Two passes, so that nothing is written before the whole input is known to be finite:
-    /// A) min, max and finiteness of every group -> scales; B) encode and pack.
+    /// One pass in L2-sized batches of groups: min, max and finiteness of the batch, then its codes
+    /// while it is still in cache. A second full pass to validate first would cost ~40% on tensors
+    /// larger than the caches, so on NaN/Inf `out.data` may be partly written (the header says so);
+    /// scales and zero points are written only after every group succeeded.
     static func quantize(_ plan: QuantPlan, input: UnsafeBufferPointer<Float>, into out: QuantizedBuffers,
                          variant: KernelVariant = Runtime.kernelVariant) throws -> Bool {
         guard plan.params.method == .minMax, covers(plan, variant: variant), let kernels = BlockKernels.of(variant),
@@ -90,6 +92,10 @@ enum FastPaths {
         let blockBytes = plan.block * plan.codeSpec.bits / 8
         let groupsPerTask = Quantizer.groupsPerTask(plan)
         let tasks = (plan.groupCount + groupsPerTask - 1) / groupsPerTask
+        let zeroCode = { (zp: Int32) -> UInt8 in
+            let code = coder.storedZeroPoint(zp)
+            return nibbles ? code | code << 4 : code
+        }
         var finite = [Bool](repeating: true, count: tasks)
         finite.withUnsafeMutableBufferPointer { finiteFlags in
             Parallel.forEachChunk(count: tasks, threads: plan.params.threads) { taskRange in
@@ -103,29 +109,24 @@ enum FastPaths {
                         (scratch.scales[g], scratch.zeroPoints[g]) = selector.fromRange(lo: range.min, hi: range.max)
                     }
                     finiteFlags[task] = kernels.poisonIsClean(poison)
+                    guard finiteFlags[task] else { return }  // the call fails; stop writing
+                    forEachContiguousGroup(plan, groups) { g, base, length in
+                        let (scale, zp) = (scratch.scales[g], scratch.zeroPoints[g])
+                        let destination = matMulNBits ? data + g * blockBytes : data + (nibbles ? base / 2 : base)
+                        let written = nibbles ? (length + 1) / 2 : length
+                        if scale == 0 {
+                            destination.update(repeating: zeroCode(zp), count: written)
+                            if nibbles && length % 2 == 1 { destination[written - 1] &= 0x0F }  // padding nibble
+                        } else if scale.isFinite {
+                            kernels.encode(source + base, length, scale, zp, coder, tiesAway, nibbles, destination)
+                        }
+                        if matMulNBits { (destination + written).update(repeating: 0, count: blockBytes - written) }  // block padding
+                    }
                 }
             }
         }
         if finite.contains(false) { try Quantizer.checkFinite(input, threads: plan.params.threads) }
         try Quantizer.checkScalesFinite(plan, scratch.scales, input)
-        let zeroCode = { (zp: Int32) -> UInt8 in
-            let code = coder.storedZeroPoint(zp)
-            return nibbles ? code | code << 4 : code
-        }
-        Parallel.forEachChunk(count: plan.groupCount, threads: plan.params.threads, minChunk: groupsPerTask) { groups in
-            forEachContiguousGroup(plan, groups) { g, base, length in
-                let (scale, zp) = (scratch.scales[g], scratch.zeroPoints[g])
-                let destination = matMulNBits ? data + g * blockBytes : data + (nibbles ? base / 2 : base)
-                let written = nibbles ? (length + 1) / 2 : length
-                if scale == 0 {
-                    destination.update(repeating: zeroCode(zp), count: written)
-                    if nibbles && length % 2 == 1 { destination[written - 1] &= 0x0F }  // padding nibble
-                } else {
-                    kernels.encode(source + base, length, scale, zp, coder, tiesAway, nibbles, destination)
-                }
-                if matMulNBits { (destination + written).update(repeating: 0, count: blockBytes - written) }  // block padding
-            }
-        }
         Quantizer.writeScales(plan, scratch, into: out)
         return true
     }
