@@ -63,7 +63,7 @@ public struct FormatSpec: Sendable {
         case .integer: return Float(codeRange.max)
         case .minifloat(let mf): return mf.maxFinite
         case .codebook: return 1
-        case .float16(let bfloat): return bfloat ? Float(bitPattern: 0x7F7F_FFFF) : 65504
+        case .float16(let bfloat): return bfloat ? Float(bitPattern: 0x7F7F_0000) : 65504  // largest finite values
         }
     }
 

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Builds and runs the C ABI test against .build/release/libquantkit.so.
+#
+#   Tests/c/run.sh            compile (C99 and C++11, warnings as errors), run the test under the
+#                             default kernels and under each QUANTKIT_KERNELS variant, and compare
+#                             the quantized outputs of all variants byte for byte
+#   Tests/c/run.sh --quick    the default kernels only
+#
+# Build the library first: swift build -c release --product quantkit
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+lib_dir="$root/.build/release"
+out="${QK_TEST_OUT:-$root/.build/c-tests}"
+cc="${CC:-gcc}"
+cxx="${CXX:-g++}"
+mkdir -p "$out"
+
+if [[ ! -f "$lib_dir/libquantkit.so" ]]; then
+    echo "missing $lib_dir/libquantkit.so: run 'swift build -c release --product quantkit' first" >&2
+    exit 2
+fi
+
+c_flags=(-std=c99 -Wall -Wextra -Werror -pedantic-errors -O1 -g -I"$root/Include")
+link=(-L"$lib_dir" -Wl,-rpath,"$lib_dir" -lquantkit -lpthread -lm)
+
+echo "== compile: C99 test"
+"$cc" "${c_flags[@]}" "$root/Tests/c/test_abi.c" "${link[@]}" -o "$out/test_abi"
+
+echo "== compile: the header as C++11 (and link, to prove extern \"C\")"
+cat > "$out/header_check.cpp" <<'CPP'
+// Compiles Include/quantkit.h as C++ and calls through it: the names must link unmangled.
+#include "quantkit.h"
+#include <cstdio>
+static_assert(sizeof(qk_api) == 160, "qk_api layout");
+static_assert(sizeof(qk_quant_params) == 56, "qk_quant_params layout");
+int main() {
+    const qk_api *api = qk_get_api(QK_ABI_VERSION);
+    std::printf("C++: QuantKit %s, table %s\n", qk_version_string(), api ? "found" : "missing");
+    return api && qk_version_number() == QK_VERSION_NUMBER ? 0 : 1;
+}
+CPP
+"$cxx" -std=c++11 -Wall -Wextra -Werror -pedantic-errors -I"$root/Include" "$out/header_check.cpp" \
+    "${link[@]}" -o "$out/header_check_cpp"
+"$out/header_check_cpp"
+
+status=0
+run() { # run LABEL [ENV...]: the test under one kernel setting
+    local label="$1"; shift
+    echo "== run: $label"
+    env "$@" "$out/test_abi" || status=1
+}
+
+run "default kernels"
+if [[ "${1:-}" != "--quick" ]]; then
+    for variant in scalar avx2 avx512; do
+        run "QUANTKIT_KERNELS=$variant" QUANTKIT_KERNELS="$variant"
+    done
+    echo "== kernel variants: quantized bytes must be identical"
+    for variant in scalar avx2 avx512; do
+        QUANTKIT_KERNELS="$variant" "$out/test_abi" --checksums > "$out/checksums.$variant" || status=1
+    done
+    for variant in avx2 avx512; do
+        if diff "$out/checksums.scalar" "$out/checksums.$variant" > "$out/checksums.diff.$variant"; then
+            echo "scalar == $variant"
+        else
+            echo "FAIL: $variant differs from scalar:"; cat "$out/checksums.diff.$variant"; status=1
+        fi
+    done
+fi
+exit $status
