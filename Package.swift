@@ -31,6 +31,7 @@ let package = Package(
         .target(
             name: "QuantKitCAPI",
             dependencies: ["CQuantKit", "QuantKit"],
+            exclude: ["exports.map"],
             swiftSettings: [.enableExperimentalFeature("CImplementation")],
             linkerSettings: [
                 .unsafeFlags([

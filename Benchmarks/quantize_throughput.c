@@ -97,8 +97,8 @@ typedef struct case_buffers {
 
 static int setup_case(case_buffers *b, const config *c, int32_t threads, const int64_t shape[2]) {
     qk_quantized_layout l;
-    memset(b, 0, sizeof *b);
-    b->params.struct_size = sizeof b->params;
+    memset(b, 0, sizeof *b); /* also zeroes qk_quantized's reserved field */
+    b->params.struct_size = sizeof b->params; /* the caller's to set, also before qk_quant_params_init */
     if (qk_quant_params_init(&b->params, c->format) != QK_OK) return 0;
     b->params.scheme = c->scheme;
     b->params.granularity = c->granularity;

@@ -3,12 +3,19 @@
  *
  * Rules this header keeps (see DESIGN.md):
  *  - Published functions and values are never changed, renumbered or reused.
- *  - Every fallible function returns qk_status. On failure, out-parameters are left untouched and
- *    qk_last_error() holds a message for the calling thread.
- *  - Structs that cross the boundary start with `uint32_t struct_size`; the caller sets it to
- *    sizeof(the struct it was compiled with). New fields are only appended, marked "since ABI N".
+ *  - Every fallible function returns qk_status. On failure, out-parameters are left untouched (the
+ *    one exception is written at qk_quantize) and qk_last_error() holds a message for the calling
+ *    thread. Successful calls do not clear that message.
+ *  - Structs that cross the boundary start with `uint32_t struct_size`, which the CALLER always sets
+ *    to sizeof(the struct it was compiled with), also before qk_quant_params_init. New fields are
+ *    only appended (marked "since ABI N"); padding is explicit (`reserved` fields, set to 0).
+ *    A struct_size smaller than this version's -> QK_ERROR_VERSION. A larger one (a caller built
+ *    against a newer header) is accepted when the bytes this library does not know are all zero
+ *    (input structs) -- else QK_ERROR_VERSION -- and those bytes are zeroed (output structs).
  *  - Enumerated values travel as int32_t so the ABI does not depend on the size of a C enum.
- *  - Nothing here allocates memory the caller must free unless the function says so.
+ *  - qk_tensor is the one struct without struct_size (it mirrors DLPack's DLTensor): it never grows.
+ *  - Nothing here allocates memory the caller must free unless the function says so. Empty tensors
+ *    may pass NULL data pointers.
  *
  * Thread safety: every function may be called from any thread at the same time, as long as two
  * calls do not write the same output buffer.
@@ -45,7 +52,10 @@ const char *qk_version_string(void);
 
 /* ---- Status codes (values are pinned) -------------------------------------------------------- */
 
-typedef enum qk_status {
+/* The status every fallible function returns: one of the QK_OK / QK_ERROR_* values below. */
+typedef int32_t qk_status;
+
+enum {
     QK_OK = 0,
     QK_ERROR_INVALID_ARGUMENT = 1, /* a value is outside its documented range */
     QK_ERROR_NULL_POINTER = 2,     /* a required pointer was NULL */
@@ -60,7 +70,7 @@ typedef enum qk_status {
     QK_ERROR_INVALID_MODEL = 10,   /* a model file is malformed or truncated */
     QK_ERROR_INTERNAL = 11,        /* a bug in QuantKit: please report it */
     QK_ERROR_VERSION = 12          /* a struct_size or ABI version this library does not serve */
-} qk_status;
+};
 
 /* Message for the last failure on the calling thread, or "" if none. The pointer stays valid
  * until the next QuantKit call on the same thread. Never NULL. */
@@ -115,7 +125,7 @@ enum {
 
 enum {
     QK_FORMAT_FLAG_SIGNED = 1,     /* codes represent negative values without a zero point */
-    QK_FORMAT_FLAG_FLOAT = 2,      /* a floating-point element type (FP4/FP8/FP16/BF16) */
+    QK_FORMAT_FLAG_FLOAT = 2,      /* levels of a floating-point type (FP4 E2M1, FP4 bnb, FP8, FP16, BF16) */
     QK_FORMAT_FLAG_CODEBOOK = 4,   /* non-uniform levels from a table (NF4, FP4, LOG4) */
     QK_FORMAT_FLAG_SCALED = 8,     /* needs scales (all but FP16/BF16) */
     QK_FORMAT_FLAG_ZERO_POINT = 16 /* can take an asymmetric zero point (integer formats) */
@@ -130,7 +140,9 @@ typedef struct qk_format_info {
     int32_t flags;        /* QK_FORMAT_FLAG_* */
     int32_t code_min;     /* smallest integer code (integer formats), else 0 */
     int32_t code_max;     /* largest integer code, or the number of codes - 1 */
-    float level_max;      /* largest magnitude the format represents before scaling */
+    float level_max;      /* largest positive level before scaling, above the zero point for unsigned
+                             formats (int4 and uint4: 7): symmetric min-max maps max|x| onto it */
+    uint32_t reserved;    /* 0 */
 } qk_format_info;
 
 /* Number of formats; valid indices for qk_format_info_at are 0 ..< count. */
@@ -178,7 +190,7 @@ enum {
  * QK_LAYOUT_MATMULNBITS: com.microsoft::MatMulNBits for a weight given as [N, K] (blocked, axis 1;
  *   bits 2, 4 or 8): data [N, ceil(K/block), block*bits/8] with each block padded by code 0; scales
  *   [N, ceil(K/block)]; zero points only when asymmetric, [N, ceil(ceil(K/block)*bits/8)], padded
- *   with 2^(bits-1). Unsigned codes. With METHOD_MINMAX the scales follow ONNX Runtime's quantizer
+ *   with 2^(bits-1). Unsigned codes: INT and UINT formats of the same width give the same bytes. With METHOD_MINMAX the scales follow ONNX Runtime's quantizer
  *   (symmetric: the extreme of larger magnitude / -2^(bits-1)); with QK_ROUND_HALF_AWAY scales, zero
  *   points and every real code equal those of ONNX Runtime's MatMulNBits quantizer (its padding
  *   bits past K are not reproducible; ours are 0).
@@ -193,7 +205,7 @@ enum {
 };
 
 typedef struct qk_quant_params {
-    uint32_t struct_size;  /* sizeof(qk_quant_params); set by qk_quant_params_init */
+    uint32_t struct_size;  /* sizeof(qk_quant_params), set by the caller before qk_quant_params_init */
     int32_t format;        /* QK_FORMAT_* */
     int32_t scheme;        /* QK_SCHEME_* */
     int32_t granularity;   /* QK_GRANULARITY_* */
@@ -215,7 +227,8 @@ typedef struct qk_quant_params {
  * rounded and saturated; codebook and float formats: max|x| / level_max. An all-zero group gets
  * scale 0 (it dequantizes to exact zeros).
  *
- * Fills every field with the defaults for `format`: symmetric, blocked along the last axis with
+ * qk_quant_params_init: params->struct_size must be set first (the library writes only the fields
+ * the caller's version knows). Fills every field with the defaults for `format`: symmetric, blocked along the last axis with
  * block 32 (per-tensor for FP8 and for FP16/BF16, which ignore it), min-max, round half to even, ONNX layout,
  * f32 scales, percentile 99.99, 20 search steps down to ratio 0.5. */
 qk_status qk_quant_params_init(qk_quant_params *params, int32_t format);
@@ -238,6 +251,7 @@ qk_status qk_quantized_layout_get(const qk_quant_params *params, int32_t ndim, c
  * larger than needed is fine. The library reads and writes only inside the given sizes. */
 typedef struct qk_quantized {
     uint32_t struct_size;
+    uint32_t reserved;        /* 0 */
     void *data;
     size_t data_bytes;
     void *scales;             /* params.scale_dtype elements */
@@ -254,11 +268,13 @@ typedef struct qk_quantized {
 qk_status qk_quantize(const qk_quant_params *params, const qk_tensor *input, qk_quantized *output);
 
 /* ONNX QuantizeLinear: reads the given output->scales (and output->zero_points when stored) and
- * writes only output->data, saturating to the format's range. */
+ * writes only output->data, saturating to the format's range. Scales may be negative; a zero scale
+ * gives the zero point's code; NaN/Inf scales or inputs -> QK_ERROR_NON_FINITE (nothing written). */
 qk_status qk_quantize_with_scales(const qk_quant_params *params, const qk_tensor *input,
                                   qk_quantized *output);
 
-/* ONNX DequantizeLinear: writes output (F32, F16 or BF16, row-major or strided). output's shape is
+/* ONNX DequantizeLinear: writes output (F32, F16 or BF16, row-major or strided; an F16 output turns
+ * values past 65504 into +-Inf, as an IEEE conversion). output's shape is
  * the logical shape of the quantized tensor: the buffers carry no shape, so only their sizes are
  * checked against it. Scales are used as given (a NaN scale yields NaN, as in ONNX). */
 qk_status qk_dequantize(const qk_quant_params *params, const qk_quantized *input, qk_tensor *output);
@@ -266,6 +282,7 @@ qk_status qk_dequantize(const qk_quant_params *params, const qk_quantized *input
 /* How far a quantized tensor is from the original. */
 typedef struct qk_error_stats {
     uint32_t struct_size;  /* set by the caller */
+    uint32_t reserved;     /* 0 */
     int64_t count;         /* elements compared */
     double max_abs_error;
     double mean_abs_error;
@@ -276,16 +293,19 @@ typedef struct qk_error_stats {
 
 qk_status qk_quantization_error(const qk_quant_params *params, const qk_tensor *original,
                                 const qk_quantized *quantized, qk_error_stats *stats);
-/* The same statistics between two float tensors of equal shape (reference first). */
+/* The same statistics between two float tensors of equal shape (reference first). A NaN in either
+ * makes max_abs_error, mean_abs_error and rmse NaN. Quantized buffers smaller than the layout
+ * needs -> QK_ERROR_BUFFER_TOO_SMALL (in every function taking a qk_quantized). */
 qk_status qk_compare(const qk_tensor *reference, const qk_tensor *actual, qk_error_stats *stats);
 
 /* ---- Runtime --------------------------------------------------------------------------------- */
 
 /* Static name of the kernel variant in use: "avx512", "avx2" or "scalar". It is chosen once, at
  * first use, from the CPU; the environment variable QUANTKIT_KERNELS=scalar|avx2|avx512 asks for a
- * lower one (a variant the CPU lacks is never used). */
+ * lower one (a variant the CPU lacks is never used; an unknown value is ignored). */
 const char *qk_kernel_variant(void);
-/* Default thread count for calls whose num_threads is 0; 0 here means all cores. */
+/* Default thread count for calls whose num_threads is 0; 0 here means all cores. More threads than
+ * cores is allowed. */
 qk_status qk_set_num_threads(int32_t num_threads);
 /* The thread count a call with num_threads 0 uses now (resolved: always >= 1). */
 int32_t qk_get_num_threads(void);
@@ -328,7 +348,9 @@ typedef struct qk_api {
 const qk_api *qk_get_api(uint32_t abi_version);
 
 /* Optional capabilities by versioned string id, e.g. "org.quantkit.onnxruntime-ops.v1";
- * NULL when this build does not provide it. The meaning of the pointer is defined by the id. */
+ * NULL when this build does not provide it (none does yet). The pointer is always a data pointer:
+ * to a const struct (typically a table of function pointers starting with struct_size) that the id
+ * defines and that lives as long as the library. */
 const void *qk_get_extension(const char *id);
 
 #ifdef __cplusplus

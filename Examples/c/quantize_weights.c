@@ -42,7 +42,9 @@ int main(void) {
         fprintf(stderr, "warning: header %s, library %s\n", QK_VERSION_STRING, qk_version_string());
     random_weights(weights, ROWS * COLS);
 
-    /* 1. Parameters: defaults for int4 (symmetric, blocks of 32 along the last axis). */
+    /* 1. Parameters: defaults for int4 (symmetric, blocks of 32 along the last axis). Every struct
+     *    given to QuantKit starts with struct_size, which the caller sets: here before init fills
+     *    in the other fields. (The `= {0}` structs below also keep their `reserved` fields 0.) */
     params.struct_size = sizeof params;
     check(qk_quant_params_init(&params, QK_FORMAT_INT4), "qk_quant_params_init");
     params.block_size = 32;

@@ -101,6 +101,7 @@ int main() {
     for (float &w : weights) w = normal(rng);
 
     try {
+        // The caller sets struct_size of every QuantKit struct, also before qk_quant_params_init.
         qk_quant_params params{};
         params.struct_size = sizeof params;
         check(qk_quant_params_init(&params, QK_FORMAT_INT4), "qk_quant_params_init");

@@ -1,7 +1,15 @@
 /// Turns one scaled value into a code and back, for the formats of at most 8 bits.
 /// The formulas follow the rounding rule's reference exactly (see QK_ROUND_* in the header).
 struct ElementCoder {
-    let kind: ElementKind
+    /// The per-element path, with payloads free of arrays so that a switch costs no reference counting.
+    private enum Path {
+        case integer
+        case minifloat(MinifloatEncoder, plusZero: Bool)
+        case codebook(Codebook.Encoder)
+        case none
+    }
+
+    private let path: Path
     let rounding: Rounding
     let codeMin: Int32
     let codeMax: Int32
@@ -10,7 +18,14 @@ struct ElementCoder {
     let decodeTable: [Float]
 
     init(spec: FormatSpec, rounding: Rounding) {
-        kind = spec.kind
+        switch spec.kind {
+        case .integer: path = .integer
+        // ONNX's FLOAT4E2M1 reference adds the zero point (+0), turning -0 into +0; its FP8
+        // reference keeps -0. Both are matched.
+        case .minifloat(let mf): path = .minifloat(mf.encoder, plusZero: mf.bits == 4)
+        case .codebook(let book): path = .codebook(book.encoder)
+        case .float16: path = .none
+        }
         self.rounding = rounding
         (codeMin, codeMax) = spec.codeRange
         mask = spec.bits >= 8 ? 0xFF : (1 << Int32(spec.bits)) - 1
@@ -30,7 +45,7 @@ struct ElementCoder {
     /// Stored code (masked to the format's width) of x in a group with this scale and zero point.
     @inline(__always)
     func encode(_ x: Float, scale: Float, zeroPoint: Int32) -> UInt8 {
-        switch kind {
+        switch path {
         case .integer:
             var q: Float
             if rounding == .halfEven {
@@ -42,15 +57,13 @@ struct ElementCoder {
             }
             let clamped = Int32(max(Float(codeMin), min(Float(codeMax), q)))
             return UInt8(truncatingIfNeeded: clamped & mask)
-        case .minifloat(let mf):
+        case .minifloat(let encoder, let plusZero):
             var y = scaled(x, scale)
-            // ONNX's FLOAT4E2M1 reference adds the zero point (+0), turning -0 into +0; its FP8
-            // reference keeps -0. Both are matched.
-            if mf.bits == 4 && y == 0 { y = 0 }
-            return UInt8(truncatingIfNeeded: mf.encode(y, tiesAway: rounding == .halfAway))
-        case .codebook(let book):
-            return UInt8(truncatingIfNeeded: book.encode(scaled(x, scale)))
-        case .float16:
+            if plusZero && y == 0 { y = 0 }
+            return UInt8(truncatingIfNeeded: encoder.encode(y, tiesAway: rounding == .halfAway))
+        case .codebook(let encoder):
+            return UInt8(truncatingIfNeeded: encoder.encode(scaled(x, scale)))
+        case .none:
             return 0
         }
     }

@@ -60,7 +60,7 @@ public struct FormatSpec: Sendable {
     /// The largest magnitude before scaling: symmetric min-max maps max|x| onto it.
     public var levelMax: Float {
         switch kind {
-        case .integer: return Float(codeRange.max)
+        case .integer: return Float((1 << (bits - 1)) - 1)  // unsigned: above the zero point 2^(bits-1)
         case .minifloat(let mf): return mf.maxFinite
         case .codebook: return 1
         case .float16(let bfloat): return bfloat ? Float(bitPattern: 0x7F7F_0000) : 65504  // largest finite values

@@ -34,11 +34,20 @@ public struct Minifloat: Sendable {
 
     /// Code of the nearest value to a finite x; ties go to the even code (or away from zero).
     @inline(__always)
-    func encode(_ x: Float, tiesAway: Bool) -> Int {
+    func encode(_ x: Float, tiesAway: Bool) -> Int { encoder.encode(x, tiesAway: tiesAway) }
+
+    /// The scalars `encode` needs, without the `magnitudes` array (no reference counting per call).
+    var encoder: MinifloatEncoder {
+        MinifloatEncoder(signBit: signBit, maxFiniteCode: maxFiniteCode, maxFinite: maxFinite, minNormal: Float.pow2(1 - bias),
+                         subnormalStepsPerUnit: Float.pow2(bias - 1 + mantissaBits), shift: UInt32(23 - mantissaBits),
+                         exponentRebias: (127 - bias) << mantissaBits)
+    }
+
+    /// Reference twin of `encode`: binary search for the neighbours, then compare with the midpoint.
+    func encodeBySearch(_ x: Float, tiesAway: Bool) -> Int {
         let sign = x.sign == .minus ? signBit : 0
         let a = x.magnitude
         if a >= maxFinite { return sign | maxFiniteCode }
-        // Largest code whose value is <= a (binary search over at most 127 entries).
         var low = 0, high = maxFiniteCode
         while low < high {
             let mid = (low + high + 1) >> 1
@@ -48,10 +57,11 @@ public struct Minifloat: Sendable {
         if below == a { return sign | low }
         let midpoint = (below + magnitudes[low + 1]) * 0.5  // exact: few mantissa bits
         if a < midpoint { return sign | low }
-        if a > midpoint { return sign | (low + 1) }
-        if tiesAway { return sign | (low + 1) }
+        if a > midpoint || tiesAway { return sign | (low + 1) }
         return sign | ((low & 1) == 0 ? low : low + 1)
     }
+
+    var minNormal: Float { Float.pow2(1 - bias) }
 
     /// Value of any code, including the Inf/NaN codes of FP8.
     func decode(_ code: Int) -> Float {
@@ -70,6 +80,37 @@ public struct Minifloat: Sendable {
     }
 }
 
+/// Float-to-minifloat rounding by bit arithmetic on the float32 pattern: normals round the mantissa
+/// to the format's width (a carry moves to the next binade, as it should); subnormals are multiples
+/// of the smallest step. `Minifloat.encodeBySearch` is its reference twin.
+struct MinifloatEncoder: Sendable {
+    let signBit: Int
+    let maxFiniteCode: Int
+    let maxFinite: Float
+    let minNormal: Float
+    let subnormalStepsPerUnit: Float
+    let shift: UInt32
+    /// (127 - bias) << mantissaBits: turns a float32 exponent|mantissa prefix into this format's code.
+    let exponentRebias: Int
+
+    @inline(__always)
+    func encode(_ x: Float, tiesAway: Bool) -> Int {
+        let sign = x.sign == .minus ? signBit : 0
+        let a = x.magnitude
+        if a >= maxFinite { return sign | maxFiniteCode }
+        if a < minNormal {
+            let steps = a * subnormalStepsPerUnit  // exact: a power-of-two scaling
+            let rounded = tiesAway ? steps.rounded(.toNearestOrAwayFromZero) : steps.rounded(.toNearestOrEven)
+            return sign | Int(rounded)
+        }
+        let bits = a.bitPattern
+        let half = UInt32(1) << (shift - 1)
+        let roundingBias = tiesAway ? half : half - 1 + ((bits >> shift) & 1)
+        let code = Int((bits + roundingBias) >> shift) - exponentRebias
+        return sign | min(code, maxFiniteCode)
+    }
+}
+
 /// Non-uniform 16-level formats. Encoding picks the nearest level by comparing with the midpoints
 /// between neighbours; a value exactly on a midpoint goes to the lower level, as bitsandbytes does.
 public struct Codebook: Sendable {
@@ -81,6 +122,8 @@ public struct Codebook: Sendable {
     let sortedCodes: [UInt8]
     /// thresholds[i] separates sortedCodes[i] and sortedCodes[i + 1].
     let thresholds: [Float]
+    let encoder: Encoder
+    var grid: RankGrid { encoder.grid }
     public let isFloatFormat: Bool
 
     init(levels: [Float], signMagnitude: Bool, thresholds: [Float]? = nil, isFloatFormat: Bool) {
@@ -90,23 +133,78 @@ public struct Codebook: Sendable {
         let candidates = signMagnitude ? Array(0..<8) : Array(0..<16)
         let sorted = candidates.sorted { levels[$0] < levels[$1] }
         sortedCodes = sorted.map { UInt8($0) }
-        self.thresholds = thresholds ?? (0..<(sorted.count - 1)).map { (levels[sorted[$0]] + levels[sorted[$0 + 1]]) * 0.5 }
+        let cuts = thresholds ?? (0..<(sorted.count - 1)).map { (levels[sorted[$0]] + levels[sorted[$0 + 1]]) * 0.5 }
+        self.thresholds = cuts
+        let codes = UnsafeMutablePointer<UInt8>.allocate(capacity: sortedCodes.count)
+        codes.initialize(from: sortedCodes, count: sortedCodes.count)
+        encoder = Encoder(signMagnitude: signMagnitude, sortedCodes: codes, grid: RankGrid(thresholds: cuts, low: signMagnitude ? 0 : -1, high: 1))
     }
 
     @inline(__always)
-    func encode(_ x: Float) -> Int {
-        if signMagnitude {
-            let sign = x < 0 ? 8 : 0
-            return sign | Int(sortedCodes[rank(x.magnitude)])
+    func encode(_ x: Float) -> Int { encoder.encode(x) }
+
+    /// Cells narrower than the closest pair of thresholds, each holding at most one of them, so a
+    /// value's rank (thresholds below it) costs one lookup and one comparison. The tables belong to
+    /// the three static codebooks and live as long as the process (plain pointers: no reference
+    /// counting on the per-element path).
+    struct RankGrid: @unchecked Sendable {
+        let low: Float
+        let cellsPerUnit: Float
+        let cells: Int
+        let baseRank: UnsafeMutablePointer<UInt8>   // thresholds below the cell's start
+        let threshold: UnsafeMutablePointer<Float>  // the threshold inside the cell, or +infinity
+        let thresholds: UnsafeMutablePointer<Float>
+        let thresholdCount: Int
+
+        init(thresholds cuts: [Float], low: Float, high: Float) {
+            self.low = low
+            let closest = zip(cuts.dropFirst(), cuts).map { $0 - $1 }.min() ?? (high - low)
+            cells = max(16, Int(((high - low) / closest * 2).rounded(.up)))
+            cellsPerUnit = Float(cells) / (high - low)
+            baseRank = .allocate(capacity: cells)
+            threshold = .allocate(capacity: cells)
+            threshold.initialize(repeating: .infinity, count: cells)
+            thresholds = .allocate(capacity: cuts.count)
+            thresholds.initialize(from: cuts, count: cuts.count)
+            thresholdCount = cuts.count
+            for c in 0..<cells {
+                let start = low + Float(c) / cellsPerUnit
+                baseRank[c] = UInt8(cuts.filter { $0 < start }.count)
+            }
+            for t in cuts { threshold[min(cells - 1, max(0, Int((t - low) * cellsPerUnit)))] = t }
         }
-        return Int(sortedCodes[rank(x)])
+
+        @inline(__always)
+        func rank(_ x: Float) -> Int {
+            let position = (x - low) * cellsPerUnit
+            guard position >= 0, position < Float(cells) else { return slowRank(x) }
+            let c = Int(position)
+            var r = Int(baseRank[c]) + (x > threshold[c] ? 1 : 0)
+            // Cell edges are computed in float: confirm against the neighbours (exact, and cheap).
+            while r > 0 && !(x > thresholds[r - 1]) { r -= 1 }
+            while r < thresholdCount && x > thresholds[r] { r += 1 }
+            return r
+        }
+
+        /// Reference twin of `rank`: count the thresholds below x.
+        func slowRank(_ x: Float) -> Int {
+            var r = 0
+            for i in 0..<thresholdCount where x > thresholds[i] { r += 1 }
+            return r
+        }
     }
 
-    @inline(__always)
-    private func rank(_ x: Float) -> Int {
-        var r = 0
-        for t in thresholds where x > t { r += 1 }
-        return r
+    /// What `encode` needs, as plain values and pointers.
+    struct Encoder: @unchecked Sendable {
+        let signMagnitude: Bool
+        let sortedCodes: UnsafeMutablePointer<UInt8>
+        let grid: RankGrid
+
+        @inline(__always)
+        func encode(_ x: Float) -> Int {
+            if signMagnitude { return (x < 0 ? 8 : 0) | Int(sortedCodes[grid.rank(x.magnitude)]) }
+            return Int(sortedCodes[grid.rank(x)])
+        }
     }
 
     /// QLoRA NormalFloat4 levels, with the decision thresholds bitsandbytes hard-codes.
@@ -124,7 +222,7 @@ public struct Codebook: Sendable {
             0.1202552504837513, 0.2035212516784668, 0.2920137718319893, 0.3893125355243683,
             0.5016634166240692, 0.6427869200706482, 0.8614784181118011,
         ],
-        isFloatFormat: true)
+        isFloatFormat: false)  // quantiles of a normal distribution, not a float type's levels
 
     /// bitsandbytes FP4 (sign-magnitude codes; magnitude code order is not the level order).
     public static let fp4Bnb = Codebook(

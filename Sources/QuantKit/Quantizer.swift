@@ -50,30 +50,36 @@ public enum Quantizer {
         let scratch = GroupScratch(plan)
         defer { scratch.deallocate() }
         let coder = ElementCoder(spec: plan.codeSpec, rounding: plan.params.rounding)
+        try chooseScales(plan, input, coder: coder, into: scratch)
+        try checkScalesFinite(plan, scratch.scales, input)
+        plan.forEachElement(threads: plan.params.threads) { i, g in
+            scratch.codes[i] = coder.encode(input[i], scale: scratch.scales[g], zeroPoint: scratch.zeroPoints[g])
+        }
+        writeScales(plan, scratch, into: out)
+        packCodes(plan, scratch.codes, into: out.data)
+    }
+
+    /// Scales and zero points of every group: min-max from the groups' ranges (read in memory
+    /// order); MSE and percentile from each group's gathered values.
+    private static func chooseScales(_ plan: QuantPlan, _ input: UnsafeBufferPointer<Float>, coder: ElementCoder, into scratch: GroupScratch) throws {
         let selector = ScaleSelector(plan: plan, coder: coder)
-        let contiguous = plan.groupsAreContiguous
+        if plan.params.method == .minMax {
+            let lo = UnsafeMutablePointer<Float>.allocate(capacity: max(plan.groupCount, 1))
+            let hi = UnsafeMutablePointer<Float>.allocate(capacity: max(plan.groupCount, 1))
+            defer { lo.deallocate(); hi.deallocate() }
+            plan.groupRanges(input, threads: plan.params.threads, into: lo, hi)
+            for g in 0..<plan.groupCount { (scratch.scales[g], scratch.zeroPoints[g]) = selector.fromRange(lo: lo[g], hi: hi[g]) }
+            return
+        }
         Parallel.forEachChunk(count: plan.groupCount, threads: plan.params.threads, minChunk: groupsPerTask(plan)) { groups in
             let gathered = UnsafeMutableBufferPointer<Float>.allocate(capacity: max(plan.maxGroupSize, 1))
             defer { gathered.deallocate() }
             for g in groups {
-                let span = plan.span(ofGroup: g)
-                let values: UnsafeBufferPointer<Float>
-                if contiguous {
-                    values = UnsafeBufferPointer(rebasing: input[span.base..<(span.base + span.elementCount)])
-                } else {
-                    var n = 0
-                    span.forEach { gathered[n] = input[$0]; n += 1 }
-                    values = UnsafeBufferPointer(rebasing: gathered[0..<n])
-                }
-                let (scale, zp) = selector.choose(values)
-                scratch.scales[g] = scale
-                scratch.zeroPoints[g] = zp
-                span.forEach { scratch.codes[$0] = coder.encode(input[$0], scale: scale, zeroPoint: zp) }
+                var n = 0
+                plan.span(ofGroup: g).forEach { gathered[n] = input[$0]; n += 1 }
+                (scratch.scales[g], scratch.zeroPoints[g]) = selector.choose(UnsafeBufferPointer(rebasing: gathered[0..<n]))
             }
         }
-        try checkScalesFinite(plan, scratch.scales, input)
-        writeScales(plan, scratch, into: out)
-        packCodes(plan, scratch.codes, into: out.data)
     }
 
     /// A range too wide for the scale type (e.g. max - min past Float.max, or a scale past 65504
@@ -99,11 +105,8 @@ public enum Quantizer {
         defer { scratch.deallocate() }
         try readScales(plan, out.readOnly, into: scratch, requireFinite: true)
         let coder = ElementCoder(spec: plan.codeSpec, rounding: plan.params.rounding)
-        Parallel.forEachChunk(count: plan.groupCount, threads: plan.params.threads, minChunk: groupsPerTask(plan)) { groups in
-            for g in groups {
-                let (scale, zp) = (scratch.scales[g], scratch.zeroPoints[g])
-                plan.span(ofGroup: g).forEach { scratch.codes[$0] = coder.encode(input[$0], scale: scale, zeroPoint: zp) }
-            }
+        plan.forEachElement(threads: plan.params.threads) { i, g in
+            scratch.codes[i] = coder.encode(input[i], scale: scratch.scales[g], zeroPoint: scratch.zeroPoints[g])
         }
         packCodes(plan, scratch.codes, into: out.data)
     }
@@ -125,11 +128,8 @@ public enum Quantizer {
         try readScales(plan, q, into: scratch, requireFinite: false)
         unpackCodes(plan, q.data, into: scratch.codes)
         let coder = ElementCoder(spec: plan.codeSpec, rounding: plan.params.rounding)
-        Parallel.forEachChunk(count: plan.groupCount, threads: plan.params.threads, minChunk: groupsPerTask(plan)) { groups in
-            for g in groups {
-                let (scale, zp) = (scratch.scales[g], scratch.zeroPoints[g])
-                plan.span(ofGroup: g).forEach { output[$0] = coder.decode(scratch.codes[$0], scale: scale, zeroPoint: zp) }
-            }
+        plan.forEachElement(threads: plan.params.threads) { i, g in
+            output[i] = coder.decode(scratch.codes[i], scale: scratch.scales[g], zeroPoint: scratch.zeroPoints[g])
         }
     }
 

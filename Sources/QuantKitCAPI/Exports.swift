@@ -38,15 +38,14 @@ import QuantKit
     }
 }
 
-private func writeFormatInfo(_ spec: FormatSpec, to info: UnsafeMutablePointer<qk_format_info>?) throws {
-    guard let info else { throw nullArgument("info") }
-    try checkStructSize(info.pointee.struct_size, qk_format_info.self, size: MemoryLayout<qk_format_info>.size, "info")
+private func writeFormatInfo(_ spec: FormatSpec, to pointer: UnsafeMutablePointer<qk_format_info>?) throws {
+    let info = try StructVersion.prepareOutput(pointer, "info")
     let index = Int(spec.format.rawValue) - 1
     let range = spec.codeRange
-    info.pointee = qk_format_info(
-        struct_size: info.pointee.struct_size, format: spec.format.rawValue, name: StaticStrings.formatNames[index],
+    info.write(qk_format_info(
+        struct_size: info.structSize, format: spec.format.rawValue, name: StaticStrings.formatNames[index],
         description: StaticStrings.formatDescriptions[index], bits: Int32(spec.bits), flags: spec.flags.rawValue,
-        code_min: range.min, code_max: range.max, level_max: spec.levelMax)
+        code_min: range.min, code_max: range.max, level_max: spec.levelMax, reserved: 0))
 }
 
 @c @implementation public func qk_format_from_name(_ name: UnsafePointer<CChar>!, _ format: UnsafeMutablePointer<Int32>!) -> qk_status {
@@ -66,8 +65,9 @@ private func writeFormatInfo(_ spec: FormatSpec, to info: UnsafeMutablePointer<q
 
 @c @implementation public func qk_quant_params_init(_ params: UnsafeMutablePointer<qk_quant_params>!, _ format: Int32) -> qk_status {
     guarded("qk_quant_params_init") {
-        guard let params else { throw nullArgument("params") }
-        params.pointee = QuantParams(format: try decode(format, as: QuantFormat.self, "format")).c
+        let params = try StructVersion.prepareOutput(params, "params")
+        let defaults = QuantParams(format: try decode(format, as: QuantFormat.self, "format"))
+        params.write(defaults.c(structSize: params.structSize))
     }
 }
 
@@ -77,14 +77,13 @@ private func writeFormatInfo(_ spec: FormatSpec, to info: UnsafeMutablePointer<q
 ) -> qk_status {
     guarded("qk_quantized_layout_get") {
         let p = try QuantParams(c: params)
-        guard let layout else { throw nullArgument("layout") }
-        try checkStructSize(layout.pointee.struct_size, qk_quantized_layout.self, size: MemoryLayout<qk_quantized_layout>.size, "layout")
+        let layout = try StructVersion.prepareOutput(layout, "layout")
         guard ndim >= 0 && ndim <= Int32(QK_MAX_DIMS) else { throw QuantError(.invalidArgument, "ndim is \(ndim), expected 0...\(QK_MAX_DIMS)") }
         guard ndim == 0 || shape != nil else { throw nullArgument("shape") }
         let dims = (0..<Int(ndim)).map { Int(shape[$0]) }
         let plan = try QuantPlan(params: p, shape: dims)
         var out = qk_quantized_layout()
-        out.struct_size = layout.pointee.struct_size
+        out.struct_size = layout.structSize
         out.scales_ndim = Int32(plan.scalesShape.count)
         out.data_bytes = plan.dataBytes
         out.scales_bytes = plan.scaleBytes
@@ -94,7 +93,7 @@ private func writeFormatInfo(_ spec: FormatSpec, to info: UnsafeMutablePointer<q
             let dims = raw.bindMemory(to: Int64.self)
             for (i, d) in plan.scalesShape.enumerated() { dims[i] = Int64(d) }
         }
-        layout.pointee = out
+        layout.write(out)
     }
 }
 
@@ -168,18 +167,16 @@ private func writeFormatInfo(_ spec: FormatSpec, to info: UnsafeMutablePointer<q
 
 /// A validated qk_error_stats out-parameter.
 private struct StatsOutput {
-    let pointer: UnsafeMutablePointer<qk_error_stats>
+    let output: OutputStruct<qk_error_stats>
 
     init(_ pointer: UnsafeMutablePointer<qk_error_stats>?) throws {
-        guard let pointer else { throw nullArgument("stats") }
-        try checkStructSize(pointer.pointee.struct_size, qk_error_stats.self, size: MemoryLayout<qk_error_stats>.size, "stats")
-        self.pointer = pointer
+        output = try StructVersion.prepareOutput(pointer, "stats")
     }
 
     func write(_ s: ErrorStats) {
-        pointer.pointee = qk_error_stats(
-            struct_size: pointer.pointee.struct_size, count: Int64(s.count), max_abs_error: s.maxAbsError,
-            mean_abs_error: s.meanAbsError, rmse: s.rmse, sqnr_db: s.sqnrDB, signal_rms: s.signalRMS)
+        output.write(qk_error_stats(
+            struct_size: output.structSize, reserved: 0, count: Int64(s.count), max_abs_error: s.maxAbsError,
+            mean_abs_error: s.meanAbsError, rmse: s.rmse, sqnr_db: s.sqnrDB, signal_rms: s.signalRMS))
     }
 }
 

@@ -32,13 +32,13 @@ enum LastError {
 func guarded(_ function: StaticString, _ body: () throws -> Void) -> qk_status {
     do {
         try body()
-        return QK_OK
+        return qk_status(QK_OK)
     } catch let error as QuantError {
         LastError.set("\(function): \(error.message)")
-        return qk_status(rawValue: UInt32(error.status.rawValue))
+        return error.status.rawValue
     } catch {
         LastError.set("\(function): \(error)")
-        return QK_ERROR_INTERNAL
+        return qk_status(QK_ERROR_INTERNAL)
     }
 }
 

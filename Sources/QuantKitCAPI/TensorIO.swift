@@ -154,8 +154,8 @@ struct QuantizedArgs {
 
     init(_ pointer: UnsafePointer<qk_quantized>?, plan: QuantPlan, name: String) throws {
         guard let pointer else { throw nullArgument(name) }
+        try StructVersion.checkInput(pointer, name)
         let q = pointer.pointee
-        try checkStructSize(q.struct_size, qk_quantized.self, size: MemoryLayout<qk_quantized>.size, name)
         func buffer(_ p: UnsafeMutableRawPointer?, _ bytes: Int, needed: Int, _ field: String) throws -> UnsafeMutableRawBufferPointer {
             guard needed > 0 else { return UnsafeMutableRawBufferPointer(start: p, count: p == nil ? 0 : bytes) }
             guard let p else { throw nullArgument("\(name).\(field)") }

@@ -3,7 +3,8 @@
 #
 #   Tests/c/run.sh            compile (C99 and C++11, warnings as errors), run the test under the
 #                             default kernels and under each QUANTKIT_KERNELS variant, and compare
-#                             the quantized outputs of all variants byte for byte
+#                             the quantized outputs of all variants byte for byte; also build the C
+#                             and C++ examples (and run them) and the benchmark (not run)
 #   Tests/c/run.sh --quick    the default kernels only
 #
 # Build the library first: swift build -c release --product quantkit
@@ -31,9 +32,15 @@ echo "== compile: the header as C++11 (and link, to prove extern \"C\")"
 cat > "$out/header_check.cpp" <<'CPP'
 // Compiles Include/quantkit.h as C++ and calls through it: the names must link unmangled.
 #include "quantkit.h"
+#include <cstddef>
 #include <cstdio>
+#include <type_traits>
+static_assert(std::is_same<qk_status, int32_t>::value, "qk_status is int32_t");
 static_assert(sizeof(qk_api) == 160, "qk_api layout");
 static_assert(sizeof(qk_quant_params) == 56, "qk_quant_params layout");
+static_assert(sizeof(qk_format_info) == 48 && offsetof(qk_format_info, reserved) == 44, "qk_format_info layout");
+static_assert(offsetof(qk_quantized, reserved) == 4 && offsetof(qk_quantized, data) == 8, "qk_quantized layout");
+static_assert(offsetof(qk_error_stats, reserved) == 4 && offsetof(qk_error_stats, count) == 8, "qk_error_stats layout");
 int main() {
     const qk_api *api = qk_get_api(QK_ABI_VERSION);
     std::printf("C++: QuantKit %s, table %s\n", qk_version_string(), api ? "found" : "missing");
@@ -43,6 +50,15 @@ CPP
 "$cxx" -std=c++11 -Wall -Wextra -Werror -pedantic-errors -I"$root/Include" "$out/header_check.cpp" \
     "${link[@]}" -o "$out/header_check_cpp"
 "$out/header_check_cpp"
+
+echo "== examples and benchmark: compile (warnings as errors), run the examples"
+"$cc" "${c_flags[@]}" "$root/Examples/c/quantize_weights.c" "${link[@]}" -o "$out/quantize_weights_c"
+"$cxx" -std=c++17 -Wall -Wextra -Werror -pedantic-errors -O1 -I"$root/Include" \
+    "$root/Examples/cpp/quantize_weights.cpp" "${link[@]}" -o "$out/quantize_weights_cpp"
+"$cc" "${c_flags[@]}" "$root/Benchmarks/quantize_throughput.c" "${link[@]}" -o "$out/quantize_throughput"
+"$out/quantize_weights_c" > "$out/quantize_weights_c.txt"
+"$out/quantize_weights_cpp" > "$out/quantize_weights_cpp.txt"
+echo "examples ran"
 
 status=0
 run() { # run LABEL [ENV...]: the test under one kernel setting

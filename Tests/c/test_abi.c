@@ -8,6 +8,9 @@
  * - Bad input: every fallible function gets NULL pointers, bad struct sizes, unknown enum values,
  *   bad ranks and shapes, overflowing sizes, short buffers and non-finite values. Each call must
  *   return the expected status, set qk_last_error(), and leave every buffer untouched.
+ * - struct_size: smaller than sizeof or above 4096 is QK_ERROR_VERSION; a larger one (a newer
+ *   caller) is accepted for input structs when the unknown bytes are zero (else QK_ERROR_VERSION),
+ *   and output structs get those bytes zeroed (group struct_size; bad_input for input structs).
  *
  * Each group of checks (and each bad-input case) runs in a forked child, so a trap inside the
  * library counts as one failure, names the call that crashed, and the run goes on.
@@ -47,7 +50,8 @@
 #define PIN_VALUE(name, value) STATIC_ASSERT(value_of_##name, (name) == (value))
 
 STATIC_ASSERT(lp64, sizeof(void *) == 8 && sizeof(size_t) == 8 && sizeof(long) == 8);
-STATIC_ASSERT(status_is_4_bytes, sizeof(qk_status) == 4);
+/* qk_status is a typedef of int32_t, not an enum: 4 bytes and signed. */
+STATIC_ASSERT(status_is_int32, sizeof(qk_status) == 4 && (qk_status)-1 < 0);
 STATIC_ASSERT(version_number_formula,
               QK_VERSION_NUMBER == QK_VERSION_MAJOR * 10000 + QK_VERSION_MINOR * 100 + QK_VERSION_PATCH);
 
@@ -132,6 +136,7 @@ PIN_FIELD(qk_format_info, flags, 28);
 PIN_FIELD(qk_format_info, code_min, 32);
 PIN_FIELD(qk_format_info, code_max, 36);
 PIN_FIELD(qk_format_info, level_max, 40);
+PIN_FIELD(qk_format_info, reserved, 44);
 
 PIN_SIZE(qk_quant_params, 56);
 PIN_FIELD(qk_quant_params, struct_size, 0);
@@ -160,6 +165,7 @@ PIN_FIELD(qk_quantized_layout, scales_shape, 40);
 
 PIN_SIZE(qk_quantized, 56);
 PIN_FIELD(qk_quantized, struct_size, 0);
+PIN_FIELD(qk_quantized, reserved, 4);
 PIN_FIELD(qk_quantized, data, 8);
 PIN_FIELD(qk_quantized, data_bytes, 16);
 PIN_FIELD(qk_quantized, scales, 24);
@@ -169,6 +175,7 @@ PIN_FIELD(qk_quantized, zero_points_bytes, 48);
 
 PIN_SIZE(qk_error_stats, 56);
 PIN_FIELD(qk_error_stats, struct_size, 0);
+PIN_FIELD(qk_error_stats, reserved, 4);
 PIN_FIELD(qk_error_stats, count, 8);
 PIN_FIELD(qk_error_stats, max_abs_error, 16);
 PIN_FIELD(qk_error_stats, mean_abs_error, 24);
@@ -457,12 +464,17 @@ static int64_t element_count(int32_t ndim, const int64_t *shape) {
     return n;
 }
 
+/* qk_quant_params_init as a caller must use it: struct_size set first (the header's rule). */
+static qk_status init_params(qk_quant_params *p, int32_t format) {
+    p->struct_size = sizeof *p;
+    return qk_quant_params_init(p, format);
+}
+
 /* Defaults for `format` from qk_quant_params_init. */
 static qk_quant_params params_for(int32_t format) {
     qk_quant_params p;
     memset(&p, 0, sizeof p);
-    p.struct_size = sizeof p;
-    EXPECT_OK(qk_quant_params_init(&p, format));
+    EXPECT_OK(init_params(&p, format));
     return p;
 }
 
@@ -703,7 +715,7 @@ static void group_status_strings(void) {
 
 typedef struct format_expect {
     int32_t format, bits, must_flags, must_not_flags, code_min, code_max;
-    float level_max; /* < 0: not checked */
+    float level_max; /* the largest positive level: 2^(bits-1) - 1 for every integer format, signed or not */
 } format_expect;
 
 #define F_SIG QK_FORMAT_FLAG_SIGNED
@@ -712,15 +724,18 @@ typedef struct format_expect {
 #define F_SC QK_FORMAT_FLAG_SCALED
 #define F_ZP QK_FORMAT_FLAG_ZERO_POINT
 
+/* Symmetric min-max maps max|x| onto level_max (header): unsigned integers, whose symmetric zero point
+ * is 2^(bits-1), reach 2^(bits-1) - 1 above it, like the signed ones (scale max|x|/127 for uint8).
+ * NF4's levels are normal quantiles, not a float type's: no FLOAT flag (bitsandbytes FP4 has it). */
 static const format_expect FORMAT_EXPECT[] = {
-    {QK_FORMAT_INT8, 8, F_SIG | F_SC | F_ZP, F_FLT | F_CB, -128, 127, -1},
-    {QK_FORMAT_UINT8, 8, F_SC | F_ZP, F_SIG | F_FLT | F_CB, 0, 255, -1},
-    {QK_FORMAT_INT4, 4, F_SIG | F_SC | F_ZP, F_FLT | F_CB, -8, 7, -1},
-    {QK_FORMAT_UINT4, 4, F_SC | F_ZP, F_SIG | F_FLT | F_CB, 0, 15, -1},
-    {QK_FORMAT_INT3, 3, F_SIG | F_SC | F_ZP, F_FLT | F_CB, -4, 3, -1},
-    {QK_FORMAT_UINT3, 3, F_SC | F_ZP, F_SIG | F_FLT | F_CB, 0, 7, -1},
-    {QK_FORMAT_INT2, 2, F_SIG | F_SC | F_ZP, F_FLT | F_CB, -2, 1, -1},
-    {QK_FORMAT_UINT2, 2, F_SC | F_ZP, F_SIG | F_FLT | F_CB, 0, 3, -1},
+    {QK_FORMAT_INT8, 8, F_SIG | F_SC | F_ZP, F_FLT | F_CB, -128, 127, 127.0f},
+    {QK_FORMAT_UINT8, 8, F_SC | F_ZP, F_SIG | F_FLT | F_CB, 0, 255, 127.0f},
+    {QK_FORMAT_INT4, 4, F_SIG | F_SC | F_ZP, F_FLT | F_CB, -8, 7, 7.0f},
+    {QK_FORMAT_UINT4, 4, F_SC | F_ZP, F_SIG | F_FLT | F_CB, 0, 15, 7.0f},
+    {QK_FORMAT_INT3, 3, F_SIG | F_SC | F_ZP, F_FLT | F_CB, -4, 3, 3.0f},
+    {QK_FORMAT_UINT3, 3, F_SC | F_ZP, F_SIG | F_FLT | F_CB, 0, 7, 3.0f},
+    {QK_FORMAT_INT2, 2, F_SIG | F_SC | F_ZP, F_FLT | F_CB, -2, 1, 1.0f},
+    {QK_FORMAT_UINT2, 2, F_SC | F_ZP, F_SIG | F_FLT | F_CB, 0, 3, 1.0f},
     {QK_FORMAT_NF4, 4, F_CB | F_SC, F_ZP | F_FLT, 0, 15, 1.0f},
     {QK_FORMAT_FP4_E2M1, 4, F_FLT | F_SC, F_ZP, 0, 15, 6.0f},
     {QK_FORMAT_FP8_E4M3FN, 8, F_FLT | F_SC, F_ZP | F_CB, 0, 255, 448.0f},
@@ -728,7 +743,7 @@ static const format_expect FORMAT_EXPECT[] = {
     {QK_FORMAT_FP16, 16, F_FLT, F_SC | F_ZP | F_CB, 0, 65535, 65504.0f},
     {QK_FORMAT_BF16, 16, F_FLT, F_SC | F_ZP | F_CB, 0, 65535, 3.38953139e38f},
     {QK_FORMAT_LOG4, 4, F_CB | F_SC, F_ZP | F_FLT, 0, 15, 1.0f},
-    {QK_FORMAT_FP4_BNB, 4, F_CB | F_SC, F_ZP, 0, 15, 1.0f},
+    {QK_FORMAT_FP4_BNB, 4, F_FLT | F_CB | F_SC, F_ZP, 0, 15, 1.0f},
 };
 
 static void check_format_expect(const qk_format_info *info, const format_expect *e) {
@@ -741,9 +756,8 @@ static void check_format_expect(const qk_format_info *info, const format_expect 
     if (!(e->must_flags & (F_FLT | F_CB)))
         CHECK(info->code_min == e->code_min, "%s: code_min %d, expected %d", info->name, info->code_min, e->code_min);
     CHECK(info->code_max == e->code_max, "%s: code_max %d, expected %d", info->name, info->code_max, e->code_max);
-    if (e->level_max >= 0)
-        CHECK(close_rel(info->level_max, e->level_max, 1e-6), "%s: level_max %g, expected %g", info->name,
-              info->level_max, e->level_max);
+    CHECK(close_rel(info->level_max, e->level_max, 1e-6), "%s: level_max %g, expected %g", info->name,
+          info->level_max, e->level_max);
 }
 
 static void check_format_entry(int32_t index, int *seen) {
@@ -751,10 +765,11 @@ static void check_format_entry(int32_t index, int *seen) {
     int32_t back = -1;
     char upper[64];
     size_t i;
-    memset(&info, 0, sizeof info);
+    memset(&info, POISON, sizeof info);
     info.struct_size = sizeof info;
     if (!EXPECT_OK(qk_format_info_at(index, &info))) return;
     CHECK(info.struct_size == sizeof info, "format_info_at changed struct_size to %u", info.struct_size);
+    CHECK(info.reserved == 0, "format_info_at(%d).reserved is 0x%x, expected 0", index, info.reserved);
     CHECK(info.format >= 1 && info.format <= 16, "format_info_at(%d).format = %d", index, info.format);
     CHECK(info.name && info.name[0], "format %d has no name", info.format);
     CHECK(info.description && info.description[0], "format %d has no description", info.format);
@@ -766,7 +781,8 @@ static void check_format_entry(int32_t index, int *seen) {
     again.struct_size = sizeof again;
     if (EXPECT_OK(qk_format_info_get(info.format, &again)))
         CHECK(again.format == info.format && strcmp(again.name, info.name) == 0 && again.bits == info.bits &&
-                  again.flags == info.flags && again.code_min == info.code_min && again.code_max == info.code_max,
+                  again.flags == info.flags && again.code_min == info.code_min && again.code_max == info.code_max &&
+                  again.level_max == info.level_max,
               "format_info_get(%d) disagrees with format_info_at(%d)", info.format, index);
     if (EXPECT_OK(qk_format_from_name(info.name, &back)))
         CHECK(back == info.format, "qk_format_from_name(\"%s\") = %d, expected %d", info.name, back, info.format);
@@ -820,8 +836,7 @@ static void check_defaults(int32_t format, int32_t granularity) {
     size_t i;
     int intact = 1;
     memset(&g, POISON, sizeof g);
-    g.p.struct_size = sizeof g.p;
-    if (!EXPECT_OK(qk_quant_params_init(&g.p, format))) return;
+    if (!EXPECT_OK(init_params(&g.p, format))) return;
     for (i = 0; i < sizeof g.guard; i++) intact &= g.guard[i] == POISON;
     CHECK(intact, "qk_quant_params_init(%d) wrote past the struct", format);
     CHECK(g.p.struct_size == sizeof(qk_quant_params), "struct_size %u", g.p.struct_size);
@@ -845,7 +860,6 @@ static void check_defaults(int32_t format, int32_t granularity) {
 }
 
 static void group_params(void) {
-    qk_quant_params p;
     int32_t f;
     for (f = QK_FORMAT_INT8; f <= QK_FORMAT_UINT2; f++) check_defaults(f, QK_GRANULARITY_BLOCKED);
     check_defaults(QK_FORMAT_NF4, QK_GRANULARITY_BLOCKED);
@@ -856,12 +870,7 @@ static void group_params(void) {
     check_defaults(QK_FORMAT_FP8_E5M2, QK_GRANULARITY_PER_TENSOR);
     check_defaults(QK_FORMAT_FP16, -1); /* "none": the header names no granularity value for it */
     check_defaults(QK_FORMAT_BF16, -1);
-
-    /* The header says init sets struct_size, so a caller need not: a garbage value must not matter. */
-    memset(&p, POISON, sizeof p);
-    if (EXPECT_OK(qk_quant_params_init(&p, QK_FORMAT_INT4)))
-        CHECK(p.struct_size == sizeof p && p.format == QK_FORMAT_INT4, "init over garbage left struct_size %u",
-              p.struct_size);
+    /* struct_size other than sizeof: group struct_size. */
 }
 
 /* ============================================================================================ */
@@ -2244,21 +2253,7 @@ static void bad_compare(void) {
 
 /* Behaviour the header leaves open, printed for the report (not counted). */
 static void unspecified_notes(void) {
-    struct {
-        qk_quant_params p;
-        unsigned char newer_fields[16];
-    } bigger;
-    qk_quantized_layout l;
-    const int64_t shape[2] = {3, 40};
     int32_t fmt;
-    qk_status st;
-    memset(&bigger, 0, sizeof bigger);
-    bigger.p = params_for(QK_FORMAT_INT4);
-    bigger.p.struct_size = sizeof bigger;
-    memset(&l, 0, sizeof l);
-    l.struct_size = sizeof l;
-    st = qk_quantized_layout_get(&bigger.p, 2, shape, &l);
-    note("params.struct_size larger than the library's (a newer caller): %s", status_name(st));
     qk_format_from_name("zzbogus", &fmt);
     qk_format_count();
     note("qk_last_error() after a later successful call: \"%.60s...\"", qk_last_error());
@@ -2269,6 +2264,145 @@ static void group_bad_simple(void) {
     bad_format_queries();
     bad_params_init();
     bad_compare();
+}
+
+/* ============================================================================================ */
+/* Group: struct_size of output structs                                                          */
+/* ============================================================================================ */
+/*
+ * Every function writing a struct (qk_quant_params_init included) gets it in a poisoned buffer with
+ * each struct_size of size_cases(). Served (sizeof <= struct_size <= 4096): QK_OK, struct_size kept,
+ * the known fields as with struct_size = sizeof, bytes sizeof..struct_size zeroed, nothing written
+ * after them. Not served: QK_ERROR_VERSION and the buffer untouched. With a served size the same
+ * call made to fail for another reason leaves the buffer untouched too, tail included.
+ * (Input structs, qk_quant_params and qk_quantized: see the struct_size cases of bad_input.)
+ */
+
+#define MAX_STRUCT_SIZE 4096
+
+/* Arguments of the calls below, set up by group_struct_size. */
+static struct {
+    qk_quant_params params;
+    int64_t shape[2], other_shape[2];
+    float x[144];
+    qk_tensor in, copy, other; /* other: [3, 48], for a shape mismatch */
+    qtensor q;
+} g_sz;
+
+static qk_status sz_format_info_at(void *out, int fail) { return qk_format_info_at(fail ? -1 : 8, out); }
+static qk_status sz_format_info_get(void *out, int fail) { return qk_format_info_get(fail ? 999 : QK_FORMAT_BF16, out); }
+static qk_status sz_params_init(void *out, int fail) { return qk_quant_params_init(out, fail ? 999 : QK_FORMAT_UINT4); }
+static qk_status sz_layout_get(void *out, int fail) {
+    return qk_quantized_layout_get(&g_sz.params, fail ? QK_MAX_DIMS + 1 : 2, g_sz.shape, out);
+}
+static qk_status sz_compare(void *out, int fail) { return qk_compare(&g_sz.in, fail ? &g_sz.other : &g_sz.copy, out); }
+static qk_status sz_quantization_error(void *out, int fail) {
+    return qk_quantization_error(&g_sz.params, fail ? &g_sz.other : &g_sz.in, &g_sz.q.q, out);
+}
+
+typedef struct output_struct {
+    const char *call;
+    size_t size;     /* sizeof the struct this header declares */
+    int reserved;    /* offset of a `reserved` field that must come back 0, or -1 */
+    qk_status (*run)(void *out, int fail);
+    unsigned fail_codes; /* status of the failing variant */
+} output_struct;
+
+static const output_struct OUTPUT_STRUCTS[] = {
+    {"qk_format_info_at", sizeof(qk_format_info), offsetof(qk_format_info, reserved), sz_format_info_at,
+     S(QK_ERROR_INVALID_ARGUMENT)},
+    {"qk_format_info_get", sizeof(qk_format_info), offsetof(qk_format_info, reserved), sz_format_info_get,
+     S(QK_ERROR_INVALID_ARGUMENT)},
+    {"qk_quant_params_init", sizeof(qk_quant_params), -1, sz_params_init, S(QK_ERROR_INVALID_ARGUMENT)},
+    {"qk_quantized_layout_get", sizeof(qk_quantized_layout), -1, sz_layout_get, S(QK_ERROR_INVALID_ARGUMENT)},
+    {"qk_compare", sizeof(qk_error_stats), offsetof(qk_error_stats, reserved), sz_compare,
+     S(QK_ERROR_SHAPE_MISMATCH)},
+    {"qk_quantization_error", sizeof(qk_error_stats), offsetof(qk_error_stats, reserved), sz_quantization_error,
+     S(QK_ERROR_BUFFER_TOO_SMALL) | S(QK_ERROR_SHAPE_MISMATCH)},
+};
+
+#define NUM_SIZE_CASES 11
+
+/* The struct_size values tried for a struct of `size` bytes. */
+static void size_cases(size_t size, uint32_t out[NUM_SIZE_CASES]) {
+    const uint32_t s = (uint32_t)size;
+    const uint32_t all[NUM_SIZE_CASES] = {0, 4, s - 4, s, s + 4, s + 8, s + 64, MAX_STRUCT_SIZE,
+                                          MAX_STRUCT_SIZE + 1, 5000, UINT32_MAX};
+    memcpy(out, all, sizeof all);
+}
+
+/* A buffer for a struct of up to MAX_STRUCT_SIZE bytes, aligned for any of them, and guard bytes. */
+static union {
+    unsigned char b[MAX_STRUCT_SIZE + GUARD];
+    int64_t i_;
+    double d_;
+    void *p_;
+} g_out;
+
+static int all_bytes(const unsigned char *b, size_t from, size_t to, unsigned char v) {
+    for (; from < to; from++)
+        if (b[from] != v) return 0;
+    return 1;
+}
+
+static void check_output_struct(const output_struct *o) {
+    static unsigned char want[MAX_STRUCT_SIZE + GUARD], before[MAX_STRUCT_SIZE + GUARD];
+    uint32_t sizes[NUM_SIZE_CASES], reserved, exact = (uint32_t)o->size;
+    int k, fail;
+    char what[160];
+    /* The reference: struct_size = sizeof, over poison. */
+    memset(g_out.b, POISON, sizeof g_out.b);
+    memcpy(g_out.b, &exact, 4);
+    g_current = o->call;
+    if (!expect_ok_at(o->run(g_out.b, 0), o->call, __LINE__)) return;
+    memcpy(want, g_out.b, sizeof want);
+    if (o->reserved >= 0) {
+        memcpy(&reserved, g_out.b + o->reserved, 4);
+        CHECK(reserved == 0, "%s: reserved is 0x%x, expected 0", o->call, reserved);
+    }
+    size_cases(o->size, sizes);
+    for (k = 0; k < NUM_SIZE_CASES; k++) {
+        const uint32_t s = sizes[k];
+        const int served = s >= o->size && s <= MAX_STRUCT_SIZE;
+        for (fail = 0; fail < 2; fail++) {
+            qk_status st;
+            uint32_t kept;
+            if (fail && !served) continue;
+            sprintf(what, "%s%s, struct_size %u (sizeof %zu)", o->call, fail ? " made to fail" : "", s, o->size);
+            g_current = what;
+            memset(g_out.b, POISON, sizeof g_out.b);
+            memcpy(g_out.b, &s, 4);
+            memcpy(before, g_out.b, sizeof before);
+            st = o->run(g_out.b, fail);
+            if (fail || !served) {
+                expect_fail_at(st, fail ? o->fail_codes : S(QK_ERROR_VERSION), fail ? NULL : SIZES, what, __LINE__);
+                CHECK(memcmp(before, g_out.b, sizeof before) == 0, "%s: failed but wrote byte %ld", what,
+                      first_diff(before, g_out.b, sizeof before));
+                continue;
+            }
+            if (!expect_ok_at(st, what, __LINE__)) continue;
+            memcpy(&kept, g_out.b, 4);
+            CHECK(kept == s, "%s: struct_size changed to %u", what, kept);
+            CHECK(memcmp(g_out.b + 4, want + 4, o->size - 4) == 0, "%s: the fields differ from struct_size %zu's",
+                  what, o->size);
+            CHECK(all_bytes(g_out.b, o->size, s, 0), "%s: the bytes the library does not know are not zeroed", what);
+            CHECK(all_bytes(g_out.b, s, sizeof g_out.b, POISON), "%s: wrote past struct_size", what);
+        }
+    }
+}
+
+static void group_struct_size(void) {
+    size_t i;
+    g_sz.params = params_for(QK_FORMAT_INT4);
+    g_sz.shape[0] = g_sz.other_shape[0] = 3;
+    g_sz.shape[1] = 40;
+    g_sz.other_shape[1] = 48;
+    fill_normal(g_sz.x, 144, 1.0f);
+    g_sz.in = g_sz.copy = tensor_of(g_sz.x, QK_DTYPE_F32, 2, g_sz.shape);
+    g_sz.other = tensor_of(g_sz.x, QK_DTYPE_F32, 2, g_sz.other_shape);
+    if (!QT_QUANTIZE(&g_sz.q, &g_sz.params, &g_sz.in)) return;
+    for (i = 0; i < sizeof OUTPUT_STRUCTS / sizeof OUTPUT_STRUCTS[0]; i++) check_output_struct(&OUTPUT_STRUCTS[i]);
+    qt_free(&g_sz.q);
 }
 
 /* ============================================================================================ */
@@ -2291,11 +2425,12 @@ enum { CFG_INT4, CFG_UINT4_ASYM, CFG_MNB, CFG_NF4_BNB, CFG_INT8_AXIS0 };
 
 enum {
     M_END, M_PARAM, M_PARAM_F, M_NULL, M_NDIM, M_DIM, M_DTYPE, M_DATA_NULL, M_SHAPE_NULL, M_VALUE, M_VALUE16,
-    M_USE_F16, M_QSIZE, M_QBYTES, M_QBYTES_SET, M_QNULL, M_LAYOUT_SIZE, M_STATS_SIZE
+    M_USE_F16, M_QSIZE, M_QBYTES, M_QBYTES_SET, M_QNULL, M_LAYOUT_SIZE, M_STATS_SIZE, M_TAIL
 };
 enum { T_LAYOUT, T_IN, T_OUT };                                       /* which shape or tensor */
 enum { A_PARAMS, A_LAYOUT, A_SHAPE, A_INPUT, A_Q, A_OUTPUT, A_STATS }; /* which argument is NULL */
 enum { B_DATA, B_SCALES, B_ZP };                                      /* which quantized buffer */
+enum { TAIL_PARAMS, TAIL_Q };                                         /* which input struct's tail */
 
 typedef struct mutation {
     int kind, target, index;
@@ -2328,6 +2463,7 @@ typedef struct bad_case {
 #define QNULL(b) {M_QNULL, (b), 0, 0, 0.0}
 #define LSIZE(v) {M_LAYOUT_SIZE, 0, 0, (v), 0.0}
 #define SSIZE(v) {M_STATS_SIZE, 0, 0, (v), 0.0}
+#define TAIL(which, idx, v) {M_TAIL, (which), (idx), (v), 0.0} /* byte idx past the end of the struct */
 #define NONE {M_END, 0, 0, 0, 0.0}
 
 #define INVALID S(QK_ERROR_INVALID_ARGUMENT)
@@ -2339,6 +2475,10 @@ typedef struct bad_case {
 #define BIG (((int64_t)1) << 32)
 #define FN_QE (FN_QUANTIZE | FN_ERROR) /* NaN/Inf must fail here; see the with_scales cases */
 #define NONFINITE S(QK_ERROR_NON_FINITE)
+#define VERSION S(QK_ERROR_VERSION)
+#define NEWER "struct_size|size|version|newer" /* words for a struct from a newer caller */
+#define PSIZE ((int64_t)sizeof(qk_quant_params))
+#define QSZ ((int64_t)sizeof(qk_quantized))
 
 static const bad_case BAD_CASES[] = {
     /* Controls: the unchanged fixtures must succeed everywhere. */
@@ -2356,6 +2496,18 @@ static const bad_case BAD_CASES[] = {
     {"params.struct_size 4", CFG_INT4, FNS_ALL, S(QK_ERROR_VERSION), SIZES, {P(struct_size, 4), NONE, NONE}},
     {"params.struct_size - 4", CFG_INT4, FNS_ALL, S(QK_ERROR_VERSION), SIZES,
      {P(struct_size, sizeof(qk_quant_params) - 4), NONE, NONE}},
+    /* A newer caller's params: accepted while the bytes past sizeof are zero, up to 4096. */
+    {"params.struct_size + 8, zero tail", CFG_INT4, FNS_ALL, S(QK_OK), NULL, {P(struct_size, PSIZE + 8), NONE, NONE}},
+    {"params.struct_size 4096, zero tail", CFG_INT4, FNS_ALL, S(QK_OK), NULL, {P(struct_size, 4096), NONE, NONE}},
+    {"params.struct_size + 8, byte 8 past it set", CFG_INT4, FNS_ALL, S(QK_OK), NULL,
+     {P(struct_size, PSIZE + 8), TAIL(TAIL_PARAMS, 8, 1), NONE}},
+    {"params.struct_size + 8, tail byte 0 set", CFG_INT4, FNS_ALL, VERSION, NEWER,
+     {P(struct_size, PSIZE + 8), TAIL(TAIL_PARAMS, 0, 1), NONE}},
+    {"params.struct_size 4096, last tail byte set", CFG_INT4, FNS_ALL, VERSION, NEWER,
+     {P(struct_size, 4096), TAIL(TAIL_PARAMS, 4096 - PSIZE - 1, 0x80), NONE}},
+    {"params.struct_size 4097", CFG_INT4, FNS_ALL, VERSION, SIZES, {P(struct_size, 4097), NONE, NONE}},
+    {"params.struct_size 5000", CFG_INT4, FNS_ALL, VERSION, SIZES, {P(struct_size, 5000), NONE, NONE}},
+    {"params.struct_size UINT32_MAX", CFG_INT4, FNS_ALL, VERSION, SIZES, {P(struct_size, UINT32_MAX), NONE, NONE}},
     {"format 0", CFG_INT4, FNS_ALL, INVALID, "format", {P(format, 0), NONE, NONE}},
     {"format 999", CFG_INT4, FNS_ALL, INVALID, "format", {P(format, 999), NONE, NONE}},
     {"format -1", CFG_INT4, FNS_ALL, INVALID, "format", {P(format, -1), NONE, NONE}},
@@ -2513,6 +2665,17 @@ static const bad_case BAD_CASES[] = {
     {"quantized.struct_size 0", CFG_INT4, FNS_Q, S(QK_ERROR_VERSION), SIZES, {QSIZE(0), NONE, NONE}},
     {"quantized.struct_size - 8", CFG_INT4, FNS_Q, S(QK_ERROR_VERSION), SIZES,
      {QSIZE(sizeof(qk_quantized) - 8), NONE, NONE}},
+    {"quantized.struct_size + 8, zero tail", CFG_INT4, FNS_Q, S(QK_OK), NULL, {QSIZE(QSZ + 8), NONE, NONE}},
+    {"quantized.struct_size 4096, zero tail", CFG_UINT4_ASYM, FNS_Q, S(QK_OK), NULL, {QSIZE(4096), NONE, NONE}},
+    {"quantized.struct_size + 8, byte 8 past it set", CFG_INT4, FNS_Q, S(QK_OK), NULL,
+     {QSIZE(QSZ + 8), TAIL(TAIL_Q, 8, 1), NONE}},
+    {"quantized.struct_size + 8, tail byte 0 set", CFG_INT4, FNS_Q, VERSION, NEWER,
+     {QSIZE(QSZ + 8), TAIL(TAIL_Q, 0, 1), NONE}},
+    {"quantized.struct_size 4096, last tail byte set", CFG_UINT4_ASYM, FNS_Q, VERSION, NEWER,
+     {QSIZE(4096), TAIL(TAIL_Q, 4096 - QSZ - 1, 0x80), NONE}},
+    {"quantized.struct_size 4097", CFG_INT4, FNS_Q, VERSION, SIZES, {QSIZE(4097), NONE, NONE}},
+    {"quantized.struct_size 5000", CFG_INT4, FNS_Q, VERSION, SIZES, {QSIZE(5000), NONE, NONE}},
+    {"quantized.struct_size UINT32_MAX", CFG_INT4, FNS_Q, VERSION, SIZES, {QSIZE(UINT32_MAX), NONE, NONE}},
     {"data NULL", CFG_INT4, FNS_Q, S(QK_ERROR_NULL_POINTER), NULLS, {QNULL(B_DATA), NONE, NONE}},
     {"scales NULL", CFG_INT4, FNS_Q, S(QK_ERROR_NULL_POINTER), NULLS, {QNULL(B_SCALES), NONE, NONE}},
     {"data_bytes - 1 (output)", CFG_INT4, FN_QUANTIZE | FN_WITH_SCALES, TOO_SMALL, "small|bytes|buffer|size|data",
@@ -2561,9 +2724,12 @@ typedef struct call_args {
     qk_error_stats *stats;
 } call_args;
 
+#define TAIL_BYTES 4096 /* room past an input struct for a struct_size up to 4096 (and a bit more) */
+
 /* Everything a call can read or write lives in here, so one memcmp covers it all. */
 typedef struct fixture {
     qk_quant_params params;
+    unsigned char params_tail[TAIL_BYTES]; /* a newer caller's fields, zero unless a case sets one */
     int64_t shape_layout[16], shape_in[16], shape_out[16];
     float x[MAXN], y[MAXN];
     uint16_t x16[MAXN], y16[MAXN];
@@ -2571,10 +2737,15 @@ typedef struct fixture {
     qk_quantized_layout need, layout;
     uint32_t layout_size, stats_size;
     qk_quantized q;
+    unsigned char q_tail[TAIL_BYTES];
     unsigned char data[512], scales[512], zp[512];
     qk_error_stats stats;
     call_args args;
 } fixture;
+
+/* The tails start right where the structs end. */
+STATIC_ASSERT(params_tail, offsetof(fixture, params_tail) == offsetof(fixture, params) + sizeof(qk_quant_params));
+STATIC_ASSERT(q_tail, offsetof(fixture, q_tail) == offsetof(fixture, q) + sizeof(qk_quantized));
 
 static qk_quant_params fixture_params(int cfg) {
     qk_quant_params p;
@@ -2701,6 +2872,7 @@ static void apply_mutation(fixture *f, const mutation *m) {
         break;
     case M_LAYOUT_SIZE: f->layout_size = (uint32_t)m->i; break;
     case M_STATS_SIZE: f->stats_size = (uint32_t)m->i; break;
+    case M_TAIL: (m->target == TAIL_PARAMS ? f->params_tail : f->q_tail)[m->index] = (unsigned char)m->i; break;
     default: break;
     }
 }
@@ -2747,7 +2919,7 @@ static const char *fn_name(unsigned fn) {
 static const char *changed_part(const fixture *a, const fixture *b) {
 #define PART(field)                                                                                       \
     if (memcmp(&a->field, &b->field, sizeof a->field) != 0) return #field
-    PART(params); PART(shape_layout); PART(shape_in); PART(shape_out); PART(x); PART(y); PART(x16); PART(y16);
+    PART(params); PART(params_tail); PART(q_tail); PART(shape_layout); PART(shape_in); PART(shape_out); PART(x); PART(y); PART(x16); PART(y16);
     PART(in); PART(out); PART(layout); PART(q); PART(data); PART(scales); PART(zp); PART(stats);
 #undef PART
     return "something";
@@ -2813,8 +2985,7 @@ static qk_status failing_call(int which) {
     qk_quant_params p;
     if (which == 0) return qk_format_from_name("thread-a-unknown-format", &fmt);
     memset(&p, 0, sizeof p);
-    p.struct_size = sizeof p;
-    return qk_quant_params_init(&p, 999);
+    return init_params(&p, 999);
 }
 
 static void *last_error_thread(void *arg) {
@@ -3034,6 +3205,7 @@ static const group GROUPS[] = {
     {"methods", group_methods},
     {"runtime", group_runtime},
     {"bad_simple", group_bad_simple},
+    {"struct_size", group_struct_size},
     {"bad_input", group_bad_input},
     {"threads", group_threads},
 };

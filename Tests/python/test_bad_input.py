@@ -68,10 +68,35 @@ def test_wrong_output_and_scale_dtypes():
         qk.quantize_with_scales(_x(), np.array(0.1))  # a float64 array (plain floats are accepted)
 
 
-def test_negative_strides_are_copied():
-    # The library rejects negative strides (QK_ERROR_UNSUPPORTED); the binding reads a copy.
-    x = _x()
-    assert qk.quantize(x[::-1], "int4").data.tobytes() == qk.quantize(x[::-1].copy(), "int4").data.tobytes()
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+@pytest.mark.parametrize("flip", [(slice(None, None, -1),), (slice(None), slice(None, None, -2)),
+                                  (slice(None, None, -2), slice(None, None, -1))])
+def test_negative_strides_pass_through(flip, dtype):
+    # The library takes negative strides (data points at element [0,...,0]); the binding passes
+    # them through instead of copying, and the view quantizes exactly like its contiguous copy.
+    from quantkit._tensor import TensorView
+    x = _x((6, 128)).astype(dtype)
+    view = x[flip]
+    tv = TensorView(view, "x")
+    assert tv.array is view and any(s < 0 for s in tv._strides[:view.ndim])
+    copy = np.ascontiguousarray(view)
+    for fmt, kw in (("int4", {}), ("uint8", {"symmetric": False, "axis": 0}), ("nf4", {}), ("fp16", {})):
+        a, b = qk.quantize(view, fmt, **kw), qk.quantize(copy, fmt, **kw)
+        assert a.data.tobytes() == b.data.tobytes() and a.scales.tobytes() == b.scales.tobytes(), fmt
+        if b.zero_points is not None:
+            assert a.zero_points.tobytes() == b.zero_points.tobytes()
+        assert qk.error(view, a) == qk.error(copy, b)
+    assert qk.compare(view, copy).max_abs_error == 0
+    a = qk.quantize_with_scales(view, np.float32(0.05), np.uint8(128))
+    b = qk.quantize_with_scales(copy, np.float32(0.05), np.uint8(128))
+    assert a.data.tobytes() == b.data.tobytes()
+
+
+def test_negative_stride_output():
+    qt = qk.quantize(_x(), "int4")
+    out = np.full((4, 64), 9.0, np.float32)
+    assert qt.dequantize(out=out[::-1, ::-1]) is not None
+    np.testing.assert_array_equal(out[::-1, ::-1], qt.dequantize())
 
 
 @pytest.mark.parametrize("shape", [(0,), (0, 64), (4, 0), (3, 0, 5)])
@@ -223,6 +248,41 @@ def test_fp16_conversion_overflow_is_an_error():
     with pytest.raises(qk.QuantKitError) as err:
         qk.quantize(np.array([1.0, 7e4], np.float32), "fp16")
     assert err.value.name == "QK_ERROR_OVERFLOW" and "element 1" in err.value.message
+
+
+# Values that round past the type's largest finite value are outside its range; the largest
+# value itself (and what rounds to it) converts.
+@pytest.mark.parametrize("fmt, inside, outside", [
+    ("fp16", [65504.0, -65504.0, 65519.0], [65520.0, -7e4, 1e6, 3.4e38]),
+    ("bf16", [3.38953139e38, -3.38953139e38], [3.4e38, -3.4e38, float(np.finfo(np.float32).max)]),
+])
+def test_fp16_bf16_range(fmt, inside, outside):
+    for value in inside:
+        qt = qk.quantize(np.array([1.0, value], np.float32), fmt)
+        assert np.isfinite(qt.dequantize()).all(), (fmt, value)
+    for value in outside:
+        err = _raises_status(Status.OVERFLOW, qk.quantize, np.array([1.0, 2.0, value], np.float32), fmt)
+        assert "element 2" in err.message and fmt in err.message
+
+
+def test_bf16_level_max_is_the_largest_bf16():
+    top = np.float32(qk.format_info("bf16").level_max)
+    assert qk.quantize(np.array([top], np.float32), "bf16").dequantize()[0] == top
+
+
+@pytest.mark.parametrize("fmt", ["nf4", "log4", "fp4-bnb"])  # level_max 1: scale = max|x|
+@pytest.mark.parametrize("scale_dtype", ["float16", "bfloat16"])
+def test_codebook_scale_overflows_half_scale_types(fmt, scale_dtype):
+    x = np.array([3.4e38, -1.0, 1.0], np.float32)
+    _raises_status(Status.OVERFLOW, qk.quantize, x, fmt, granularity="tensor", scale_dtype=scale_dtype)
+    assert qk.quantize(x, fmt, granularity="tensor").scales == np.float32(3.4e38)  # fits float32
+
+
+def test_half_scale_at_the_edge_fits():
+    # 65504 * 127: the scale is float16's largest value exactly.
+    qt = qk.quantize(np.array([65504.0 * 127, -1.0], np.float32), "int8", granularity="tensor",
+                     scale_dtype="float16")
+    assert qt.scales == np.float16(65504)
 
 
 def test_compare_does_not_hide_nan():

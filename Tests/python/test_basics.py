@@ -5,6 +5,7 @@ import ctypes
 import shutil
 import subprocess
 
+import ml_dtypes
 import numpy as np
 import pytest
 
@@ -65,6 +66,30 @@ def test_format_table():
     assert qk.format_info("fp4").id == _constants.Format.FP4_E2M1
     int4 = qk.format_info("int4")
     assert (int4.code_min, int4.code_max, int4.signed, int4.takes_zero_point) == (-8, 7, True, True)
+    assert int4.level_max == 7
+
+
+def test_float_flag_and_level_max():
+    # FLOAT marks levels of a floating-point type; NF4's levels are normal quantiles, not floats.
+    F = _constants.Format
+    floats = {F.FP4_E2M1, F.FP4_BNB, F.FP8_E4M3FN, F.FP8_E5M2, F.FP16, F.BF16}
+    assert {f.id for f in qk.formats() if f.is_float} == floats
+    nf4 = qk.format_info("nf4")
+    assert not nf4.is_float and nf4.codebook and not nf4.is_integer
+    # level_max: the largest value of the type (BF16: 0x7F7F = 3.38953e38, not float32's max).
+    assert np.float32(qk.format_info("bf16").level_max) == np.float32(ml_dtypes.finfo(ml_dtypes.bfloat16).max)
+    assert np.float32(qk.format_info("bf16").level_max) == np.float32(3.38953139e38)
+    assert qk.format_info("fp16").level_max == 65504.0
+    assert qk.format_info("fp8-e4m3").level_max == 448.0
+
+
+def test_format_info_reserved_is_zero():
+    lib = _ffi.lib()
+    for index in range(lib.qk_format_count()):
+        info = _ffi.new_struct(_ffi.qk_format_info)
+        info.reserved = 0xDEADBEEF  # an output field: the library writes it
+        assert lib.qk_format_info_at(index, ctypes.byref(info)) == 0
+        assert info.reserved == 0 and info.struct_size == ctypes.sizeof(_ffi.qk_format_info)
 
 
 def test_params_defaults_follow_library():
@@ -99,7 +124,9 @@ def test_api_table_matches_exports():
 
 
 def _c_layout_program():
-    lines = ["#include <stdio.h>", "#include <stddef.h>", '#include "quantkit.h"', "int main(void) {"]
+    lines = ["#include <stdio.h>", "#include <stddef.h>", '#include "quantkit.h"', "int main(void) {",
+             # qk_status is typedef int32_t: 4 bytes, signed (ctypes: c_int32).
+             'printf("qk_status %zu %d\\n", sizeof(qk_status), (qk_status)-1 < 0);']
     for struct in STRUCTS:
         cls = getattr(_ffi, struct)
         lines.append(f'printf("{struct} %zu\\n", sizeof({struct}));')
@@ -110,7 +137,7 @@ def _c_layout_program():
 
 
 def _ctypes_layout():
-    out = []
+    out = [f"qk_status {ctypes.sizeof(_ffi.qk_status)} {int(_ffi.qk_status(-1).value < 0)}"]
     for struct in STRUCTS:
         cls = getattr(_ffi, struct)
         out.append(f"{struct} {ctypes.sizeof(cls)}")
@@ -128,6 +155,26 @@ def test_ctypes_structs_match_c_compiler(tmp_path):
     assert [line for line in c_layout if line] == _ctypes_layout()
 
 
+def test_explicit_padding_fields():
+    # The header spells out every padding word as `reserved`; pin where they sit (LP64 offsets) so
+    # a field added in the wrong place shows up even without a C compiler.
+    if ctypes.sizeof(ctypes.c_void_p) != 8:
+        pytest.skip("offsets pinned for 64-bit platforms")
+    pins = {
+        _ffi.qk_format_info: (48, {"level_max": 40, "reserved": 44}),
+        _ffi.qk_quantized: (56, {"reserved": 4, "data": 8, "zero_points_bytes": 48}),
+        _ffi.qk_error_stats: (56, {"reserved": 4, "count": 8, "signal_rms": 48}),
+    }
+    for cls, (size, offsets) in pins.items():
+        assert ctypes.sizeof(cls) == size, cls.__name__
+        for field, offset in offsets.items():
+            assert getattr(cls, field).offset == offset, (cls.__name__, field)
+    for cls in (_ffi.qk_format_info, _ffi.qk_quantized, _ffi.qk_error_stats):
+        assert _ffi.new_struct(cls).reserved == 0
+    header = HEADER.read_text()
+    assert "typedef int32_t qk_status;" in header
+
+
 def test_ctypes_mirrors_every_header_function():
     text = HEADER.read_text()
     import re
@@ -135,23 +182,58 @@ def test_ctypes_mirrors_every_header_function():
     assert declared == set(_ffi.PROTOTYPES) | {"qk_get_api"}
 
 
-def test_failed_call_leaves_outputs_untouched():
-    # Header: on failure, out-parameters are left untouched. Poison every buffer, fail, compare.
-    x = np.ones((4, 32), np.float32)
-    x[2, 5] = np.nan
-    params = qk.make_params("uint4", symmetric=False)
+def _poisoned_call(x, params, function="qk_quantize", scales=None):
+    """Calls `function` on 0xA5-poisoned buffers; returns (status, data, scales, zero points)."""
     layout = qk.layout_for(params, x.shape)
     data = np.full(layout.data_bytes, 0xA5, np.uint8)
-    scales = np.full(layout.scales_count, 0xA5, np.uint8).repeat(4)
+    if scales is None:
+        scales = np.full(layout.scales_bytes, 0xA5, np.uint8)
     zps = np.full(layout.zero_points_bytes, 0xA5, np.uint8)
     q = _ffi.new_struct(_ffi.qk_quantized)
     q.data, q.data_bytes = data.ctypes.data, data.nbytes
-    q.scales, q.scales_bytes = scales.ctypes.data, scales.nbytes
-    q.zero_points, q.zero_points_bytes = zps.ctypes.data, zps.nbytes
+    q.scales, q.scales_bytes = (scales.ctypes.data if scales.size else None), scales.nbytes
+    q.zero_points, q.zero_points_bytes = (zps.ctypes.data if zps.size else None), zps.nbytes
     from quantkit._tensor import TensorView
     view = TensorView(x, "x")
-    status = _ffi.lib().qk_quantize(ctypes.byref(params.to_c()), view.ref(), ctypes.byref(q))
+    status = getattr(_ffi.lib(), function)(ctypes.byref(params.to_c()), view.ref(), ctypes.byref(q))
+    return status, data, scales, zps
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_quantize_leaves_scales_untouched(bad):
+    # Header: NaN/Inf in qk_quantize is the one exception to "outputs untouched on failure":
+    # output->data may be partly written; scales and zero points are still untouched.
+    x = np.random.default_rng(7).standard_normal((64, 256)).astype(np.float32)
+    x[40, 100] = bad
+    status, data, scales, zps = _poisoned_call(x, qk.make_params("uint4", symmetric=False))
     assert status == qk.Status.NON_FINITE
+    assert (scales == 0xA5).all() and (zps == 0xA5).all()
+
+
+def test_non_finite_quantize_with_scales_writes_nothing():
+    # qk_quantize_with_scales is not the exception: NaN/Inf inputs or scales -> nothing written.
+    x = np.ones((4, 32), np.float32)
+    params = qk.make_params("uint8", granularity="tensor", symmetric=False)
+    bad_x = x.copy()
+    bad_x[2, 5] = np.nan
+    status, data, _, _ = _poisoned_call(bad_x, params, "qk_quantize_with_scales",
+                                        scales=np.array([0.1], np.float32))
+    assert status == qk.Status.NON_FINITE and (data == 0xA5).all()
+    status, data, _, _ = _poisoned_call(x, params, "qk_quantize_with_scales",
+                                        scales=np.array([np.inf], np.float32))
+    assert status == qk.Status.NON_FINITE and (data == 0xA5).all()
+
+
+@pytest.mark.parametrize("fmt, bad, scale_dtype", [("fp16", 1e6, "float32"), ("bf16", 3.4e38, "float32"),
+                                                   ("int8", 1e7, "float16"), ("nf4", 3.4e38, "bfloat16")])
+def test_overflow_leaves_outputs_untouched(fmt, bad, scale_dtype):
+    # QK_ERROR_OVERFLOW is an ordinary failure: every output buffer stays as it was.
+    x = np.random.default_rng(8).standard_normal((64, 256)).astype(np.float32)
+    x[40, 100] = bad
+    gran = "tensor" if fmt == "int8" else None
+    status, data, scales, zps = _poisoned_call(x, qk.make_params(fmt, granularity=gran,
+                                                                 scale_dtype=scale_dtype))
+    assert status == qk.Status.OVERFLOW
     assert (data == 0xA5).all() and (scales == 0xA5).all() and (zps == 0xA5).all()
 
 

@@ -116,7 +116,12 @@ def test_dequantize_into_strided_view():
     qt.dequantize(out=wide[:, ::2])
     np.testing.assert_array_equal(wide[:, ::2], qt.dequantize())
     assert (wide[:, 1::2] == 7.0).all()  # nothing written between the strided elements
+    # Negative strides go to the library as they are (no copy, so the write lands in `wide`).
+    wide[:] = 7.0
+    qt.dequantize(out=wide[:, ::-2])
+    np.testing.assert_array_equal(wide[:, ::-2], qt.dequantize())
+    assert (wide[:, ::2] == 7.0).all()
     with pytest.raises(ValueError):
-        qt.dequantize(out=wide[:, ::-2])  # the library takes no negative strides
+        qt.dequantize(out=wide.view(np.uint8)[:, 1:-3].view(np.float32))  # not whole elements
     with pytest.raises(ValueError):
         qt.dequantize(out=np.zeros((4, 63), np.float32))

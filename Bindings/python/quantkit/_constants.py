@@ -63,7 +63,7 @@ class Format(IntEnum):
 
 class FormatFlag(IntEnum):
     SIGNED = 1
-    FLOAT = 2
+    FLOAT = 2      # levels of a floating-point type (FP4 E2M1, FP4 bnb, FP8, FP16, BF16); not NF4
     CODEBOOK = 4
     SCALED = 8
     ZERO_POINT = 16

@@ -1,8 +1,14 @@
 """ctypes mirror of Include/quantkit.h: structures, function prototypes, and the loaded library.
 
 Field order and types follow the header exactly; ctypes applies the same natural alignment as the
-C compiler, so sizeof() here equals sizeof() in C on the same platform. Every struct that starts
-with struct_size gets it from new_struct().
+C compiler, so sizeof() here equals sizeof() in C on the same platform. Padding is explicit in the
+header (`reserved` fields, always 0), so it is spelled out here too.
+
+struct_size rules (top of the header): the CALLER always sets struct_size to sizeof(the struct it was
+compiled with) -- for qk_quant_params also before qk_quant_params_init, which keeps it -- so every
+struct that starts with struct_size is made by new_struct(). A smaller struct_size is
+QK_ERROR_VERSION; a larger one is accepted when the bytes past this version's struct are zero
+(input structs) and those bytes are zeroed (output structs); above 4096 is QK_ERROR_VERSION.
 """
 
 import ctypes
@@ -13,7 +19,7 @@ from ctypes import (CFUNCTYPE, POINTER, Structure, c_char_p, c_double, c_float, 
 from . import _library
 from ._constants import ABI_VERSION, HEADER_VERSION_MAJOR, HEADER_VERSION_NUMBER, MAX_DIMS
 
-qk_status = c_int32  # an enum in C; the ABI passes it as a 32-bit int
+qk_status = c_int32  # typedef int32_t qk_status; values are the QK_OK / QK_ERROR_* enum
 
 
 class qk_tensor(Structure):
@@ -37,6 +43,7 @@ class qk_format_info(Structure):
         ("code_min", c_int32),
         ("code_max", c_int32),
         ("level_max", c_float),
+        ("reserved", c_uint32),  # 0; makes the tail padding explicit (sizeof stays 48 on LP64)
     ]
 
 
@@ -74,6 +81,7 @@ class qk_quantized_layout(Structure):
 class qk_quantized(Structure):
     _fields_ = [
         ("struct_size", c_uint32),
+        ("reserved", c_uint32),  # 0
         ("data", c_void_p),
         ("data_bytes", c_size_t),
         ("scales", c_void_p),
@@ -86,6 +94,7 @@ class qk_quantized(Structure):
 class qk_error_stats(Structure):
     _fields_ = [
         ("struct_size", c_uint32),
+        ("reserved", c_uint32),  # 0
         ("count", c_int64),
         ("max_abs_error", c_double),
         ("mean_abs_error", c_double),
@@ -95,8 +104,13 @@ class qk_error_stats(Structure):
     ]
 
 
+# Largest struct_size the library accepts (a bigger one is garbage, not a newer version).
+MAX_STRUCT_SIZE = 4096
+
+
 def new_struct(cls):
-    """An instance with struct_size set, as the header asks of every caller."""
+    """A zeroed instance (reserved fields 0) with struct_size set, as the header asks of every
+    caller, also before qk_quant_params_init."""
     value = cls()
     value.struct_size = ctypes.sizeof(cls)
     return value

@@ -25,17 +25,18 @@ class TensorView:
         if writable and not array.flags.writeable:
             raise ValueError(f"{what} is read-only")
         itemsize = array.dtype.itemsize
-        if any(s % itemsize or s < 0 for s in array.strides):
-            # Byte strides that are not whole elements cannot be described to the library, and it
-            # rejects negative strides (QK_ERROR_UNSUPPORTED): read such inputs from a copy.
+        if any(s % itemsize for s in array.strides):
+            # Byte strides that are not whole elements cannot be described to the library: read
+            # such inputs from a copy.
             if writable:
-                raise ValueError(f"{what} needs non-negative strides that are whole elements")
+                raise ValueError(f"{what} needs strides that are whole elements")
             array = np.ascontiguousarray(array)
         self.array = array
         self._shape = (ctypes.c_int64 * max(array.ndim, 1))(*array.shape)
         self._strides = None
         if not array.flags.c_contiguous:
-            # Pass element strides instead of copying (the header allows any strides).
+            # Pass element strides instead of copying: the header allows any strides, negative ones
+            # included, with data pointing at element [0,...,0] -- which is numpy's data pointer.
             self._strides = (ctypes.c_int64 * array.ndim)(*(s // itemsize for s in array.strides))
         self.struct = qk_tensor(
             data=array.ctypes.data if array.size else None,

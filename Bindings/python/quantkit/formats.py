@@ -18,7 +18,7 @@ class FormatInfo:
     flags: int         # FormatFlag bits
     code_min: int
     code_max: int
-    level_max: float   # largest magnitude before scaling
+    level_max: float   # largest positive level before scaling (int4: 7; bf16: 3.38953e38)
 
     @property
     def signed(self):

@@ -111,8 +111,9 @@ class QuantizedTensor:
     def dequantize(self, dtype=np.float32, out=None):
         """Float tensor of self.shape (float32, float16 or bfloat16).
 
-        out: an existing array of self.shape to write into instead (any non-negative strides,
-        e.g. a column slice of a bigger matrix); its dtype then decides the output type."""
+        out: an existing array of self.shape to write into instead (any strides that are whole
+        elements, negative ones included, e.g. a column slice of a bigger matrix); its dtype then
+        decides the output type."""
         if out is None:
             out = np.empty(self.shape, dtype=numpy_dtype(float_dtype_code(dtype, "dtype")))
         elif not isinstance(out, np.ndarray) or out.shape != self.shape:
