@@ -52,6 +52,9 @@ extension QuantPlan {
     }
 
     /// Calls body for every element with its group, in memory order, split over threads.
+    /// Inlined so that `body` is inlined into the loop too (a call per element costs more than
+    /// the element's work).
+    @inline(__always)
     func forEachElement(threads: Int, _ body: (_ element: Int, _ group: Int) -> Void) {
         let runs = runCount
         let elementsPerRun = max(1, count / max(runs, 1))
