@@ -99,29 +99,40 @@ enum FastPaths {
         var finite = [Bool](repeating: true, count: tasks)
         finite.withUnsafeMutableBufferPointer { finiteFlags in
             Parallel.forEachChunk(count: tasks, threads: plan.params.threads) { taskRange in
-                let poison = UnsafeMutablePointer<Float>.allocate(capacity: 16)
-                defer { poison.deallocate() }
+                // Software pipeline: while batch i is encoded from cache, batch i+1 streams in
+                // through its min/max pass, so memory reads overlap the encoding work.
+                let batch = BatchSpans(capacity: groupsPerTask), next = BatchSpans(capacity: groupsPerTask)
+                defer { batch.deallocate(); next.deallocate() }
+                func groups(_ task: Int) -> Range<Int> { (task * groupsPerTask)..<min(plan.groupCount, (task + 1) * groupsPerTask) }
+                func scanRange(_ spans: BatchSpans, _ k: Int) {
+                    let range = kernels.minMax(source + spans.base[k], spans.length[k], spans.poison)
+                    (scratch.scales[spans.group[k]], scratch.zeroPoints[spans.group[k]]) = selector.fromRange(lo: range.min, hi: range.max)
+                }
+                func encode(_ spans: BatchSpans, _ k: Int) {
+                    let (g, base, length) = (spans.group[k], spans.base[k], spans.length[k])
+                    let (scale, zp) = (scratch.scales[g], scratch.zeroPoints[g])
+                    let destination = matMulNBits ? data + g * blockBytes : data + (nibbles ? base / 2 : base)
+                    let written = nibbles ? (length + 1) / 2 : length
+                    if scale == 0 {
+                        destination.update(repeating: zeroCode(zp), count: written)
+                        if nibbles && length % 2 == 1 { destination[written - 1] &= 0x0F }  // padding nibble
+                    } else if scale.isFinite {
+                        kernels.encode(source + base, length, scale, zp, coder, tiesAway, nibbles, destination)
+                    }
+                    if matMulNBits { (destination + written).update(repeating: 0, count: blockBytes - written) }  // block padding
+                }
+                guard let first = taskRange.first else { return }
+                batch.load(plan, groups(first))
+                for k in 0..<batch.count { scanRange(batch, k) }
                 for task in taskRange {
-                    poison.initialize(repeating: 0, count: 16)
-                    let groups = (task * groupsPerTask)..<min(plan.groupCount, (task + 1) * groupsPerTask)
-                    forEachContiguousGroup(plan, groups) { g, base, length in
-                        let range = kernels.minMax(source + base, length, poison)
-                        (scratch.scales[g], scratch.zeroPoints[g]) = selector.fromRange(lo: range.min, hi: range.max)
-                    }
-                    finiteFlags[task] = kernels.poisonIsClean(poison)
+                    finiteFlags[task] = kernels.poisonIsClean(batch.poison)
                     guard finiteFlags[task] else { return }  // the call fails; stop writing
-                    forEachContiguousGroup(plan, groups) { g, base, length in
-                        let (scale, zp) = (scratch.scales[g], scratch.zeroPoints[g])
-                        let destination = matMulNBits ? data + g * blockBytes : data + (nibbles ? base / 2 : base)
-                        let written = nibbles ? (length + 1) / 2 : length
-                        if scale == 0 {
-                            destination.update(repeating: zeroCode(zp), count: written)
-                            if nibbles && length % 2 == 1 { destination[written - 1] &= 0x0F }  // padding nibble
-                        } else if scale.isFinite {
-                            kernels.encode(source + base, length, scale, zp, coder, tiesAway, nibbles, destination)
-                        }
-                        if matMulNBits { (destination + written).update(repeating: 0, count: blockBytes - written) }  // block padding
+                    if task + 1 < taskRange.upperBound { next.load(plan, groups(task + 1)) } else { next.count = 0 }
+                    for k in 0..<max(batch.count, next.count) {
+                        if k < next.count { scanRange(next, k) }
+                        if k < batch.count { encode(batch, k) }
                     }
+                    batch.swap(with: next)
                 }
             }
         }
@@ -170,6 +181,47 @@ enum FastPaths {
             base += length
             block += 1
             if block == plan.blocksPerDim { block = 0 }
+        }
+    }
+
+    /// One batch of contiguous groups: group index, first element and length of each, and the
+    /// batch's finiteness accumulator.
+    final class BatchSpans {
+        var group: UnsafeMutablePointer<Int>
+        var base: UnsafeMutablePointer<Int>
+        var length: UnsafeMutablePointer<Int>
+        var poison: UnsafeMutablePointer<Float>
+        var count = 0
+
+        init(capacity: Int) {
+            group = .allocate(capacity: capacity)
+            base = .allocate(capacity: capacity)
+            length = .allocate(capacity: capacity)
+            poison = .allocate(capacity: 16)
+        }
+
+        func load(_ plan: QuantPlan, _ groups: Range<Int>) {
+            count = 0
+            poison.initialize(repeating: 0, count: 16)
+            forEachContiguousGroup(plan, groups) { g, start, n in
+                (group[count], base[count], length[count]) = (g, start, n)
+                count += 1
+            }
+        }
+
+        func swap(with other: BatchSpans) {
+            (group, other.group) = (other.group, group)
+            (base, other.base) = (other.base, base)
+            (length, other.length) = (other.length, length)
+            (poison, other.poison) = (other.poison, poison)
+            (count, other.count) = (other.count, count)
+        }
+
+        func deallocate() {
+            group.deallocate()
+            base.deallocate()
+            length.deallocate()
+            poison.deallocate()
         }
     }
 }

@@ -81,6 +81,45 @@ final class KernelVariantTests: XCTestCase {
         }
     }
 
+    func testManyBatchesPerThreadMatchTheReference() throws {
+        // 64 x 4100 with block 32: ~8300 groups, ~8 batches of 1024 per call, so the pipelined
+        // hand-off between batches (and between threads) runs many times.
+        var rng = SplitMix(seed: 23)
+        let values = rng.normal(count: 64 * 4100)
+        for (format, layout, block) in [(QuantFormat.int4, PackingLayout.onnx, 32), (.uint8, .onnx, 128), (.int4, .matMulNBits, 16)] {
+            for threads in [1, 2] {
+                var params = QuantParams(format: format)
+                (params.layout, params.blockSize, params.threads, params.scheme) = (layout, block, threads, format == .uint8 ? .asymmetric : .symmetric)
+                let plan = try QuantPlan(params: params, shape: [64, 4100])
+                let reference = try run(plan, values, .scalar)
+                for variant in variants {
+                    let fast = try run(plan, values, variant)
+                    XCTAssertEqual(fast.data, reference.data, "\(variant.name) \(format) \(layout) threads \(threads)")
+                    XCTAssertEqual(fast.scales, reference.scales)
+                }
+            }
+        }
+    }
+
+    func testNaNInALateBatchFailsAndLeavesScalesUntouched() throws {
+        var values = [Float](repeating: 0.5, count: 64 * 4096)
+        values[values.count - 7] = .nan
+        var params = QuantParams(format: .int4)
+        params.threads = 1
+        let plan = try QuantPlan(params: params, shape: [64, 4096])
+        for variant in variants {
+            var data = [UInt8](repeating: 0xA5, count: plan.dataBytes), scales = [UInt8](repeating: 0xA5, count: plan.scaleBytes)
+            XCTAssertThrowsStatus(.nonFinite, try values.withUnsafeBufferPointer { input in
+                try data.withUnsafeMutableBytes { d in
+                    try scales.withUnsafeMutableBytes { s in
+                        try Quantizer.quantize(plan, input: input, into: QuantizedBuffers(data: d, scales: s, zeroPoints: nil), variant: variant)
+                    }
+                }
+            })
+            XCTAssertTrue(scales.allSatisfy { $0 == 0xA5 }, "\(variant.name): scales must stay untouched")
+        }
+    }
+
     func testFiniteCheckFindsNaNInEveryLanePosition() {
         for variant in variants + [.scalar] {
             for n in [1, 7, 8, 15, 16, 17, 33] {
