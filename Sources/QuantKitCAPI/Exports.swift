@@ -101,11 +101,7 @@ private func writeFormatInfo(_ spec: FormatSpec, to pointer: UnsafeMutablePointe
     _ params: UnsafePointer<qk_quant_params>!, _ input: UnsafePointer<qk_tensor>!, _ output: UnsafeMutablePointer<qk_quantized>!
 ) -> qk_status {
     guarded("qk_quantize") {
-        let p = try QuantParams(c: params)
-        let x = try FloatTensorView(input, name: "input")
-        let plan = try QuantPlan(params: p, shape: x.shape)
-        let out = try QuantizedArgs(output, plan: plan, name: "output")
-        try x.withFloats { try Quantizer.quantize(plan, input: $0, into: out.buffers) }
+        try withQuantizeArguments(params, input, output) { plan, x, out in try Quantizer.quantize(plan, input: x, into: out) }
     }
 }
 
@@ -113,12 +109,21 @@ private func writeFormatInfo(_ spec: FormatSpec, to pointer: UnsafeMutablePointe
     _ params: UnsafePointer<qk_quant_params>!, _ input: UnsafePointer<qk_tensor>!, _ output: UnsafeMutablePointer<qk_quantized>!
 ) -> qk_status {
     guarded("qk_quantize_with_scales") {
-        let p = try QuantParams(c: params)
-        let x = try FloatTensorView(input, name: "input")
-        let plan = try QuantPlan(params: p, shape: x.shape)
-        let out = try QuantizedArgs(output, plan: plan, name: "output")
-        try x.withFloats { try Quantizer.quantize(plan, input: $0, withScalesIn: out.buffers) }
+        try withQuantizeArguments(params, input, output) { plan, x, out in try Quantizer.quantize(plan, input: x, withScalesIn: out) }
     }
+}
+
+/// The checked arguments of both quantize functions: the plan for the input's shape, the input as
+/// dense floats, and the output buffers.
+private func withQuantizeArguments(
+    _ params: UnsafePointer<qk_quant_params>?, _ input: UnsafePointer<qk_tensor>?, _ output: UnsafeMutablePointer<qk_quantized>?,
+    _ body: (QuantPlan, UnsafeBufferPointer<Float>, QuantizedBuffers) throws -> Void
+) throws {
+    let p = try QuantParams(c: params)
+    let x = try FloatTensorView(input, name: "input")
+    let plan = try QuantPlan(params: p, shape: x.shape)
+    let out = try QuantizedArgs(output, plan: plan, name: "output")
+    try x.withFloats { try body(plan, $0, out.buffers) }
 }
 
 @c @implementation public func qk_dequantize(
