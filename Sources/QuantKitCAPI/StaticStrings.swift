@@ -6,7 +6,10 @@ import Glibc
 
 /// C strings that live as long as the process (names in tables, status names, versions).
 enum StaticStrings {
-    static func make(_ s: String) -> UnsafePointer<CChar> { UnsafePointer(strdup(s)!) }
+    static func make(_ s: String) -> UnsafePointer<CChar> {
+        // Out of memory at load time: an empty constant from the binary rather than a trap.
+        UnsafePointer(strdup(s)) ?? UnsafeRawPointer(("" as StaticString).utf8Start).assumingMemoryBound(to: CChar.self)
+    }
 
     static let empty = make("")
     static let version = make(QuantKitInfo.version)
