@@ -89,6 +89,11 @@ enum FastPaths {
         let nibbles = plan.codeSpec.bits == 4
         let tiesAway = plan.params.rounding == .halfAway
         let matMulNBits = plan.params.layout == .matMulNBits
+        if plan.groupCount == 1 && !matMulNBits {
+            try quantizeSingleGroup(plan, source, data, kernels, coder, selector, scratch)
+            Quantizer.writeScales(plan, scratch, into: out)
+            return true
+        }
         let blockBytes = plan.block * plan.codeSpec.bits / 8
         let groupsPerTask = Quantizer.groupsPerTask(plan)
         let tasks = (plan.groupCount + groupsPerTask - 1) / groupsPerTask
@@ -162,6 +167,51 @@ enum FastPaths {
             }
         }
         return true
+    }
+
+    /// One group over the whole tensor (per tensor), split into chunks so that every thread works:
+    /// min/max and finiteness of every chunk, then the codes of every chunk.
+    private static func quantizeSingleGroup(_ plan: QuantPlan, _ source: UnsafePointer<Float>, _ data: UnsafeMutablePointer<UInt8>,
+                                            _ kernels: BlockKernels, _ coder: ElementCoder, _ selector: ScaleSelector,
+                                            _ scratch: GroupScratch) throws {
+        let chunk = QuantPlan.chunk  // even, so every chunk but the last owns whole bytes of nibbles
+        let chunks = (plan.count + chunk - 1) / chunk
+        let stats = UnsafeMutablePointer<Float>.allocate(capacity: chunks * 18)  // min, max, 16 poison lanes
+        defer { stats.deallocate() }
+        stats.initialize(repeating: 0, count: chunks * 18)
+        Parallel.forEachChunk(count: chunks, threads: plan.params.threads) { range in
+            for c in range {
+                let start = c * chunk
+                let r = kernels.minMax(source + start, min(chunk, plan.count - start), stats + c * 18 + 2)
+                (stats[c * 18], stats[c * 18 + 1]) = (r.min, r.max)
+            }
+        }
+        var (lo, hi) = (Float.greatestFiniteMagnitude, -Float.greatestFiniteMagnitude)
+        for c in 0..<chunks {
+            guard kernels.poisonIsClean(stats + c * 18 + 2) else {
+                try Quantizer.checkFinite(UnsafeBufferPointer(start: source, count: plan.count), threads: plan.params.threads)
+                return
+            }
+            (lo, hi) = (min(lo, stats[c * 18]), max(hi, stats[c * 18 + 1]))
+        }
+        let (scale, zp) = selector.fromRange(lo: lo, hi: hi)
+        (scratch.scales[0], scratch.zeroPoints[0]) = (scale, zp)
+        try Quantizer.checkScalesFinite(plan, scratch.scales, UnsafeBufferPointer(start: source, count: plan.count))
+        let nibbles = plan.codeSpec.bits == 4
+        let zeroByte = nibbles ? coder.storedZeroPoint(zp) | coder.storedZeroPoint(zp) << 4 : coder.storedZeroPoint(zp)
+        Parallel.forEachChunk(count: chunks, threads: plan.params.threads) { range in
+            for c in range {
+                let start = c * chunk, length = min(chunk, plan.count - start)
+                let destination = data + (nibbles ? start / 2 : start)
+                guard scale != 0 else {
+                    let written = nibbles ? (length + 1) / 2 : length
+                    destination.update(repeating: zeroByte, count: written)
+                    if nibbles && length % 2 == 1 { destination[written - 1] &= 0x0F }  // padding nibble
+                    continue
+                }
+                kernels.encode(source + start, length, scale, zp, coder, plan.params.rounding == .halfAway, nibbles, destination)
+            }
+        }
     }
 
     /// Contiguous groups are adjacent runs in group order: walk them without a division per group.

@@ -101,6 +101,31 @@ final class KernelVariantTests: XCTestCase {
         }
     }
 
+    func testPerTensorGroupSplitsIntoChunksExactly() throws {
+        // 3 x 65537 elements: four chunks, the last one short and odd (a padding nibble).
+        var rng = SplitMix(seed: 24)
+        let values = rng.normal(count: 3 * 65537)
+        for format in [QuantFormat.int4, .uint4, .int8, .uint8] {
+            for threads in [1, 2] {
+                var params = QuantParams(format: format)
+                (params.granularity, params.threads) = (.perTensor, threads)
+                let plan = try QuantPlan(params: params, shape: [3, 65537])
+                let reference = try run(plan, values, .scalar)
+                for variant in variants {
+                    let fast = try run(plan, values, variant)
+                    XCTAssertEqual(fast.data, reference.data, "\(variant.name) \(format) threads \(threads)")
+                    XCTAssertEqual(fast.scales + fast.zeroPoints, reference.scales + reference.zeroPoints)
+                }
+            }
+        }
+        var poisoned = values
+        poisoned[2 * 65537 + 5] = .infinity
+        var params = QuantParams(format: .int8)
+        params.granularity = .perTensor
+        let plan = try QuantPlan(params: params, shape: [3, 65537])
+        for variant in variants { XCTAssertThrowsStatus(.nonFinite, try run(plan, poisoned, variant)) }
+    }
+
     func testNaNInALateBatchFailsAndLeavesScalesUntouched() throws {
         var values = [Float](repeating: 0.5, count: 64 * 4096)
         values[values.count - 7] = .nan
