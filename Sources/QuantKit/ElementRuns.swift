@@ -68,7 +68,14 @@ extension QuantPlan {
 
     /// Min and max of every group, each group owned by one thread (no merging of partial results
     /// except for the per-tensor group, whose chunk results are combined in order).
-    func groupRanges(_ x: UnsafeBufferPointer<Float>, threads: Int, into lo: UnsafeMutablePointer<Float>, _ hi: UnsafeMutablePointer<Float>) {
+    /// Runs whose consecutive elements belong to consecutive groups: per-axis on the last axis, and
+    /// blocks along an inner axis. `kernels` (per-lane min/max) then read them a vector at a time.
+    var runsAdvanceOneGroupPerElement: Bool {
+        runShape == .outerRows || (runShape == .rows && params.granularity == .blocked)
+    }
+
+    func groupRanges(_ x: UnsafeBufferPointer<Float>, threads: Int, kernels: BlockKernels? = nil,
+                     into lo: UnsafeMutablePointer<Float>, _ hi: UnsafeMutablePointer<Float>) {
         lo.update(repeating: .greatestFiniteMagnitude, count: groupCount)
         hi.update(repeating: -.greatestFiniteMagnitude, count: groupCount)
         @inline(__always) func scan(_ start: Int, _ n: Int, _ g: Int) {
@@ -99,7 +106,11 @@ extension QuantPlan {
             Parallel.forEachChunk(count: dim, threads: threads, minChunk: 64) { columns in
                 for o in 0..<outer {
                     let row = o * dim
-                    for d in columns { lo[d] = min(lo[d], x[row + d]); hi[d] = max(hi[d], x[row + d]) }
+                    if let kernels, let base = x.baseAddress {
+                        kernels.minMaxPerLane(base + row + columns.lowerBound, columns.count, lo + columns.lowerBound, hi + columns.lowerBound)
+                    } else {
+                        for d in columns { lo[d] = min(lo[d], x[row + d]); hi[d] = max(hi[d], x[row + d]) }
+                    }
                 }
             }
         case .rows:
@@ -114,6 +125,10 @@ extension QuantPlan {
                         let groupBase = slab * inner
                         for d in (b * block)..<min(dim, (b + 1) * block) {
                             let rowStart = (o * dim + d) * inner
+                            if let kernels, let base = x.baseAddress {
+                                kernels.minMaxPerLane(base + rowStart, inner, lo + groupBase, hi + groupBase)
+                                continue
+                            }
                             for r in 0..<inner {
                                 lo[groupBase + r] = min(lo[groupBase + r], x[rowStart + r])
                                 hi[groupBase + r] = max(hi[groupBase + r], x[rowStart + r])

@@ -12,6 +12,10 @@ struct BlockKernels {
                  _ nibbles: Bool, _ out: UnsafeMutablePointer<UInt8>) -> Void
     let decode: (UnsafePointer<UInt8>, Int, Bool, Bool, Float, Int32, UnsafeMutablePointer<Float>) -> Void
     let allFinite: (UnsafePointer<Float>, Int) -> Bool
+    /// Per-lane groups (element k of a run in group k): running min/max, and byte codes.
+    let minMaxPerLane: (UnsafePointer<Float>, Int, UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>) -> Void
+    let encodePerLane: (_ x: UnsafePointer<Float>, _ n: Int, _ scales: UnsafePointer<Float>, _ zeroPoints: UnsafePointer<Int32>,
+                        _ coder: ElementCoder, _ tiesAway: Bool, _ codes: UnsafeMutablePointer<UInt8>) -> Void
 
     static func of(_ variant: KernelVariant) -> BlockKernels? {
         switch variant {
@@ -25,7 +29,11 @@ struct BlockKernels {
                     if nibbles { avx2EncodeNibbles(x, n, e, out) } else { avx2EncodeBytes(x, n, e, out) }
                 },
                 decode: { avx2DecodeBlock($0, $1, nibbles: $2, signed: $3, scale: $4, zeroPoint: $5, out: $6) },
-                allFinite: avx2AllFinite)
+                allFinite: avx2AllFinite,
+                minMaxPerLane: avx2MinMaxPerLane,
+                encodePerLane: { x, n, s, z, coder, tiesAway, codes in
+                    avx2EncodePerLane(x, n, scales: s, zeroPoints: z, codeMin: coder.codeMin, codeMax: coder.codeMax, codeMask: coder.mask, tiesAway: tiesAway, codes: codes)
+                })
         case .avx512:
             return BlockKernels(
                 minMax: avx512MinMax,
@@ -35,7 +43,11 @@ struct BlockKernels {
                     if nibbles { avx512EncodeNibbles(x, n, e, out) } else { avx512EncodeBytes(x, n, e, out) }
                 },
                 decode: { avx512DecodeBlock($0, $1, nibbles: $2, signed: $3, scale: $4, zeroPoint: $5, out: $6) },
-                allFinite: avx512AllFinite)
+                allFinite: avx512AllFinite,
+                minMaxPerLane: avx512MinMaxPerLane,
+                encodePerLane: { x, n, s, z, coder, tiesAway, codes in
+                    avx512EncodePerLane(x, n, scales: s, zeroPoints: z, codeMin: coder.codeMin, codeMax: coder.codeMax, codeMask: coder.mask, tiesAway: tiesAway, codes: codes)
+                })
         }
     }
 }

@@ -50,10 +50,24 @@ public enum Quantizer {
         let scratch = GroupScratch(plan)
         defer { scratch.deallocate() }
         let coder = ElementCoder(spec: plan.codeSpec, rounding: plan.params.rounding)
-        try chooseScales(plan, input, coder: coder, into: scratch)
+        // Strided integer groups with min-max scales take the per-lane kernels (min-max keeps
+        // |x / scale| within the code range, which their int32 conversion needs).
+        let perLane = plan.codeSpec.isInteger && plan.params.method == .minMax && plan.runsAdvanceOneGroupPerElement
+            ? BlockKernels.of(variant) : nil
+        try chooseScales(plan, input, coder: coder, kernels: perLane, into: scratch)
         try checkScalesFinite(plan, scratch.scales, input)
-        plan.forEachElement(threads: plan.params.threads) { i, g in
-            scratch.codes[i] = coder.encode(input[i], scale: scratch.scales[g], zeroPoint: scratch.zeroPoints[g])
+        if let perLane, let source = input.baseAddress {
+            let tiesAway = plan.params.rounding == .halfAway
+            Parallel.forEachChunk(count: plan.runCount, threads: plan.params.threads, minChunk: max(1, 16384 / max(1, plan.count / max(plan.runCount, 1)))) { runs in
+                for i in runs {
+                    let r = plan.run(i)
+                    perLane.encodePerLane(source + r.start, r.count, scratch.scales + r.groupBase, scratch.zeroPoints + r.groupBase, coder, tiesAway, scratch.codes + r.start)
+                }
+            }
+        } else {
+            plan.forEachElement(threads: plan.params.threads) { i, g in
+                scratch.codes[i] = coder.encode(input[i], scale: scratch.scales[g], zeroPoint: scratch.zeroPoints[g])
+            }
         }
         writeScales(plan, scratch, into: out)
         packCodes(plan, scratch.codes, into: out.data)
@@ -61,13 +75,14 @@ public enum Quantizer {
 
     /// Scales and zero points of every group: min-max from the groups' ranges (read in memory
     /// order); MSE and percentile from each group's gathered values.
-    private static func chooseScales(_ plan: QuantPlan, _ input: UnsafeBufferPointer<Float>, coder: ElementCoder, into scratch: GroupScratch) throws {
+    private static func chooseScales(_ plan: QuantPlan, _ input: UnsafeBufferPointer<Float>, coder: ElementCoder, kernels: BlockKernels?,
+                                     into scratch: GroupScratch) throws {
         let selector = ScaleSelector(plan: plan, coder: coder)
         if plan.params.method == .minMax {
             let lo = UnsafeMutablePointer<Float>.allocate(capacity: max(plan.groupCount, 1))
             let hi = UnsafeMutablePointer<Float>.allocate(capacity: max(plan.groupCount, 1))
             defer { lo.deallocate(); hi.deallocate() }
-            plan.groupRanges(input, threads: plan.params.threads, into: lo, hi)
+            plan.groupRanges(input, threads: plan.params.threads, kernels: kernels, into: lo, hi)
             for g in 0..<plan.groupCount { (scratch.scales[g], scratch.zeroPoints[g]) = selector.fromRange(lo: lo[g], hi: hi[g]) }
             return
         }

@@ -146,3 +146,51 @@ public func avx2AllFinite(_ p: UnsafePointer<Float>, _ n: Int) -> Bool {
     let folded = fold(_mm256_castsi256_ps(worst)) { _mm256_castsi256_ps(_mm256_max_epu32(_mm256_castps_si256($0), _mm256_castps_si256($1))) }
     return folded.bitPattern != 0x7F80_0000
 }
+
+// MARK: - Per-lane groups (see the AVX-512 twins)
+
+public func avx2MinMaxPerLane(_ x: UnsafePointer<Float>, _ n: Int, _ lo: UnsafeMutablePointer<Float>, _ hi: UnsafeMutablePointer<Float>) {
+    var k = 0
+    while k < n {
+        let mask = laneMask(n - k < 8 ? n - k : 8)
+        let v = _mm256_maskload_ps(x + k, mask)
+        _mm256_maskstore_ps(lo + k, mask, _mm256_min_ps(_mm256_maskload_ps(lo + k, mask), v))
+        _mm256_maskstore_ps(hi + k, mask, _mm256_max_ps(_mm256_maskload_ps(hi + k, mask), v))
+        k += 8
+    }
+}
+
+public func avx2EncodePerLane(
+    _ x: UnsafePointer<Float>, _ n: Int, scales: UnsafePointer<Float>, zeroPoints: UnsafePointer<Int32>,
+    codeMin: Int32, codeMax: Int32, codeMask: Int32, tiesAway: Bool, codes: UnsafeMutablePointer<UInt8>
+) {
+    let one = _mm256_set1_ps(1), magnitude = _mm256_set1_epi32(0x7FFF_FFFF), zero = _mm256_setzero_si256()
+    let vmin = _mm256_set1_epi32(codeMin), vmax = _mm256_set1_epi32(codeMax), vmask = _mm256_set1_epi32(codeMask)
+    let gather = _mm256_setr_epi32(0, 4, 0, 4, 0, 4, 0, 4)
+    var k = 0
+    while k < n {
+        let count = n - k < 8 ? n - k : 8
+        let mask = laneMask(count)
+        let v = _mm256_maskload_ps(x + k, mask)
+        let s = _mm256_maskload_ps(scales + k, mask)
+        let zp = _mm256_maskload_epi32(UnsafeRawPointer(zeroPoints + k).assumingMemoryBound(to: Int32.self), mask)
+        var q: __m256i
+        if tiesAway {
+            let t = _mm256_add_ps(_mm256_mul_ps(v, _mm256_div_ps(one, s)), _mm256_cvtepi32_ps(zp))
+            let whole = _mm256_cvttps_epi32(t)
+            let fraction = _mm256_sub_ps(t, _mm256_cvtepi32_ps(whole))
+            q = _mm256_add_epi32(whole, _mm256_cvttps_epi32(_mm256_add_ps(fraction, fraction)))
+        } else {
+            q = _mm256_add_epi32(_mm256_cvtps_epi32(_mm256_div_ps(v, s)), zp)
+        }
+        // Lanes whose scale is +-0 take the zero point (all-ones where |s| bits are zero).
+        let zeroScale = _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_castps_si256(s), magnitude), zero)
+        q = _mm256_blendv_epi8(q, zp, zeroScale)
+        q = _mm256_and_si256(_mm256_min_epi32(_mm256_max_epi32(q, vmin), vmax), vmask)
+        let words = _mm256_packus_epi32(q, q)
+        let bytes = _mm256_permutevar8x32_epi32(_mm256_packus_epi16(words, words), gather)
+        let eight = UInt64(bitPattern: _mm_cvtsi128_si64(_mm256_castsi256_si128(bytes)))
+        for j in 0..<count { codes[k + j] = UInt8(truncatingIfNeeded: eight >> UInt64(8 * j)) }
+        k += 8
+    }
+}

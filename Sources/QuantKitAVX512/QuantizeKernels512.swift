@@ -146,3 +146,48 @@ public func avx512AllFinite(_ p: UnsafePointer<Float>, _ n: Int) -> Bool {
     }
     return _mm512_reduce_max_epu32(worst) != 0x7F80_0000
 }
+
+// MARK: - Per-lane groups: element k of a run belongs to group k (strided groups read row by row)
+
+/// lo[k] = min(lo[k], x[k]), hi[k] = max(hi[k], x[k]) for k < n.
+public func avx512MinMaxPerLane(_ x: UnsafePointer<Float>, _ n: Int, _ lo: UnsafeMutablePointer<Float>, _ hi: UnsafeMutablePointer<Float>) {
+    var k = 0
+    while k < n {
+        let lanes = tailMask16(n - k < 16 ? n - k : 16)
+        let v = _mm512_maskz_loadu_ps(lanes, x + k)
+        _mm512_mask_storeu_ps(lo + k, lanes, _mm512_min_ps(_mm512_maskz_loadu_ps(lanes, lo + k), v))
+        _mm512_mask_storeu_ps(hi + k, lanes, _mm512_max_ps(_mm512_maskz_loadu_ps(lanes, hi + k), v))
+        k += 16
+    }
+}
+
+/// Codes of x[k] with scale s[k] and zero point z[k], one byte each, by the rules of Encoding512;
+/// a zero scale gives the zero point's code, as in the reference.
+public func avx512EncodePerLane(
+    _ x: UnsafePointer<Float>, _ n: Int, scales: UnsafePointer<Float>, zeroPoints: UnsafePointer<Int32>,
+    codeMin: Int32, codeMax: Int32, codeMask: Int32, tiesAway: Bool, codes: UnsafeMutablePointer<UInt8>
+) {
+    let one = _mm512_set1_ps(1), magnitude = _mm512_set1_epi32(0x7FFF_FFFF)
+    let vmin = _mm512_set1_epi32(codeMin), vmax = _mm512_set1_epi32(codeMax), vmask = _mm512_set1_epi32(codeMask)
+    var k = 0
+    while k < n {
+        let lanes = tailMask16(n - k < 16 ? n - k : 16)
+        let v = _mm512_maskz_loadu_ps(lanes, x + k)
+        let s = _mm512_maskz_loadu_ps(lanes, scales + k)
+        let zp = _mm512_maskz_loadu_epi32(lanes, zeroPoints + k)
+        var q: __m512i
+        if tiesAway {
+            let t = _mm512_add_ps(_mm512_mul_ps(v, _mm512_div_ps(one, s)), _mm512_cvtepi32_ps(zp))
+            let whole = _mm512_cvttps_epi32(t)
+            let fraction = _mm512_sub_ps(t, _mm512_cvtepi32_ps(whole))
+            q = _mm512_add_epi32(whole, _mm512_cvttps_epi32(_mm512_add_ps(fraction, fraction)))
+        } else {
+            q = _mm512_add_epi32(_mm512_cvtps_epi32(_mm512_div_ps(v, s)), zp)
+        }
+        let nonZeroScale = _mm512_test_epi32_mask(_mm512_castps_si512(s), magnitude)
+        q = _mm512_mask_mov_epi32(zp, nonZeroScale, q)
+        q = _mm512_and_si512(_mm512_min_epi32(_mm512_max_epi32(q, vmin), vmax), vmask)
+        _mm512_mask_cvtepi32_storeu_epi8(codes + k, lanes, q)
+        k += 16
+    }
+}

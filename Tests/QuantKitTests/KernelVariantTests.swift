@@ -61,6 +61,36 @@ final class KernelVariantTests: XCTestCase {
         }
     }
 
+    func testStridedGroupsMatchTheReference() throws {
+        // Per-channel on the last axis of [K, N] and blocks along axis 0: groups advance with
+        // every element of a row, which the per-lane kernels handle.
+        var rng = SplitMix(seed: 25)
+        let cases: [(Granularity, Int, Int, [Int])] = [
+            (.perAxis, -1, 1, [9, 14]), (.perAxis, 1, 1, [37, 3]), (.perAxis, -1, 1, [70, 1000]),
+            (.blocked, 0, 16, [40, 18]), (.blocked, 0, 32, [33, 5]), (.blocked, 0, 128, [300, 70]), (.blocked, 1, 4, [3, 10, 21]),
+        ]
+        for format in [QuantFormat.int8, .uint8, .int4, .uint4, .int3, .int2] {
+            for scheme in [QuantScheme.symmetric, .asymmetric] {
+                for rounding in [Rounding.halfEven, .halfAway] {
+                    for (granularity, axis, block, shape) in cases {
+                        var params = QuantParams(format: format)
+                        (params.granularity, params.axis, params.blockSize, params.scheme, params.rounding) = (granularity, axis, block, scheme, rounding)
+                        let plan = try QuantPlan(params: params, shape: shape)
+                        XCTAssertTrue(plan.runsAdvanceOneGroupPerElement, "\(shape) \(granularity) \(axis)")
+                        var values = rng.normal(count: plan.count)
+                        if values.count > 40 { for i in 0..<5 { values[i * 7] = 0 } }
+                        let reference = try run(plan, values, .scalar)
+                        for variant in variants {
+                            let fast = try run(plan, values, variant)
+                            XCTAssertEqual(fast.data, reference.data, "\(variant.name) \(format) \(scheme) \(rounding) \(shape)")
+                            XCTAssertEqual(fast.scales + fast.zeroPoints, reference.scales + reference.zeroPoints)
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     func testExactTiesRoundAlikeInEveryVariant() throws {
         // Scale 1 exactly (max 7 -> 7/7 for ONNX int4; extreme 8 -> 8/-8 for MatMulNBits), so every
         // k + 0.5 value is an exact tie for both rounding rules.
