@@ -117,7 +117,16 @@ public struct QuantPlan: Sendable {
         }
     }
 
-    var groupsAreContiguous: Bool { inner == 1 && (params.granularity != .perAxis || outer == 1) }
+    /// Each group is one run of adjacent elements: per tensor, per axis when nothing precedes the
+    /// axis (e.g. one row per output channel), blocks along the last axis (and bnb4's flat blocks).
+    var groupsAreContiguous: Bool {
+        if groupCount <= 1 || params.layout == .bnb4 { return true }
+        switch params.granularity {
+        case .perTensor: return true
+        case .perAxis: return outer == 1
+        case .blocked: return inner == 1
+        }
+    }
 
     func span(ofGroup g: Int) -> GroupSpan {
         if groupCount == 1 && params.layout != .bnb4 {
