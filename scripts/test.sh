@@ -8,7 +8,11 @@ scripts/build.sh
 export QUANTKIT_LIBRARY="$PWD/dist/lib/libquantkit.so"
 
 echo "== Swift tests"
+# The ONNX round-trip test also reads every model the onnx package ships as test data (149 files).
+QUANTKIT_ONNX_ROUNDTRIP=$(.venv/bin/python -c 'import onnx, os; print(os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data"))')
+export QUANTKIT_ONNX_ROUNDTRIP
 log=$(mktemp)
+trap 'rm -f "$log"' EXIT
 if ! swift test >"$log" 2>&1; then
     grep -E "error|failed" "$log" | head -50
     tail -5 "$log"
