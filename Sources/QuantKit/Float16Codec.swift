@@ -1,19 +1,19 @@
 /// Conversions between Float and the 16-bit float types (round to nearest even).
-enum Float16Codec {
-    @inline(__always) static func bf16Bits(_ x: Float) -> UInt16 {
+public enum Float16Codec {
+    @inline(__always) public static func bf16Bits(_ x: Float) -> UInt16 {
         let bits = x.bitPattern
         if x.isNaN { return UInt16(truncatingIfNeeded: bits >> 16) | 0x40 }
         let rounding = 0x7FFF &+ ((bits >> 16) & 1)
         return UInt16(truncatingIfNeeded: (bits &+ rounding) >> 16)
     }
 
-    @inline(__always) static func fromBF16(_ bits: UInt16) -> Float {
+    @inline(__always) public static func fromBF16(_ bits: UInt16) -> Float {
         Float(bitPattern: UInt32(bits) << 16)
     }
 
-    @inline(__always) static func f16Bits(_ x: Float) -> UInt16 { Float16(x).bitPattern }
+    @inline(__always) public static func f16Bits(_ x: Float) -> UInt16 { Float16(x).bitPattern }
 
-    @inline(__always) static func fromF16(_ bits: UInt16) -> Float { Float(Float16(bitPattern: bits)) }
+    @inline(__always) public static func fromF16(_ bits: UInt16) -> Float { Float(Float16(bitPattern: bits)) }
 
     /// The value a Float becomes once stored as `type` (scales are used as they will be read back).
     @inline(__always) static func rounded(_ x: Float, to type: FloatType) -> Float {

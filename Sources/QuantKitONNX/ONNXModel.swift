@@ -171,7 +171,7 @@ enum FileIO {
             throw QuantError(.io, "cannot write model '\(path)': it is a directory")
         }
         if exists && !overwrite {
-            throw QuantError(.io, "cannot write model '\(path)': the file already exists (allow overwriting to replace it)")
+            throw ModelFileError(.outputExists, "cannot write model '\(path)': the file already exists (allow overwriting to replace it)")
         }
 
         // The temporary file: same folder (so the rename stays on one file system), hidden,
@@ -215,7 +215,7 @@ enum FileIO {
             guard link(temp, path) == 0 else {
                 let code = errno
                 if code == EEXIST {
-                    throw QuantError(.io, "cannot write model '\(path)': the file already exists (allow overwriting to replace it)")
+                    throw ModelFileError(.outputExists, "cannot write model '\(path)': the file already exists (allow overwriting to replace it)")
                 }
                 throw QuantError(
                     .io, "cannot write model '\(path)': \(errorText(code)) (a file system without hard links? allow overwriting)")
@@ -231,9 +231,9 @@ enum FileIO {
         }
     }
 
-    static func writeError(_ path: String, _ code: Int32) -> QuantError {
+    static func writeError(_ path: String, _ code: Int32) -> any Error {
         if code == ENOSPC {
-            return QuantError(.io, "cannot write model '\(path)': the disk is full (nothing was written)")
+            return ModelFileError(.diskFull, "cannot write model '\(path)': the disk is full (nothing was written)")
         }
         return QuantError(.io, "cannot write model '\(path)': \(errorText(code)) (nothing was written)")
     }

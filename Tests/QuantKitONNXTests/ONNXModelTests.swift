@@ -59,11 +59,16 @@ final class ONNXModelTests: XCTestCase {
     func assertError(_ status: QuantStatus, mentioning text: String, _ body: () throws -> Void,
                      file: StaticString = #filePath, line: UInt = #line) {
         XCTAssertThrowsError(try body(), file: file, line: line) { error in
-            guard let error = error as? QuantError else {
-                return XCTFail("not a QuantError: \(error)", file: file, line: line)
+            let (actual, message): (QuantStatus, String)
+            if let error = error as? QuantError {
+                (actual, message) = (error.status, error.message)
+            } else if let error = error as? ModelFileError {
+                (actual, message) = (error.status, error.message)
+            } else {
+                return XCTFail("not a QuantError or ModelFileError: \(error)", file: file, line: line)
             }
-            XCTAssertEqual(error.status, status, error.message, file: file, line: line)
-            XCTAssertTrue(error.message.contains(text), "'\(error.message)' does not mention '\(text)'", file: file, line: line)
+            XCTAssertEqual(actual, status, message, file: file, line: line)
+            XCTAssertTrue(message.contains(text), "'\(message)' does not mention '\(text)'", file: file, line: line)
         }
     }
 

@@ -1,0 +1,196 @@
+import QuantKit
+
+/// Rewrites the linear layers of a model (main graph and subgraphs) into quantized operators.
+///
+/// Per candidate node: `LinearLayer.match` (constant 2-D weight?), `LayerPolicy.decide` (which
+/// settings, or why not), the target pass's `check` and `rewrite`. Nodes are replaced in place, so
+/// the node order stays topological; a weight initializer is removed once nothing reads it. Nodes,
+/// tensors and fields that no pass rewrites are kept as they are.
+public struct Converter {
+    public var options: ConversionOptions
+    /// Called after each candidate node: (done, total, node name).
+    public var progress: ((Int, Int, String) -> Void)?
+
+    public init(options: ConversionOptions) {
+        self.options = options
+    }
+
+    /// The pass for each target.
+    public static func pass(for target: ConversionTarget) throws -> any LinearRewritePass {
+        switch target {
+        case .matMulNBits: return MatMulNBitsPass()
+        case .qdq, .dynamicInt8, .bnb4:
+            throw QuantError(.unsupported, "the \(target.rawValue) target is not implemented yet")
+        case .quantkit:
+            throw QuantError(
+                .unsupported,
+                "no stock ONNX Runtime operator runs this format; it needs QuantKit's own operators, which need the ONNX Runtime plugin in libquantkit.so (not available yet)")
+        }
+    }
+
+    /// Converts `model` in place and reports what happened to every candidate node. `external`
+    /// reads weights stored in side files (nil for a model without a folder).
+    public func convert(_ model: inout Onnx_ModelProto, external: ExternalDataReader?) throws -> ConversionReport {
+        var report = ConversionReport()
+        let opset = Self.opsetVersion(of: model, domain: "")
+        report.opsetBefore = opset
+        var context = RewriteContext(names: ModelNames(model), external: external, opset: opset,
+                                     measureError: options.measureError, threads: options.threads)
+        let policy = LayerPolicy(options: options, model: model)
+        var state = WalkState(total: Self.candidateCount(model.graph, opTypes: options.opTypes), irVersion: model.irVersion)
+
+        try convertGraph(&model.graph, depth: 0, scope: [:], policy: policy, context: &context, state: &state, report: &report)
+        Self.removeUnreferencedInitializers(&model.graph, names: state.replacedWeights)
+        try Self.requireOpsets(state.opsets, in: &model)
+        report.opsetAfter = Self.opsetVersion(of: model, domain: "")
+        return report
+    }
+
+    struct WalkState {
+        let total: Int
+        let irVersion: Int64
+        var done = 0
+        var replacedWeights = Set<String>()
+        var opsets: [String: Int] = [:]
+    }
+
+    private func convertGraph(
+        _ graph: inout Onnx_GraphProto, depth: Int, scope outer: [String: Onnx_TensorProto], policy: LayerPolicy,
+        context: inout RewriteContext, state: inout WalkState, report: inout ConversionReport
+    ) throws {
+        // Constants visible here: the enclosing graphs' initializers, then this graph's. Since IR
+        // version 4 an initializer that is also a graph input is only a default value (callers
+        // may feed another), so it is not a constant; before IR 4 every initializer was listed
+        // as an input.
+        var scope = outer
+        let inputs = Set(graph.input.map(\.name))
+        for name in inputs { scope[name] = nil }
+        for tensor in graph.initializer where state.irVersion < 4 || !inputs.contains(tensor.name) {
+            scope[tensor.name] = tensor
+        }
+
+        var replacements: [Int: [Onnx_NodeProto]] = [:]
+        var newInitializers: [Onnx_TensorProto] = []
+        for (index, node) in graph.node.enumerated() where options.opTypes.contains(node.opType) {
+            let layer: LinearLayer
+            do {
+                guard let matched = try LinearLayer.match(node: node, at: index, constant: { scope[$0] }, external: context.external) else { continue }
+                layer = matched
+            } catch let reason as SkipReason {
+                report.layers.append(Self.entry(node: node, weight: "", depth: depth, role: .linear, k: 0, n: 0, skipped: reason.description))
+                tick(&state, node)
+                continue
+            }
+            let role = policy.role(of: layer)
+            var entry = Self.entry(node: node, weight: layer.weight.name, depth: depth, role: role, k: layer.k, n: layer.n, skipped: nil)
+            entry.bytesBefore = TensorData.storedBytes(of: layer.weight)
+            entry.bytesAfter = entry.bytesBefore
+            switch policy.decide(layer) {
+            case .failure(let reason):
+                entry.skipped = reason.description
+            case .success(let settings):
+                do {
+                    let pass = try Self.pass(for: settings.target)
+                    try pass.check(layer, settings)
+                    let rewrite = try pass.rewrite(layer, settings, &context)
+                    replacements[index] = rewrite.nodes
+                    newInitializers += rewrite.initializers
+                    state.replacedWeights.insert(layer.weight.name)
+                    if case .constant(let name, _) = layer.bias { state.replacedWeights.insert(name) }
+                    state.opsets.merge(rewrite.opsets, uniquingKeysWith: max)
+                    entry.settings = settings.summary
+                    entry.target = settings.target.rawValue
+                    entry.bytesAfter = rewrite.quantizedBytes
+                    entry.sqnrDB = rewrite.error?.sqnrDB
+                    entry.maxAbsError = rewrite.error?.maxAbsError
+                } catch let reason as SkipReason {
+                    entry.skipped = reason.description
+                } catch let error as QuantError {
+                    throw QuantError(error.status, "node '\(layer.name)': \(error.message)")
+                }
+            }
+            report.layers.append(entry)
+            tick(&state, node)
+        }
+
+        if !replacements.isEmpty {
+            var nodes: [Onnx_NodeProto] = []
+            nodes.reserveCapacity(graph.node.count + replacements.count)
+            for (index, node) in graph.node.enumerated() {
+                if let replacement = replacements[index] { nodes += replacement } else { nodes.append(node) }
+            }
+            graph.node = nodes
+            graph.initializer += newInitializers
+        }
+
+        // Subgraphs (If/Loop/Scan bodies) see this graph's constants.
+        for n in graph.node.indices {
+            for a in graph.node[n].attribute.indices {
+                if graph.node[n].attribute[a].hasG {
+                    try convertGraph(&graph.node[n].attribute[a].g, depth: depth + 1, scope: scope, policy: policy,
+                                     context: &context, state: &state, report: &report)
+                }
+                for g in graph.node[n].attribute[a].graphs.indices {
+                    try convertGraph(&graph.node[n].attribute[a].graphs[g], depth: depth + 1, scope: scope, policy: policy,
+                                     context: &context, state: &state, report: &report)
+                }
+            }
+        }
+    }
+
+    private func tick(_ state: inout WalkState, _ node: Onnx_NodeProto) {
+        state.done += 1
+        progress?(state.done, state.total, node.name)
+    }
+
+    static func entry(node: Onnx_NodeProto, weight: String, depth: Int, role: LayerPolicy.Role, k: Int, n: Int, skipped: String?) -> ConversionReport.Layer {
+        ConversionReport.Layer(node: node.name, opType: node.opType, weight: weight, depth: depth, role: role, k: k, n: n,
+                               settings: nil, target: nil, bytesBefore: 0, bytesAfter: 0, sqnrDB: nil, maxAbsError: nil, skipped: skipped)
+    }
+
+    static func candidateCount(_ graph: Onnx_GraphProto, opTypes: Set<String>) -> Int {
+        var count = 0
+        ModelWalk.forEachGraph(graph) { g in count += g.node.filter { opTypes.contains($0.opType) }.count }
+        return count
+    }
+
+    /// Removes the replaced weights that no node in any graph reads any more (an initializer read
+    /// by another node, e.g. a tied embedding, stays). Also drops their graph-input entries, which
+    /// models before IR 4 carry for every initializer.
+    static func removeUnreferencedInitializers(_ graph: inout Onnx_GraphProto, names: Set<String>) {
+        guard !names.isEmpty else { return }
+        let referenced = ModelWalk.referencedNames(graph)
+        let unused = names.subtracting(referenced)
+        guard !unused.isEmpty else { return }
+        ModelWalk.transformGraphs(&graph) { g, _ in
+            g.initializer.removeAll { unused.contains($0.name) }
+            g.input.removeAll { unused.contains($0.name) }
+        }
+    }
+
+    /// The version of `domain` the model imports (0 when it imports none).
+    public static func opsetVersion(of model: Onnx_ModelProto, domain: String) -> Int {
+        let aliases = domain.isEmpty ? ["", "ai.onnx"] : [domain]
+        return Int(model.opsetImport.first { aliases.contains($0.domain) }?.version ?? 0)
+    }
+
+    /// Adds the operator sets the new nodes need. Raising the default domain changes the meaning
+    /// of existing nodes, so that is the opset upgrade's job, not done here.
+    static func requireOpsets(_ needed: [String: Int], in model: inout Onnx_ModelProto) throws {
+        for (domain, version) in needed.sorted(by: { $0.key < $1.key }) {
+            let aliases = domain.isEmpty ? ["", "ai.onnx"] : [domain]
+            if let i = model.opsetImport.firstIndex(where: { aliases.contains($0.domain) }) {
+                guard model.opsetImport[i].version < Int64(version) else { continue }
+                guard !domain.isEmpty else {
+                    throw QuantError(.unsupported, "the rewritten nodes need opset \(version), the model has \(model.opsetImport[i].version)")
+                }
+                model.opsetImport[i].version = Int64(version)
+            } else {
+                var entry = Onnx_OperatorSetIdProto()
+                entry.domain = domain
+                entry.version = Int64(version)
+                model.opsetImport.append(entry)
+            }
+        }
+    }
+}

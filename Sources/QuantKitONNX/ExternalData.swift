@@ -1,0 +1,168 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import QuantKit
+
+/// Reads tensors stored as ONNX external data (`data_location: EXTERNAL`): their bytes live in side
+/// files next to the model, named by the `location`, `offset` and `length` entries.
+///
+/// Side files are memory-mapped read-only, not copied: a tensor's bytes are a view into the
+/// mapping, valid while this reader lives. `release(_:)` drops a tensor's pages from memory once a
+/// pass is done with it, so converting a model larger than RAM touches each weight once and keeps
+/// resident memory bounded.
+///
+/// A location must name a regular file inside the model's folder: absolute paths, `..` components
+/// and symbolic links that leave the folder are rejected (a model file is untrusted input).
+public final class ExternalDataReader: @unchecked Sendable {
+    /// The folder that holds the model file; every location is relative to it.
+    public let folder: String
+    private var mappings: [String: Mapping] = [:]
+    private let lock = PthreadMutex()
+
+    struct Mapping {
+        let base: UnsafeMutableRawPointer?
+        let size: Int
+    }
+
+    public init(modelPath: String) {
+        folder = FileIO.split(modelPath).folder
+    }
+
+    deinit {
+        for mapping in mappings.values where mapping.size > 0 {
+            munmap(mapping.base, mapping.size)
+        }
+    }
+
+    /// The entries of a tensor's `external_data` list, checked.
+    public struct Reference: Sendable, Equatable {
+        public var location: String
+        public var offset: Int
+        /// nil: to the end of the file.
+        public var length: Int?
+    }
+
+    public static func reference(of tensor: Onnx_TensorProto) throws -> Reference {
+        var location: String?
+        var offset = 0
+        var length: Int?
+        for entry in tensor.externalData {
+            switch entry.key {
+            case "location": location = entry.value
+            case "offset":
+                guard let v = Int(entry.value), v >= 0 else {
+                    throw QuantError(.invalidModel, "tensor '\(tensor.name)': external data offset '\(entry.value)' is not a non-negative integer")
+                }
+                offset = v
+            case "length":
+                guard let v = Int(entry.value), v >= 0 else {
+                    throw QuantError(.invalidModel, "tensor '\(tensor.name)': external data length '\(entry.value)' is not a non-negative integer")
+                }
+                length = v
+            default: break  // "checksum" and future keys do not change where the bytes are
+            }
+        }
+        guard let location, !location.isEmpty else {
+            throw QuantError(.invalidModel, "tensor '\(tensor.name)' is stored externally but names no location")
+        }
+        return Reference(location: location, offset: offset, length: length)
+    }
+
+    /// Rejects locations that could reach outside the model's folder.
+    static func checkLocation(_ location: String, tensor: String) throws {
+        if location.hasPrefix("/") || location.contains("\0") || location.contains("\\") {
+            throw ModelFileError(.externalDataOutsideFolder, "tensor '\(tensor)': external data location '\(location)' is not a relative path inside the model's folder")
+        }
+        if location.split(separator: "/", omittingEmptySubsequences: false).contains(where: { $0 == ".." }) {
+            throw ModelFileError(.externalDataOutsideFolder, "tensor '\(tensor)': external data location '\(location)' leaves the model's folder (rejected)")
+        }
+    }
+
+    /// The bytes of an externally stored tensor, as a view into the mapped side file.
+    public func bytes(of tensor: Onnx_TensorProto) throws -> UnsafeRawBufferPointer {
+        let ref = try Self.reference(of: tensor)
+        try Self.checkLocation(ref.location, tensor: tensor.name)
+        let mapping = try map(ref.location, tensor: tensor.name)
+        let (end, overflow) = ref.length.map { ref.offset.addingReportingOverflow($0) } ?? (mapping.size, false)
+        guard !overflow, ref.offset <= mapping.size, end <= mapping.size else {
+            throw QuantError(
+                .invalidModel,
+                "tensor '\(tensor.name)': external data [\(ref.offset), +\(ref.length ?? 0)) runs past the end of '\(ref.location)' (\(mapping.size) bytes): a truncated file?")
+        }
+        guard let base = mapping.base else { return UnsafeRawBufferPointer(start: nil, count: 0) }
+        return UnsafeRawBufferPointer(start: base + ref.offset, count: end - ref.offset)
+    }
+
+    /// Tells the kernel that a tensor's pages are no longer needed (they are re-read from the file if used again).
+    public func release(_ bytes: UnsafeRawBufferPointer) {
+        guard let start = bytes.baseAddress, bytes.count > 0 else { return }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let first = Int(bitPattern: start) / page * page
+        let last = Int(bitPattern: start + bytes.count)
+        _ = madvise(UnsafeMutableRawPointer(bitPattern: first), last - first, Int32(MADV_DONTNEED))
+    }
+
+    private func map(_ location: String, tensor: String) throws -> Mapping {
+        lock.lock()
+        defer { lock.unlock() }
+        if let mapping = mappings[location] { return mapping }
+        let path = "\(folder)/\(location)"
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else {
+            let code = errno
+            if code == ENOENT {
+                throw ModelFileError(.externalDataMissing, "tensor '\(tensor)': external data file '\(path)' does not exist")
+            }
+            throw QuantError(.io, "tensor '\(tensor)': cannot open external data file '\(path)': \(FileIO.errorText(code))")
+        }
+        defer { close(fd) }
+        try checkInsideFolder(fd: fd, path: path, tensor: tensor)
+        var st = stat()
+        guard fstat(fd, &st) == 0 else {
+            throw QuantError(.io, "cannot read external data file '\(path)': \(FileIO.errorText(errno))")
+        }
+        guard FileIO.isRegular(st.st_mode) else {
+            throw QuantError(.invalidModel, "tensor '\(tensor)': external data '\(path)' is not a regular file")
+        }
+        let size = Int(st.st_size)
+        var mapping = Mapping(base: nil, size: 0)
+        if size > 0 {
+            guard let base = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), base != MAP_FAILED else {
+                throw QuantError(.io, "cannot map external data file '\(path)': \(FileIO.errorText(errno))")
+            }
+            mapping = Mapping(base: base, size: size)
+        }
+        mappings[location] = mapping
+        return mapping
+    }
+
+    /// A symbolic link inside the folder may still point outside it: compare real paths.
+    private func checkInsideFolder(fd: Int32, path: String, tensor: String) throws {
+        guard let realFolder = realpath(folder, nil) else {
+            throw QuantError(.io, "cannot resolve the model folder '\(folder)': \(FileIO.errorText(errno))")
+        }
+        defer { free(realFolder) }
+        guard let realFile = realpath(path, nil) else {
+            throw QuantError(.io, "cannot resolve external data file '\(path)': \(FileIO.errorText(errno))")
+        }
+        defer { free(realFile) }
+        var prefix = String(cString: realFolder)
+        if !prefix.hasSuffix("/") { prefix += "/" }
+        guard String(cString: realFile).hasPrefix(prefix) else {
+            throw ModelFileError(.externalDataOutsideFolder, "tensor '\(tensor)': external data '\(path)' resolves outside the model's folder (rejected)")
+        }
+    }
+}
+
+/// A pthread mutex, so this module needs no Foundation for locking.
+final class PthreadMutex: @unchecked Sendable {
+    private var mutex = pthread_mutex_t()
+    init() { pthread_mutex_init(&mutex, nil) }
+    deinit { pthread_mutex_destroy(&mutex) }
+    func lock() { pthread_mutex_lock(&mutex) }
+    func unlock() { pthread_mutex_unlock(&mutex) }
+}
