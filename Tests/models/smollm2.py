@@ -13,7 +13,7 @@ The GGUF weights are Q4_1 (block 32 with a float minimum; the embedding is Q8_0)
 float32 here: the "fp32" model is already on that grid.
 
 Public API: build, get_model, tokenize, detokenize, fixed_text_tokens, run_logits, greedy,
-perplexity.
+perplexity, perplexity_of_logits.
 """
 
 from __future__ import annotations
@@ -385,8 +385,13 @@ def greedy(model_path, prompt: str, max_new_tokens: int = 20,
 
 def perplexity(model_path, token_ids, providers=("CPUExecutionProvider",)) -> float:
     """exp(mean negative log-likelihood of each next token), one forward pass over token_ids."""
+    return perplexity_of_logits(run_logits(model_path, token_ids, providers), token_ids)
+
+
+def perplexity_of_logits(logits: np.ndarray, token_ids) -> float:
+    """exp(mean NLL) of token_ids[1:] under logits [seq, vocab] (row t predicts token t+1)."""
     ids = np.asarray(token_ids, dtype=np.int64)
-    logits = run_logits(model_path, ids, providers).astype(np.float64)[:-1]
+    logits = logits.astype(np.float64)[:-1]
     logits -= logits.max(axis=-1, keepdims=True)
     log_probs = logits - np.log(np.exp(logits).sum(axis=-1, keepdims=True))
     nll = -log_probs[np.arange(len(ids) - 1), ids[1:]]
