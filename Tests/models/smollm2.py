@@ -56,7 +56,7 @@ def gguf_path() -> Path:
 
 @functools.lru_cache(maxsize=1)
 def _reader():
-    import gguf  # imported here so that `tokenize` users without a model build still pay once
+    import gguf  # lazily: importing this module stays cheap
 
     return gguf.GGUFReader(gguf_path())
 
