@@ -19,7 +19,8 @@ public struct Converter {
     public static func pass(for target: ConversionTarget) throws -> any LinearRewritePass {
         switch target {
         case .matMulNBits: return MatMulNBitsPass()
-        case .qdq, .dynamicInt8, .bnb4:
+        case .bnb4: return Bnb4Pass()
+        case .qdq, .dynamicInt8:
             throw QuantError(.unsupported, "the \(target.rawValue) target is not implemented yet")
         case .quantkit:
             throw QuantError(
@@ -90,7 +91,8 @@ public struct Converter {
                 entry.skipped = reason.description
             case .success(let settings):
                 do {
-                    let pass = try Self.pass(for: settings.target)
+                    // Embeddings go to GatherBlockQuantized whatever the MatMul target is.
+                    let pass: any LinearRewritePass = layer.kind == .gather ? GatherBlockQuantizedPass(target: settings.target) : try Self.pass(for: settings.target)
                     try pass.check(layer, settings)
                     let rewrite = try pass.rewrite(layer, settings, &context)
                     replacements[index] = rewrite.nodes
