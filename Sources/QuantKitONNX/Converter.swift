@@ -19,9 +19,9 @@ public struct Converter {
     public static func pass(for target: ConversionTarget) throws -> any LinearRewritePass {
         switch target {
         case .matMulNBits: return MatMulNBitsPass()
+        case .qdq: return QDQPass()
+        case .dynamicInt8: return DynamicInt8Pass()
         case .bnb4: return Bnb4Pass()
-        case .qdq, .dynamicInt8:
-            throw QuantError(.unsupported, "the \(target.rawValue) target is not implemented yet")
         case .quantkit:
             throw QuantError(
                 .unsupported,
@@ -42,6 +42,10 @@ public struct Converter {
 
         try convertGraph(&model.graph, depth: 0, scope: [:], policy: policy, context: &context, state: &state, report: &report)
         Self.removeUnreferencedInitializers(&model.graph, names: state.replacedWeights)
+        if let needed = state.opsets[""], needed > opset {
+            // The new nodes need a newer default opset: raise it and rewrite the nodes it changes.
+            report.upgradedNodes = try OpsetUpgrade.upgrade(&model, to: needed)
+        }
         try Self.requireOpsets(state.opsets, in: &model)
         report.opsetAfter = Self.opsetVersion(of: model, domain: "")
         return report
@@ -91,8 +95,10 @@ public struct Converter {
                 entry.skipped = reason.description
             case .success(let settings):
                 do {
-                    // Embeddings go to GatherBlockQuantized whatever the MatMul target is.
-                    let pass: any LinearRewritePass = layer.kind == .gather ? GatherBlockQuantizedPass(target: settings.target) : try Self.pass(for: settings.target)
+                    // Embeddings go to GatherBlockQuantized whatever the MatMul target is, except
+                    // for QDQ, whose promise is standard operators only (it writes DequantizeLinear + Gather).
+                    let pass: any LinearRewritePass = layer.kind == .gather && settings.target != .qdq
+                        ? GatherBlockQuantizedPass(target: settings.target) : try Self.pass(for: settings.target)
                     try pass.check(layer, settings)
                     let rewrite = try pass.rewrite(layer, settings, &context)
                     replacements[index] = rewrite.nodes

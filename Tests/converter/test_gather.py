@@ -21,8 +21,13 @@ def gather_model(rows, dim, dtype=np.float32):
 
 
 def recipe(tmp_path, fmt, block, scheme):
+    """A rule for the Gather. FP8/FP4 go to QDQ by default, whose Gather stays standard
+    (DequantizeLinear + Gather): naming another target sends them to GatherBlockQuantized."""
     path = tmp_path / "recipe.json"
-    path.write_text(json.dumps({"format": "int4", "rules": [{"pattern": "emb", "format": fmt, "block_size": block, "scheme": scheme}]}))
+    rule = {"pattern": "emb", "format": fmt, "block_size": block, "scheme": scheme}
+    if fmt.startswith("fp"):
+        rule["target"] = "quantkit"
+    path.write_text(json.dumps({"format": "int4", "rules": [rule]}))
     return str(path)
 
 
