@@ -21,8 +21,7 @@ public struct Converter {
         case .matMulNBits: return MatMulNBitsPass()
         case .qdq: return QDQPass()
         case .dynamicInt8: return DynamicInt8Pass()
-        case .bnb4:
-            throw QuantError(.unsupported, "the \(target.rawValue) target is not implemented yet")
+        case .bnb4: return Bnb4Pass()
         case .quantkit:
             throw QuantError(
                 .unsupported,
@@ -96,7 +95,10 @@ public struct Converter {
                 entry.skipped = reason.description
             case .success(let settings):
                 do {
-                    let pass = try Self.pass(for: settings.target)
+                    // Embeddings go to GatherBlockQuantized whatever the MatMul target is, except
+                    // for QDQ, whose promise is standard operators only (it writes DequantizeLinear + Gather).
+                    let pass: any LinearRewritePass = layer.kind == .gather && settings.target != .qdq
+                        ? GatherBlockQuantizedPass(target: settings.target) : try Self.pass(for: settings.target)
                     try pass.check(layer, settings)
                     let rewrite = try pass.rewrite(layer, settings, &context)
                     replacements[index] = rewrite.nodes
