@@ -50,7 +50,7 @@ let package = Package(
             exclude: ["Generated/generate.sh", "Generated/README.md"]),
         .executableTarget(
             name: "quantkit",
-            dependencies: ["QuantKit", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+            dependencies: ["QuantKit", "QuantKitONNX", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .testTarget(name: "QuantKitTests", dependencies: ["QuantKit"]),
         .testTarget(name: "QuantKitONNXTests", dependencies: ["QuantKitONNX"], exclude: ["Fixtures"]),
     ],

@@ -67,7 +67,7 @@ extension LinearLayer {
 
     static func weight(_ name: String, of node: Onnx_NodeProto, _ constant: (String) -> Onnx_TensorProto?) throws -> (Onnx_TensorProto, ONNXType, [Int]) {
         guard let tensor = constant(name) else {
-            throw SkipReason("its weight '\(name)' is not a constant initializer")
+            throw SkipReason("its weight is computed, not a constant initializer")
         }
         guard let type = ONNXType(rawValue: tensor.dataType), type.isFloat, type != .double else {
             throw SkipReason("its weight is \(ONNXType(rawValue: tensor.dataType)?.name ?? "type \(tensor.dataType)"), not float32/float16/bfloat16")
@@ -141,13 +141,15 @@ extension LinearLayer {
                            weight: tensor, weightType: type, k: k, n: n, weightTransposed: transB != 0, alpha: alpha, bias: bias)
     }
 
-    static func matchGather(_ node: Onnx_NodeProto, _ index: Int, _ constant: (String) -> Onnx_TensorProto?) throws -> LinearLayer {
+    static func matchGather(_ node: Onnx_NodeProto, _ index: Int, _ constant: (String) -> Onnx_TensorProto?) throws -> LinearLayer? {
         guard node.input.count == 2, node.output.count == 1 else { throw SkipReason("a Gather needs 2 inputs and 1 output") }
+        // Only a lookup in a constant 2-D float table is an embedding; other Gathers (shapes,
+        // indices) are not candidates at all.
+        guard let table = constant(node.input[0]), table.dims.count == 2, ONNXType(rawValue: table.dataType)?.isFloat == true else {
+            return nil
+        }
         let axis = node.attribute.first { $0.name == "axis" }?.i ?? 0
         guard axis == 0 else { throw SkipReason("Gather along axis \(axis) is not an embedding lookup") }
-        guard let table = constant(node.input[0]), table.dims.count == 2 else {
-            throw SkipReason("its data is not a constant 2-D table")
-        }
         let (tensor, type, shape) = try weight(node.input[0], of: node, constant)
         return LinearLayer(kind: .gather, nodeIndex: index, node: node, activation: node.input[1], output: node.output[0],
                            weight: tensor, weightType: type, k: shape[0], n: shape[1], weightTransposed: false, alpha: 1, bias: nil)

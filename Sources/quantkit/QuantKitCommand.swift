@@ -7,7 +7,7 @@ struct QuantKitCommand: ParsableCommand {
         commandName: "quantkit",
         abstract: "Quantize LLM weights to low-bit formats.",
         version: "quantkit \(QuantKitInfo.version) (kernels: \(Runtime.kernelVariant.name))",
-        subcommands: [FormatsCommand.self])
+        subcommands: [ConvertCommand.self, InspectCommand.self, FormatsCommand.self])
 }
 
 struct FormatsCommand: ParsableCommand {
