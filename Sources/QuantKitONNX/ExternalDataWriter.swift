@@ -139,7 +139,9 @@ extension ONNXModel {
         let side = try AtomicOutput(path: sidePath, overwrite: overwrite)
         var proto = self.proto
         var externalCount = 0
-        try Self.forEachTensor(in: &proto) { tensor in
+        // Like onnx's save (convert_attribute=False): initializers move to the side file, attribute
+        // tensors only stay there when the input already had them there.
+        func place(_ tensor: inout Onnx_TensorProto, initializer: Bool) throws {
             var mapped: UnsafeRawBufferPointer?
             if tensor.dataLocation == .external {
                 let bytes = try Self.externalBytes(tensor, reader)
@@ -151,7 +153,7 @@ extension ONNXModel {
                     return
                 }
                 mapped = bytes
-            } else if !tensor.hasRawData || tensor.rawData.count < threshold {
+            } else if !initializer || !tensor.hasRawData || tensor.rawData.count < threshold {
                 return
             }
             let count = mapped?.count ?? tensor.rawData.count
@@ -174,6 +176,13 @@ extension ONNXModel {
                 return entry
             }
             externalCount += 1
+        }
+        if proto.hasGraph {
+            try Self.forEachInitializer(in: &proto.graph) { try place(&$0, initializer: true) }
+            try Self.forEachAttributeTensor(in: &proto.graph.node) { try place(&$0, initializer: false) }
+        }
+        for f in proto.functions.indices {
+            try Self.forEachAttributeTensor(in: &proto.functions[f].node) { try place(&$0, initializer: false) }
         }
         let bytes = try ONNXModel(proto).serializedBytesChecked()
         let model = try AtomicOutput(path: path, overwrite: overwrite)

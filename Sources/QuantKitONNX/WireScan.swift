@@ -1,10 +1,10 @@
 /// Protobuf wire-format reading and writing, just enough to handle large tensors without parsing
 /// them: loading leaves big `raw_data` in the mapped model file (see `WireScan.skeleton`), saving
-/// splices it back in (see `InlineWriter`).
+/// splices it back in (see `InlinePlan`).
 ///
 /// Field numbers used (onnx.proto): ModelProto.graph = 7, GraphProto.initializer = 5,
-/// TensorProto.raw_data = 9, .data_location = 13 (EXTERNAL = 1), .external_data = 14
-/// (StringStringEntryProto: key = 1, value = 2).
+/// TensorProto.raw_data = 9, .external_data = 13 (StringStringEntryProto: key = 1, value = 2),
+/// .data_location = 14 (EXTERNAL = 1).
 enum Wire {
     static let lengthDelimited: UInt64 = 2
 
@@ -148,16 +148,16 @@ enum WireScan {
         for field in fields where field.number != 9 {
             out += file[field.range]
         }
-        Wire.appendTag(13, 0, to: &out)
-        Wire.appendVarint(1, to: &out)  // EXTERNAL
         for (key, value) in [("location", ExternalDataReader.modelFileLocation),
                              ("offset", String(raw.payload.lowerBound)),
                              ("length", String(raw.payload.count))] {
             var entry: [UInt8] = []
             Wire.appendBytesField(1, Array(key.utf8), to: &entry)
             Wire.appendBytesField(2, Array(value.utf8), to: &entry)
-            Wire.appendBytesField(14, entry, to: &out)
+            Wire.appendBytesField(13, entry, to: &out)
         }
+        Wire.appendTag(14, 0, to: &out)
+        Wire.appendVarint(1, to: &out)  // data_location: EXTERNAL
         return out
     }
 }
