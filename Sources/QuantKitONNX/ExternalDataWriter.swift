@@ -36,27 +36,30 @@ extension ONNXModel {
     /// is renamed into place first and the model last, so a model never names missing data. On
     /// failure both temporary files are removed. Without `overwrite`, an existing model or side
     /// file is an error (`ModelFileError.outputExists`) before anything is written.
+    ///
+    /// Returns the paths written: the model, then the side file if there is one.
+    @discardableResult
     public func save(to path: String, overwrite: Bool = false, externalData policy: ExternalDataPolicy,
-                     reader: ExternalDataReader? = nil) throws {
+                     reader: ExternalDataReader? = nil) throws -> [String] {
         let reader = reader ?? dataReader
         switch policy {
         case .inline:
             let plan = try InlinePlan(proto, reader: reader)
             try plan.checkSize()
             try plan.write(to: path, overwrite: overwrite)
+            return [path]
         case let .external(location, threshold):
-            try saveExternal(to: path, location: location, threshold: threshold, overwrite: overwrite, reader: reader)
+            return try saveExternal(to: path, location: location, threshold: threshold, overwrite: overwrite, reader: reader)
         case .automatic:
-            if Self.usesSideFiles(proto) {
-                try saveExternal(to: path, location: nil, threshold: ExternalDataPolicy.defaultThreshold, overwrite: overwrite, reader: reader)
-                return
+            if loadedWithExternalData || Self.usesSideFiles(proto) {
+                return try saveExternal(to: path, location: nil, threshold: ExternalDataPolicy.defaultThreshold, overwrite: overwrite, reader: reader)
             }
             let plan = try InlinePlan(proto, reader: reader)
             if plan.total > Self.protobufLimit {
-                try saveExternal(to: path, location: nil, threshold: ExternalDataPolicy.defaultThreshold, overwrite: overwrite, reader: reader)
-            } else {
-                try plan.write(to: path, overwrite: overwrite)
+                return try saveExternal(to: path, location: nil, threshold: ExternalDataPolicy.defaultThreshold, overwrite: overwrite, reader: reader)
             }
+            try plan.write(to: path, overwrite: overwrite)
+            return [path]
         }
     }
 
@@ -125,7 +128,7 @@ extension ONNXModel {
     }
 
     private func saveExternal(to path: String, location: String?, threshold: Int, overwrite: Bool,
-                              reader: ExternalDataReader?) throws {
+                              reader: ExternalDataReader?) throws -> [String] {
         let (folder, name) = FileIO.split(path)
         let location = location ?? "\(name).data"
         try Self.checkSideFileName(location)
@@ -198,6 +201,7 @@ extension ONNXModel {
             if externalCount > 0 && !overwrite { unlink(sidePath) }  // ours: it did not exist before
             throw error
         }
+        return externalCount > 0 ? [path, sidePath] : [path]
     }
 
     /// Copies mapped bytes to `out` in slices, dropping each slice's pages once written so that

@@ -26,6 +26,10 @@ public struct ONNXModel: Sendable {
     /// built in memory. Lives as long as any copy of the model.
     public var dataReader: ExternalDataReader?
 
+    /// True when the loaded file kept tensors in side files: `.automatic` saving then writes a
+    /// side file too, even after a conversion replaced every external tensor.
+    public var loadedWithExternalData = false
+
     public init(_ proto: Onnx_ModelProto, dataReader: ExternalDataReader? = nil) {
         self.proto = proto
         self.dataReader = dataReader
@@ -54,6 +58,7 @@ public struct ONNXModel: Sendable {
             let bytes = try FileIO.readAll(path: path, limit: protobufLimit)
             var model = try ONNXModel(serializedBytes: bytes, source: path)
             model.dataReader = ExternalDataReader(modelPath: path)
+            model.loadedWithExternalData = usesSideFiles(model.proto)
             return model
         }
         let reader = ExternalDataReader(modelPath: path)
@@ -67,6 +72,7 @@ public struct ONNXModel: Sendable {
         let bytes = WireScan.skeleton(of: file, minimum: minimum) ?? [UInt8](file)
         var model = try ONNXModel(serializedBytes: bytes, source: path)
         model.dataReader = reader
+        model.loadedWithExternalData = usesSideFiles(model.proto)
         return model
     }
 
@@ -110,7 +116,8 @@ public struct ONNXModel: Sendable {
     /// permission bits); otherwise this throws `ModelFileError.outputExists` and leaves it
     /// untouched, also when the file appears while the model is being written. Tensor data goes
     /// where `ExternalDataPolicy.automatic` says.
-    public func save(to path: String, overwrite: Bool = false) throws {
+    @discardableResult
+    public func save(to path: String, overwrite: Bool = false) throws -> [String] {
         try save(to: path, overwrite: overwrite, externalData: .automatic, reader: nil)
     }
 
