@@ -164,7 +164,7 @@ enum FileIO {
         if isRegular(st.st_mode) && Int(st.st_size) > limit {
             throw QuantError(
                 .invalidModel,
-                "'\(path)' is \(st.st_size) bytes, over the 2 GiB protobuf limit (external data is not supported yet)")
+                "'\(path)' is \(st.st_size) bytes, over the 2 GiB protobuf limit (a model this big keeps its tensors in external data files)")
         }
         var bytes = [UInt8]()
         bytes.reserveCapacity(isRegular(st.st_mode) ? Int(st.st_size) : 1 << 16)

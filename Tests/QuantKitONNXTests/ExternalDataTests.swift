@@ -279,6 +279,22 @@ final class ExternalDataTests: XCTestCase {
         XCTAssertEqual(listing(folder), [])
     }
 
+    /// A full disk (a 1 MiB tmpfs, where this runs as root) is `.diskFull`, with nothing left behind.
+    func testDiskFullLeavesNothing() throws {
+        let small = "\(folder)/small"
+        XCTAssertEqual(mkdir(small, 0o755), 0)
+        guard getuid() == 0, mount("tmpfs", small, "tmpfs", 0, "size=1m") == 0 else {
+            throw XCTSkip("needs root and permission to mount a tmpfs")
+        }
+        defer { umount(small) }
+        var proto = try ONNXModel.load(path: "\(external)/inline.onnx").proto
+        proto.graph.initializer.append(TensorData.make(name: "big", type: .uint8, dims: [2 << 20], raw: [UInt8](repeating: 1, count: 2 << 20)))
+        for policy in [ExternalDataPolicy.inline, .external()] {
+            assertFails(.diskFull, mentioning: "disk is full") { try ONNXModel(proto).save(to: "\(small)/m.onnx", externalData: policy) }
+            XCTAssertEqual(listing(small), [], "\(policy)")
+        }
+    }
+
     /// A side file of 2 GiB (sparse: no disk used) cannot go inline.
     func testInlineOverTheProtobufLimitSuggestsExternalData() throws {
         let size = Int(Int32.max) + 4096
