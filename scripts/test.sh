@@ -34,6 +34,9 @@ case "$variants" in
     avx2) variants="scalar avx2" ;;
     *) variants="scalar" ;;
 esac
+echo "== Converter tests (quantkit convert on synthetic and real models, run in ONNX Runtime)"
+QUANTKIT_CLI="$PWD/dist/bin/quantkit" .venv/bin/python -m pytest -q Tests/converter
+
 for variant in $variants; do
     echo "== Python tests, QUANTKIT_KERNELS=$variant"
     QUANTKIT_KERNELS=$variant .venv/bin/python -m pytest -q Tests/python

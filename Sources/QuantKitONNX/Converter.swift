@@ -19,7 +19,9 @@ public struct Converter {
     public static func pass(for target: ConversionTarget) throws -> any LinearRewritePass {
         switch target {
         case .matMulNBits: return MatMulNBitsPass()
-        case .qdq, .dynamicInt8, .bnb4:
+        case .qdq: return QDQPass()
+        case .dynamicInt8: return DynamicInt8Pass()
+        case .bnb4:
             throw QuantError(.unsupported, "the \(target.rawValue) target is not implemented yet")
         case .quantkit:
             throw QuantError(
@@ -41,6 +43,10 @@ public struct Converter {
 
         try convertGraph(&model.graph, depth: 0, scope: [:], policy: policy, context: &context, state: &state, report: &report)
         Self.removeUnreferencedInitializers(&model.graph, names: state.replacedWeights)
+        if let needed = state.opsets[""], needed > opset {
+            // The new nodes need a newer default opset: raise it and rewrite the nodes it changes.
+            report.upgradedNodes = try OpsetUpgrade.upgrade(&model, to: needed)
+        }
         try Self.requireOpsets(state.opsets, in: &model)
         report.opsetAfter = Self.opsetVersion(of: model, domain: "")
         return report
