@@ -20,6 +20,9 @@ import QuantKit
 public final class ExternalDataReader: @unchecked Sendable {
     /// The folder that holds the model file; every location is relative to it.
     public let folder: String
+    /// The model file itself: large tensors of an inline model stay there after loading (see
+    /// `WireScan`), referenced with the location `modelFileLocation`.
+    public let modelPath: String
     private var mappings: [String: Mapping] = [:]
     private let lock = PthreadMutex()
 
@@ -28,7 +31,12 @@ public final class ExternalDataReader: @unchecked Sendable {
         let size: Int
     }
 
+    /// A location no file can have (it holds a NUL): "the model file itself". A model that
+    /// names it in its own external data can only read its own file, which is harmless.
+    public static let modelFileLocation = "\u{0}model-file"
+
     public init(modelPath: String) {
+        self.modelPath = modelPath
         folder = FileIO.split(modelPath).folder
     }
 
@@ -85,8 +93,13 @@ public final class ExternalDataReader: @unchecked Sendable {
     /// The bytes of an externally stored tensor, as a view into the mapped side file.
     public func bytes(of tensor: Onnx_TensorProto) throws -> UnsafeRawBufferPointer {
         let ref = try Self.reference(of: tensor)
-        try Self.checkLocation(ref.location, tensor: tensor.name)
-        let mapping = try map(ref.location, tensor: tensor.name)
+        let mapping: Mapping
+        if ref.location == Self.modelFileLocation {
+            mapping = try mapModelFile()
+        } else {
+            try Self.checkLocation(ref.location, tensor: tensor.name)
+            mapping = try map(ref.location, tensor: tensor.name)
+        }
         let (end, overflow) = ref.length.map { ref.offset.addingReportingOverflow($0) } ?? (mapping.size, false)
         guard !overflow, ref.offset <= mapping.size, end <= mapping.size else {
             throw QuantError(
@@ -104,6 +117,48 @@ public final class ExternalDataReader: @unchecked Sendable {
         let first = Int(bitPattern: start) / page * page
         let last = Int(bitPattern: start + bytes.count)
         _ = madvise(UnsafeMutableRawPointer(bitPattern: first), last - first, Int32(MADV_DONTNEED))
+    }
+
+    /// True when the tensor's bytes are in a side file (not in the model file itself).
+    public static func isInSideFile(_ tensor: Onnx_TensorProto) -> Bool {
+        tensor.dataLocation == .external && (try? reference(of: tensor))?.location != modelFileLocation
+    }
+
+    /// The model file, mapped (nil for a file that cannot be mapped: a pipe, a character device).
+    /// Errors name the path, like reading it would.
+    func mapModelFile() throws -> Mapping {
+        lock.lock()
+        defer { lock.unlock() }
+        if let mapping = mappings[Self.modelFileLocation] { return mapping }
+        let fd = open(modelPath, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else {
+            let code = errno
+            if code == ENOENT {
+                throw QuantError(.io, "cannot read model '\(modelPath)': no such file")
+            }
+            throw QuantError(.io, "cannot open model '\(modelPath)': \(FileIO.errorText(code))")
+        }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else {
+            throw QuantError(.io, "cannot read model '\(modelPath)': \(FileIO.errorText(errno))")
+        }
+        if FileIO.isDirectory(st.st_mode) {
+            throw QuantError(.io, "cannot read model '\(modelPath)': it is a directory")
+        }
+        guard FileIO.isRegular(st.st_mode) else {
+            throw QuantError(.io, "cannot map model '\(modelPath)': not a regular file")
+        }
+        let size = Int(st.st_size)
+        var mapping = Mapping(base: nil, size: 0)
+        if size > 0 {
+            guard let base = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), base != MAP_FAILED else {
+                throw QuantError(.io, "cannot map model '\(modelPath)': \(FileIO.errorText(errno))")
+            }
+            mapping = Mapping(base: base, size: size)
+        }
+        mappings[Self.modelFileLocation] = mapping
+        return mapping
     }
 
     private func map(_ location: String, tensor: String) throws -> Mapping {

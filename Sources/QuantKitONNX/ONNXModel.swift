@@ -14,15 +14,25 @@ import SwiftProtobuf
 /// `onnx` package: fields are written in field-number order, as protobuf's C++ and upb writers
 /// do, and fields this schema does not know are kept and written back.
 ///
-/// Not yet handled (see issue 4): external data (tensors in side files) is not read or written;
-/// its references (`data_location`, `external_data`) load and save like any other field. A model
-/// file is read whole into memory, so files of 2 GiB or more are refused.
+/// Large tensors are not copied at load: an inline model file is memory-mapped and the raw data
+/// of its big initializers stays in the mapping (see `WireScan`); tensors in side files (external
+/// data) are mapped by `dataReader` when read. Saving streams both to the output (see
+/// `ExternalDataWriter.swift`), so memory stays bounded by the small fields plus what passes make.
 public struct ONNXModel: Sendable {
     /// The model, as the generated ONNX schema type (see Generated/README.md).
     public var proto: Onnx_ModelProto
 
-    public init(_ proto: Onnx_ModelProto) {
+    /// Reads external tensors and the large tensors left in the loaded file; nil for a model
+    /// built in memory. Lives as long as any copy of the model.
+    public var dataReader: ExternalDataReader?
+
+    /// True when the loaded file kept tensors in side files: `.automatic` saving then writes a
+    /// side file too, even after a conversion replaced every external tensor.
+    public var loadedWithExternalData = false
+
+    public init(_ proto: Onnx_ModelProto, dataReader: ExternalDataReader? = nil) {
         self.proto = proto
+        self.dataReader = dataReader
     }
 
     /// The largest message protobuf allows (2 GiB - 1); bigger models need external data.
@@ -33,9 +43,37 @@ public struct ONNXModel: Sendable {
     /// Throws `QuantError` with status `.io` when the file cannot be read (missing, a directory,
     /// no permission) and `.invalidModel` when its bytes are not an ONNX model (empty, truncated,
     /// malformed protobuf, no `ir_version`). Every message names the path.
+    ///
+    /// A regular file is memory-mapped and only its small fields are parsed; large initializer
+    /// data stays in the mapping, read through `dataReader` (also for external data).
     public static func load(path: String) throws -> ONNXModel {
-        let bytes = try FileIO.readAll(path: path, limit: protobufLimit)
-        return try ONNXModel(serializedBytes: bytes, source: path)
+        try load(path: path, mappingTensorsFrom: WireScan.minimumBytes)
+    }
+
+    /// `load`, leaving raw data of `minimum` bytes or more in the mapping (tests use small sizes).
+    static func load(path: String, mappingTensorsFrom minimum: Int) throws -> ONNXModel {
+        var st = stat()
+        guard stat(path, &st) == 0, FileIO.isRegular(st.st_mode) else {
+            // Missing files, folders, pipes: read them the plain way, which reports each case.
+            let bytes = try FileIO.readAll(path: path, limit: protobufLimit)
+            var model = try ONNXModel(serializedBytes: bytes, source: path)
+            model.dataReader = ExternalDataReader(modelPath: path)
+            model.loadedWithExternalData = usesSideFiles(model.proto)
+            return model
+        }
+        let reader = ExternalDataReader(modelPath: path)
+        let mapping = try reader.mapModelFile()
+        guard mapping.size <= protobufLimit else {
+            throw QuantError(
+                .invalidModel,
+                "'\(path)' is \(mapping.size) bytes, over the 2 GiB protobuf limit (a model this big keeps its tensors in external data files)")
+        }
+        let file = UnsafeRawBufferPointer(start: mapping.base, count: mapping.size)
+        let bytes = WireScan.skeleton(of: file, minimum: minimum) ?? [UInt8](file)
+        var model = try ONNXModel(serializedBytes: bytes, source: path)
+        model.dataReader = reader
+        model.loadedWithExternalData = usesSideFiles(model.proto)
+        return model
     }
 
     /// Parses a serialized `ModelProto`. `source` names the bytes in error messages.
@@ -62,19 +100,12 @@ public struct ONNXModel: Sendable {
         self.proto = proto
     }
 
-    /// The model serialized as protobuf bytes (what `save(to:)` writes).
+    /// The model serialized inline as protobuf bytes, tensors kept in files included (for small
+    /// models: this is one array of the whole model; `save` streams instead).
     public func serializedBytes() throws -> [UInt8] {
-        do {
-            return try proto.serializedBytes()
-        } catch BinaryEncodingError.missingRequiredFields {
-            // The ONNX schema has no required fields: swift-protobuf reports a message over the
-            // 2 GiB protobuf limit this way (checked before it allocates anything).
-            throw QuantError(
-                .invalidModel,
-                "the model serializes to 2 GiB or more, over the protobuf limit: its tensors need external data")
-        } catch {
-            throw QuantError(.invalidModel, "the model cannot be serialized: \(error)")
-        }
+        let plan = try InlinePlan(proto, reader: dataReader)
+        try plan.checkSize()
+        return plan.joined()
     }
 
     /// Writes the model to `path` atomically: the bytes go to a temporary file in the same folder,
@@ -82,11 +113,12 @@ public struct ONNXModel: Sendable {
     /// is removed and `path` is left as it was; a partial model is never visible at `path`.
     ///
     /// An existing file at `path` is replaced only when `overwrite` is true (keeping its
-    /// permission bits); otherwise this throws `.io` and leaves it untouched, also when the
-    /// file appears while the model is being written.
-    public func save(to path: String, overwrite: Bool = false) throws {
-        let bytes = try serializedBytes()
-        try FileIO.writeAtomically(bytes, to: path, overwrite: overwrite)
+    /// permission bits); otherwise this throws `ModelFileError.outputExists` and leaves it
+    /// untouched, also when the file appears while the model is being written. Tensor data goes
+    /// where `ExternalDataPolicy.automatic` says.
+    @discardableResult
+    public func save(to path: String, overwrite: Bool = false) throws -> [String] {
+        try save(to: path, overwrite: overwrite, externalData: .automatic, reader: nil)
     }
 
     static func explain(_ error: BinaryDecodingError) -> String {
@@ -132,7 +164,7 @@ enum FileIO {
         if isRegular(st.st_mode) && Int(st.st_size) > limit {
             throw QuantError(
                 .invalidModel,
-                "'\(path)' is \(st.st_size) bytes, over the 2 GiB protobuf limit (external data is not supported yet)")
+                "'\(path)' is \(st.st_size) bytes, over the 2 GiB protobuf limit (a model this big keeps its tensors in external data files)")
         }
         var bytes = [UInt8]()
         bytes.reserveCapacity(isRegular(st.st_mode) ? Int(st.st_size) : 1 << 16)
@@ -160,96 +192,10 @@ enum FileIO {
         return (folder.isEmpty ? "/" : folder, String(path[path.index(after: slash)...]))
     }
 
-    static func writeAtomically(_ bytes: [UInt8], to path: String, overwrite: Bool) throws {
-        let (folder, name) = split(path)
-        guard !name.isEmpty, name != ".", name != ".." else {
-            throw QuantError(.io, "cannot write model '\(path)': not a file name")
-        }
-        var existing = stat()
-        let exists = lstat(path, &existing) == 0
-        if exists && isDirectory(existing.st_mode) {
-            throw QuantError(.io, "cannot write model '\(path)': it is a directory")
-        }
-        if exists && !overwrite {
-            throw ModelFileError(.outputExists, "cannot write model '\(path)': the file already exists (allow overwriting to replace it)")
-        }
-
-        // The temporary file: same folder (so the rename stays on one file system), hidden,
-        // created exclusively with mode 0666 less the umask, like any new file.
-        var temp = ""
-        var fd: Int32 = -1
-        for _ in 0..<100 {
-            temp = "\(folder)/.\(name).tmp-\(getpid())-\(String(UInt32.random(in: .min ... .max), radix: 16))"
-            fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o666)
-            if fd >= 0 || errno != EEXIST { break }
-        }
-        guard fd >= 0 else {
-            let code = errno
-            if code == ENOENT {
-                throw QuantError(.io, "cannot write model '\(path)': folder '\(folder)' does not exist")
-            }
-            throw QuantError(.io, "cannot write model '\(path)': cannot create a file in '\(folder)': \(errorText(code))")
-        }
-        var committed = false
-        defer {
-            if !committed { unlink(temp) }
-        }
-        do {
-            defer { if fd >= 0 { close(fd) } }
-            if exists && isRegular(existing.st_mode) {
-                _ = fchmod(fd, existing.st_mode & 0o7777)  // best effort: keep the replaced file's permissions
-            }
-            try writeAll(fd, bytes, path: path)
-            guard fsync(fd) == 0 else { throw writeError(path, errno) }
-            let result = close(fd)
-            fd = -1
-            guard result == 0 else { throw writeError(path, errno) }
-        }
-
-        if overwrite {
-            guard rename(temp, path) == 0 else {
-                throw QuantError(.io, "cannot write model '\(path)': \(errorText(errno))")
-            }
-        } else {
-            // A hard link fails if `path` appeared meanwhile, so an existing file is never replaced.
-            guard link(temp, path) == 0 else {
-                let code = errno
-                if code == EEXIST {
-                    throw ModelFileError(.outputExists, "cannot write model '\(path)': the file already exists (allow overwriting to replace it)")
-                }
-                throw QuantError(
-                    .io, "cannot write model '\(path)': \(errorText(code)) (a file system without hard links? allow overwriting)")
-            }
-            unlink(temp)
-        }
-        committed = true
-        // Make the rename itself durable (best effort: some file systems refuse fsync on folders).
-        let dirfd = open(folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if dirfd >= 0 {
-            _ = fsync(dirfd)
-            close(dirfd)
-        }
-    }
-
     static func writeError(_ path: String, _ code: Int32) -> any Error {
         if code == ENOSPC {
             return ModelFileError(.diskFull, "cannot write model '\(path)': the disk is full (nothing was written)")
         }
         return QuantError(.io, "cannot write model '\(path)': \(errorText(code)) (nothing was written)")
-    }
-
-    static func writeAll(_ fd: Int32, _ bytes: [UInt8], path: String) throws {
-        try bytes.withUnsafeBytes { buffer in
-            var offset = 0
-            while offset < buffer.count {
-                let n = write(fd, buffer.baseAddress! + offset, min(buffer.count - offset, 1 << 30))
-                if n < 0 {
-                    let code = errno
-                    if code == EINTR { continue }
-                    throw writeError(path, code)
-                }
-                offset += n
-            }
-        }
     }
 }

@@ -1,0 +1,318 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import FoundationEssentials
+import QuantKit
+@testable import QuantKitONNX
+import XCTest
+
+/// External data (tensors in side files) and large tensors left in the mapped model file, checked
+/// against files Python's `onnx` wrote (Fixtures/make_external_fixtures.py).
+final class ExternalDataTests: XCTestCase {
+    let external = "\(fixtures)/external"
+    var folder = ""
+
+    override func setUpWithError() throws {
+        var template = Array("/tmp/quantkit-extdata-tests-XXXXXX".utf8CString)
+        XCTAssertNotNil(template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) })
+        folder = String(cString: template)
+    }
+
+    override func tearDownWithError() throws {
+        removeTree(folder)
+    }
+
+    func removeTree(_ path: String) {
+        var st = stat()
+        if lstat(path, &st) == 0 && st.st_mode & S_IFMT == S_IFDIR {
+            for name in listing(path) { removeTree("\(path)/\(name)") }
+            rmdir(path)
+        } else {
+            unlink(path)
+        }
+    }
+
+    func copy(_ from: String, _ to: String) throws {
+        writeBytes(try readBytes(from), to)
+    }
+
+    func assertFails(_ kind: ModelFileError.Kind, mentioning text: String, _ body: () throws -> Void,
+                     file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertThrowsError(try body(), file: file, line: line) { error in
+            guard let error = error as? ModelFileError else { return XCTFail("not a ModelFileError: \(error)", file: file, line: line) }
+            XCTAssertEqual(error.kind, kind, error.message, file: file, line: line)
+            XCTAssertTrue(error.message.contains(text), "'\(error.message)' does not mention '\(text)'", file: file, line: line)
+        }
+    }
+
+    func assertFails(_ status: QuantStatus, mentioning text: String, _ body: () throws -> Void,
+                     file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertThrowsError(try body(), file: file, line: line) { error in
+            guard let error = error as? QuantError else { return XCTFail("not a QuantError: \(error)", file: file, line: line) }
+            XCTAssertEqual(error.status, status, error.message, file: file, line: line)
+            XCTAssertTrue(error.message.contains(text), "'\(error.message)' does not mention '\(text)'", file: file, line: line)
+        }
+    }
+
+    func initializer(_ model: ONNXModel, _ name: String) throws -> Onnx_TensorProto {
+        try XCTUnwrap(model.proto.graph.initializer.first { $0.name == name })
+    }
+
+    // MARK: Round trips, byte-exact against Python
+
+    func testExternalTensorsReadPythonsBytes() throws {
+        let model = try ONNXModel.load(path: "\(external)/model.onnx")
+        let inline = try ONNXModel.load(path: "\(external)/inline.onnx", mappingTensorsFrom: Int.max)
+        let reader = try XCTUnwrap(model.dataReader)
+        for name in ["W", "W2"] {
+            let tensor = try initializer(model, name)
+            XCTAssertEqual(tensor.dataLocation, .external, name)
+            XCTAssertEqual(Array(try reader.bytes(of: tensor)), Array(try initializer(inline, name).rawData), name)
+            XCTAssertEqual(try TensorData.floats(of: tensor, external: reader).count, tensor.dims.reduce(1, *).asInt)
+        }
+        XCTAssertEqual(try initializer(model, "B").dataLocation, .default)
+    }
+
+    func testExternalToInlineEqualsPythonsInlineFile() throws {
+        let model = try ONNXModel.load(path: "\(external)/model.onnx")
+        try model.save(to: "\(folder)/out.onnx", externalData: .inline)
+        XCTAssertEqual(try readBytes("\(folder)/out.onnx"), try readBytes("\(external)/inline.onnx"))
+        XCTAssertEqual(listing(folder), ["out.onnx"])
+        XCTAssertEqual(try model.serializedBytes(), try readBytes("\(external)/inline.onnx"))
+    }
+
+    func testInlineToExternalEqualsPythonsExternalFiles() throws {
+        // Mapped at load (threshold 1) or parsed normally: both write what onnx.save writes.
+        for minimum in [1, Int.max] {
+            let out = "\(folder)/\(minimum)"
+            XCTAssertEqual(mkdir(out, 0o755), 0)
+            let model = try ONNXModel.load(path: "\(external)/inline.onnx", mappingTensorsFrom: minimum)
+            try model.save(to: "\(out)/model.onnx", externalData: .external())
+            XCTAssertEqual(try readBytes("\(out)/model.onnx"), try readBytes("\(external)/model.onnx"), "minimum \(minimum)")
+            XCTAssertEqual(try readBytes("\(out)/model.onnx.data"), try readBytes("\(external)/model.onnx.data"), "minimum \(minimum)")
+            XCTAssertEqual(listing(out), ["model.onnx", "model.onnx.data"])
+        }
+    }
+
+    func testExternalToExternalCopiesIntoANewSideFile() throws {
+        let model = try ONNXModel.load(path: "\(external)/model.onnx")
+        try model.save(to: "\(folder)/copy.onnx")  // .automatic: the input used external data
+        XCTAssertEqual(listing(folder), ["copy.onnx", "copy.onnx.data"])
+        XCTAssertEqual(try readBytes("\(folder)/copy.onnx.data"), try readBytes("\(external)/model.onnx.data"))
+        let again = try ONNXModel.load(path: "\(folder)/copy.onnx")
+        XCTAssertEqual(try initializer(again, "W").externalData.map(\.value), ["copy.onnx.data", "0", "4096"])
+        try again.save(to: "\(folder)/back.onnx", externalData: .inline)
+        XCTAssertEqual(try readBytes("\(folder)/back.onnx"), try readBytes("\(external)/inline.onnx"))
+    }
+
+    func testThresholdAndCustomLocation() throws {
+        let model = try ONNXModel.load(path: "\(external)/inline.onnx")
+        try model.save(to: "\(folder)/m.onnx", externalData: .external(location: "weights.bin", sizeThreshold: 3000))
+        let again = try ONNXModel.load(path: "\(folder)/m.onnx")
+        XCTAssertEqual(try initializer(again, "W").externalData.map(\.value), ["weights.bin", "0", "4096"])
+        XCTAssertEqual(try initializer(again, "W2").dataLocation, .default, "2048 bytes is under the threshold")
+        XCTAssertEqual(listing(folder), ["m.onnx", "weights.bin"])
+    }
+
+    func testLargeTensorsAreAlignedInTheSideFile() throws {
+        var proto = try ONNXModel.load(path: "\(external)/inline.onnx").proto
+        proto.graph.initializer.append(TensorData.make(name: "big", type: .uint8, dims: [1 << 20], raw: [UInt8](repeating: 7, count: 1 << 20)))
+        try ONNXModel(proto).save(to: "\(folder)/big.onnx", externalData: .external())
+        let again = try ONNXModel.load(path: "\(folder)/big.onnx")
+        let big = try initializer(again, "big")
+        let offset = try XCTUnwrap(Int(big.externalData[1].value))
+        XCTAssertEqual(offset % (64 << 10), 0)
+        XCTAssertEqual(try again.dataReader!.bytes(of: big).allSatisfy { $0 == 7 }, true)
+    }
+
+    /// Large raw data left in the mapped model file is written back where the parser found it.
+    func testMappedTensorsRoundTripByteExact() throws {
+        for path in ["\(fixtures)/tiny.onnx", "\(fixtures)/unknown_fields.onnx", "\(external)/inline.onnx"] {
+            let original = try readBytes(path)
+            let model = try ONNXModel.load(path: path, mappingTensorsFrom: 1)
+            XCTAssertTrue(model.proto.graph.initializer.contains { $0.dataLocation == .external }, path)
+            XCTAssertEqual(try model.serializedBytes(), original, path)
+            let out = "\(folder)/\(FileIO.split(path).name)"
+            try model.save(to: out)
+            XCTAssertEqual(try readBytes(out), original, path)
+        }
+    }
+
+    /// The onnx package's test models (QUANTKIT_ONNX_ROUNDTRIP), every raw_data mapped.
+    func testMappedRoundTripOfModelsNamedInEnvironment() throws {
+        guard let list = getenv("QUANTKIT_ONNX_ROUNDTRIP").map({ String(cString: $0) }), !list.isEmpty else {
+            throw XCTSkip("set QUANTKIT_ONNX_ROUNDTRIP to round-trip more models")
+        }
+        var paths: [String] = []
+        func collect(_ path: String) {
+            var st = stat()
+            guard stat(path, &st) == 0 else { return }
+            if st.st_mode & S_IFMT == S_IFDIR {
+                for name in listing(path) { collect("\(path)/\(name)") }
+            } else if path.hasSuffix(".onnx") {
+                paths.append(path)
+            }
+        }
+        for item in list.split(separator: ":") { collect(String(item)) }
+        var mapped = 0
+        for path in paths {
+            let original = try readBytes(path)
+            guard let model = try? ONNXModel.load(path: path, mappingTensorsFrom: 1) else { continue }
+            mapped += model.proto.graph.initializer.filter { $0.dataLocation == .external }.count
+            XCTAssertEqual(try model.serializedBytes(), original, path)
+        }
+        print("mapped round trip: \(paths.count) models, \(mapped) mapped tensors")
+    }
+
+    // MARK: Bad external data
+
+    /// model.onnx in `folder` with W's external-data entries replaced.
+    func modelWithReference(_ entries: [(String, String)]) throws -> ONNXModel {
+        try copy("\(external)/model.onnx.data", "\(folder)/model.onnx.data")
+        var proto = try ONNXModel.load(path: "\(external)/model.onnx").proto
+        proto.graph.initializer[0].externalData = entries.map { key, value in
+            var entry = Onnx_StringStringEntryProto()
+            entry.key = key
+            entry.value = value
+            return entry
+        }
+        let path = "\(folder)/model.onnx"
+        writeBytes(try proto.serializedBytes(), path)
+        return try ONNXModel.load(path: path)
+    }
+
+    func readW(_ model: ONNXModel) throws {
+        _ = try model.dataReader!.bytes(of: model.proto.graph.initializer[0])
+    }
+
+    func testMissingSideFile() throws {
+        let model = try modelWithReference([("location", "gone.data"), ("offset", "0"), ("length", "4096")])
+        assertFails(.externalDataMissing, mentioning: "gone.data") { try readW(model) }
+    }
+
+    func testOffsetOrLengthPastTheEnd() throws {
+        for entries in [[("location", "model.onnx.data"), ("offset", "6000"), ("length", "4096")],
+                        [("location", "model.onnx.data"), ("offset", "7000")],
+                        [("location", "model.onnx.data"), ("offset", "9223372036854775807"), ("length", "10")]] {
+            let model = try modelWithReference(entries)
+            assertFails(.invalidModel, mentioning: "past the end") { try readW(model) }
+        }
+    }
+
+    func testBadOffsetsAndLengths() throws {
+        for (key, value) in [("offset", "-4"), ("offset", "four"), ("offset", ""), ("length", "-1"), ("length", "1e3")] {
+            let model = try modelWithReference([("location", "model.onnx.data"), (key, value)])
+            assertFails(.invalidModel, mentioning: "not a non-negative integer") { try readW(model) }
+        }
+        let model = try modelWithReference([("offset", "0")])
+        assertFails(.invalidModel, mentioning: "names no location") { try readW(model) }
+    }
+
+    func testLocationsOutsideTheFolderAreRejected() throws {
+        for location in ["../../etc/passwd", "../model.onnx.data", "sub/../../x", "/etc/passwd", "..", "a\\b"] {
+            let model = try modelWithReference([("location", location)])
+            assertFails(.externalDataOutsideFolder, mentioning: location) { try readW(model) }
+        }
+    }
+
+    func testSymlinkOutOfTheFolderIsRejected() throws {
+        let outside = "\(folder)-outside.data"
+        try copy("\(external)/model.onnx.data", outside)
+        defer { unlink(outside) }
+        XCTAssertEqual(symlink(outside, "\(folder)/link.data"), 0)
+        let model = try modelWithReference([("location", "link.data")])
+        assertFails(.externalDataOutsideFolder, mentioning: "link.data") { try readW(model) }
+        // A link that stays inside the folder is fine.
+        XCTAssertEqual(symlink("model.onnx.data", "\(folder)/inside.data"), 0)
+        let fine = try modelWithReference([("location", "inside.data"), ("length", "4096")])
+        XCTAssertEqual(try fine.dataReader!.bytes(of: fine.proto.graph.initializer[0]).count, 4096)
+    }
+
+    func testLocationNamingADirectory() throws {
+        XCTAssertEqual(mkdir("\(folder)/sub", 0o755), 0)
+        let model = try modelWithReference([("location", "sub")])
+        assertFails(.invalidModel, mentioning: "not a regular file") { try readW(model) }
+    }
+
+    func testBadReferenceStopsSavingAndWritesNothing() throws {
+        let model = try modelWithReference([("location", "../../etc/passwd"), ("offset", "0"), ("length", "4096")])
+        let out = "\(folder)/out"
+        XCTAssertEqual(mkdir(out, 0o755), 0)
+        for policy in [ExternalDataPolicy.inline, .external(), .automatic] {
+            assertFails(.externalDataOutsideFolder, mentioning: "../../etc/passwd") {
+                try model.save(to: "\(out)/m.onnx", externalData: policy)
+            }
+            XCTAssertEqual(listing(out), [], "\(policy)")
+        }
+    }
+
+    // MARK: Saving errors
+
+    func testExistingOutputsAreNotReplaced() throws {
+        let model = try ONNXModel.load(path: "\(external)/model.onnx")
+        let old = Array("old".utf8)
+        writeBytes(old, "\(folder)/m.onnx.data")
+        assertFails(.outputExists, mentioning: "m.onnx.data") { try model.save(to: "\(folder)/m.onnx", externalData: .external()) }
+        XCTAssertEqual(listing(folder), ["m.onnx.data"])
+        XCTAssertEqual(try readBytes("\(folder)/m.onnx.data"), old)
+
+        unlink("\(folder)/m.onnx.data")
+        writeBytes(old, "\(folder)/m.onnx")
+        assertFails(.outputExists, mentioning: "m.onnx") { try model.save(to: "\(folder)/m.onnx", externalData: .external()) }
+        XCTAssertEqual(listing(folder), ["m.onnx"])
+
+        try model.save(to: "\(folder)/m.onnx", overwrite: true, externalData: .external())
+        XCTAssertEqual(listing(folder), ["m.onnx", "m.onnx.data"])
+        try model.save(to: "\(folder)/m.onnx", overwrite: true, externalData: .external())
+        XCTAssertEqual(try readBytes("\(folder)/m.onnx.data"), try readBytes("\(external)/model.onnx.data"))
+    }
+
+    func testSideFileMustBeAPlainName() throws {
+        let model = try ONNXModel.load(path: "\(external)/inline.onnx")
+        for location in ["../x.data", "sub/x.data", "/tmp/x.data", "", "m.onnx"] {
+            assertFails(.invalidArgument, mentioning: "external data") {
+                try model.save(to: "\(folder)/m.onnx", externalData: .external(location: location))
+            }
+        }
+        XCTAssertEqual(listing(folder), [])
+    }
+
+    /// A full disk (a 1 MiB tmpfs, where this runs as root) is `.diskFull`, with nothing left behind.
+    func testDiskFullLeavesNothing() throws {
+        let small = "\(folder)/small"
+        XCTAssertEqual(mkdir(small, 0o755), 0)
+        guard getuid() == 0, mount("tmpfs", small, "tmpfs", 0, "size=1m") == 0 else {
+            throw XCTSkip("needs root and permission to mount a tmpfs")
+        }
+        defer { umount(small) }
+        var proto = try ONNXModel.load(path: "\(external)/inline.onnx").proto
+        proto.graph.initializer.append(TensorData.make(name: "big", type: .uint8, dims: [2 << 20], raw: [UInt8](repeating: 1, count: 2 << 20)))
+        for policy in [ExternalDataPolicy.inline, .external()] {
+            assertFails(.diskFull, mentioning: "disk is full") { try ONNXModel(proto).save(to: "\(small)/m.onnx", externalData: policy) }
+            XCTAssertEqual(listing(small), [], "\(policy)")
+        }
+    }
+
+    /// A side file of 2 GiB (sparse: no disk used) cannot go inline.
+    func testInlineOverTheProtobufLimitSuggestsExternalData() throws {
+        let size = Int(Int32.max) + 4096
+        let fd = open("\(folder)/huge.data", O_WRONLY | O_CREAT, 0o644)
+        XCTAssertEqual(ftruncate(fd, off_t(size)), 0)
+        close(fd)
+        var proto = try ONNXModel.load(path: "\(external)/model.onnx").proto
+        proto.graph.initializer[0].dims = [Int64(size / 4)]
+        proto.graph.initializer[0].externalData[0].value = "huge.data"
+        proto.graph.initializer[0].externalData[2].value = String(size)
+        writeBytes(try proto.serializedBytes(), "\(folder)/huge.onnx")
+        try copy("\(external)/model.onnx.data", "\(folder)/model.onnx.data")
+        let model = try ONNXModel.load(path: "\(folder)/huge.onnx")
+        assertFails(.invalidModel, mentioning: "external data") { try model.save(to: "\(folder)/out.onnx", externalData: .inline) }
+        XCTAssertFalse(listing(folder).contains { $0.contains("out.onnx") })
+    }
+}
+
+private extension Int64 {
+    var asInt: Int { Int(self) }
+}
