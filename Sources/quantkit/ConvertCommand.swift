@@ -60,6 +60,9 @@ struct ConvertCommand: ParsableCommand {
     @Option(help: "Bits for embedding tables (Gather): 8, 4 or float (default 8).")
     var embeddingBits: String?
 
+    @Option(name: .customLong("external-data"), help: "Where tensors go: auto (side file when the input had one or the model passes 2 GiB), inline, external (<output>.data).")
+    var externalDataChoice: ExternalDataChoice = .auto
+
     @Flag(help: "Replace the output if it exists.")
     var force = false
 
@@ -94,24 +97,31 @@ struct ConvertCommand: ParsableCommand {
         } catch {
             throw fail(error, during: .reading)
         }
-        let external = ExternalDataReader(modelPath: input)
+        // The loaded model's reader maps the input's side files and its large inline tensors.
+        let external = model.dataReader ?? ExternalDataReader(modelPath: input)
         var converted = model
-        var converter = Converter(options: options)
-        var bar = ProgressBar(enabled: !quiet && !json)
-        converter.progress = { done, total, name in bar.update(done: done, total: total, label: name) }
         var report: ConversionReport
         do {
-            report = try converter.convert(&converted.proto, external: external)
+            if options.defaults.format == .fp16 || options.defaults.format == .bf16 {
+                // Half precision is a whole-model conversion, not a per-layer quantization.
+                report = try Float16Pass.apply(to: &converted.proto, format: options.defaults.format, external: external)
+            } else {
+                var converter = Converter(options: options)
+                var bar = ProgressBar(enabled: !quiet && !json)
+                converter.progress = { done, total, name in bar.update(done: done, total: total, label: name) }
+                report = try converter.convert(&converted.proto, external: external)
+            }
         } catch {
             throw fail(error, during: .converting)
         }
+        let written: [String]
         do {
-            try converted.save(to: output, overwrite: force)
+            written = try converted.save(to: output, overwrite: force, externalData: externalData, reader: external)
         } catch {
             throw fail(error, during: .writing)
         }
         report.inputBytes = ModelFiles.totalBytes(model: model.proto, path: input)
-        report.outputBytes = ModelFiles.totalBytes(model: converted.proto, path: output)
+        report.outputBytes = written.reduce(0) { $0 + fileSize($1) }
         report.seconds = now() - started
         if json {
             print(try SummaryText.json(report, input: input, output: output))
@@ -168,6 +178,20 @@ struct ConvertCommand: ParsableCommand {
         }
         if fileExists(output) && !force {
             throw fail(ModelFileError(.outputExists, "'\(output)' already exists (use --force to replace it)"), during: .writing)
+        }
+    }
+}
+
+enum ExternalDataChoice: String, ExpressibleByArgument {
+    case auto, inline, external
+}
+
+extension ConvertCommand {
+    var externalData: ExternalDataPolicy {
+        switch externalDataChoice {
+        case .auto: return .automatic
+        case .inline: return .inline
+        case .external: return .external()
         }
     }
 }
