@@ -46,16 +46,22 @@ def ort_convert(src: str, dst: str, external: bool) -> None:
 
 
 def run_child(argv: list[str]) -> tuple[float, float, int, str]:
-    """Run argv; return (seconds, max RSS in MB, exit status, last lines of its output)."""
+    """Run argv; return (seconds, max RSS in MB, exit status, last lines of its output).
+
+    The peak RSS comes from GNU time (Debian package `time`), which forks the command from its own
+    small process: a child forked straight from this (multi-GB) Python process would report this
+    process's resident pages too, since Linux carries the high-water mark across exec."""
     log = tempfile.TemporaryFile()
+    rss_file = tempfile.NamedTemporaryFile(suffix=".rss", delete=False)
+    rss_file.close()
     start = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
-    _, status, usage = os.wait4(proc.pid, 0)  # reaps it: the usage is this child's alone
+    proc = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", rss_file.name, *argv], stdout=log, stderr=subprocess.STDOUT)
     seconds = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
+    rss_kib = int(Path(rss_file.name).read_text().strip().splitlines()[-1] or 0)
+    os.unlink(rss_file.name)
     log.seek(0)
     tail = "\n".join(log.read().decode(errors="replace").splitlines()[-5:])
-    return seconds, usage.ru_maxrss / 1024, proc.returncode, tail  # ru_maxrss is KiB on Linux
+    return seconds, rss_kib / 1024, proc.returncode, tail
 
 
 def model_mb(path: Path) -> float:
