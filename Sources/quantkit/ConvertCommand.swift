@@ -202,7 +202,7 @@ enum ModelFiles {
         let folder = path.contains("/") ? String(path[..<path.lastIndex(of: "/")!]) : "."
         var locations = Set<String>()
         ModelWalk.forEachGraph(model.graph) { graph in
-            for tensor in graph.initializer where TensorData.isExternal(tensor) {
+            for tensor in graph.initializer where ExternalDataReader.isInSideFile(tensor) {
                 if let ref = try? ExternalDataReader.reference(of: tensor) { locations.insert(ref.location) }
             }
         }
