@@ -154,19 +154,6 @@ final class BnbGatherFloat16Tests: XCTestCase {
         _ = try Float16Pass.apply(to: &n, format: .fp16)
         XCTAssertEqual(n.graph.initializer.first { $0.name == "W" }?.dataType, ONNXType.float.rawValue)
     }
-
-    /// Converts QK_FLOAT16_IN to QK_FLOAT16_OUT in QK_FLOAT16_FORMAT (fp16 or bf16): the way
-    /// Tests/converter/test_float16.py runs this pass until `quantkit convert` calls it.
-    func testFloat16ConvertsModelNamedInEnvironment() throws {
-        let env = ProcessInfo.processInfo.environment
-        guard let input = env["QK_FLOAT16_IN"], let output = env["QK_FLOAT16_OUT"] else {
-            throw XCTSkip("QK_FLOAT16_IN / QK_FLOAT16_OUT not set")
-        }
-        let format = try XCTUnwrap(FormatTable.lookup(env["QK_FLOAT16_FORMAT"] ?? "fp16"))
-        var model = try ONNXModel.load(path: input)
-        _ = try Float16Pass.apply(to: &model.proto, format: format, external: ExternalDataReader(modelPath: input))
-        try model.save(to: output, overwrite: true)
-    }
 }
 
 /// Linear layers for `check` tests, matched from a one-node graph.
