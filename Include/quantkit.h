@@ -33,14 +33,14 @@ extern "C" {
 /* ---- Versions ------------------------------------------------------------------------------- */
 
 #define QK_VERSION_MAJOR 0
-#define QK_VERSION_MINOR 1
+#define QK_VERSION_MINOR 2
 #define QK_VERSION_PATCH 0
 /* MAJOR * 10000 + MINOR * 100 + PATCH, written out so every FFI can read it. */
-#define QK_VERSION_NUMBER 100
-#define QK_VERSION_STRING "0.1.0"
+#define QK_VERSION_NUMBER 200
+#define QK_VERSION_STRING "0.2.0"
 
 /* The function-table version this header describes (see qk_get_api). */
-#define QK_ABI_VERSION 1
+#define QK_ABI_VERSION 2
 
 /* Largest tensor rank the library accepts. */
 #define QK_MAX_DIMS 8
@@ -310,9 +310,113 @@ qk_status qk_set_num_threads(int32_t num_threads);
 /* The thread count a call with num_threads 0 uses now (resolved: always >= 1). */
 int32_t qk_get_num_threads(void);
 
+/* ---- Fused low-bit matrix multiplication (since ABI 2) ---------------------------------------- */
+/* Y[M,N] = X[M,K] . dequant(W)^T + bias, with W[N,K] kept packed: the dequantized matrix is never
+ * materialised. Weights are packed once (qk_pack_weights) into an opaque, immutable handle; any
+ * number of threads may multiply with one handle at the same time.
+ *
+ * Formats served: INT8/UINT8, INT4/UINT4, INT3/UINT3, INT2/UINT2 (symmetric or asymmetric),
+ * NF4, FP4_E2M1, FP4_BNB, LOG4, FP8_E4M3FN, FP8_E5M2. 2- and 3-bit codes are held in 4 bits
+ * inside the handle (the same speed as INT4, not less memory traffic). FP16/BF16 weights are not
+ * served (multiply them as float). Scales may be F32, F16 or BF16; they are held as F32. */
+
+/* A packed weight matrix. Opaque; created by qk_pack_weights, freed by qk_packed_matrix_release. */
+typedef struct qk_packed_matrix qk_packed_matrix;
+
+/* How activations meet the weights. */
+enum {
+    /* Activations stay float; each output is computed in float (fused multiply-add), so the result
+     * equals X . dequant(W)^T up to float rounding. */
+    QK_COMPUTE_FLOAT = 0,
+    /* Activations are quantized to int8 on the fly, per row and per block of the handle's
+     * block_size along K (symmetric: scale = max|x| / 127, round half to even), and multiplied with
+     * integer dot products, as ONNX Runtime's MatMulNBits accuracy_level 4. For each output the
+     * difference from QK_COMPUTE_FLOAT is at most sum over blocks of (scale_x / 2) * sum |w| (plus
+     * float rounding). Served for the integer formats; the other formats compute as FLOAT. NaN or
+     * Inf in X -> QK_ERROR_NON_FINITE. */
+    QK_COMPUTE_INT8 = 1
+};
+
+/* Which way round the weight tensor given to qk_pack_weights is stored. */
+enum {
+    QK_WEIGHT_NK = 0, /* [N, K], one row per output: MatMulNBits' B, Gemm with transB = 1,
+                         a PyTorch Linear weight. Blocks run along axis 1, per-axis is axis 0. */
+    QK_WEIGHT_KN = 1  /* [K, N]: ONNX MatMul's B (QDQ weights). Blocks run along axis 0,
+                         per-axis is axis 1. */
+};
+
+typedef struct qk_pack_options {
+    uint32_t struct_size; /* set by the caller to sizeof(qk_pack_options) */
+    int32_t orientation;  /* QK_WEIGHT_*; default (NULL options) QK_WEIGHT_NK */
+    int32_t num_threads;  /* threads used while packing; 0 = qk_get_num_threads() */
+    int32_t reserved;     /* 0 */
+} qk_pack_options;
+
+/* Packs a quantized weight of logical shape [n, k] (seen through options->orientation) whose
+ * buffers follow `params` exactly as qk_quantize writes them, in any layout: QK_LAYOUT_MATMULNBITS
+ * (ONNX Runtime's blob, scales and zero points), QK_LAYOUT_ONNX (blocked along K, per output channel,
+ * or per tensor), QK_LAYOUT_BNB4 (NF4/FP4_BNB; k must be a multiple of block_size). Blocked weights
+ * need a block size with a power-of-two factor of at least 8 (16..256 powers of two are the usual).
+ * The weights are copied: the caller's buffers may be freed after the call. options may be NULL.
+ * Errors: a scale that is NaN or Inf, or an FP8 code that is NaN -> QK_ERROR_NON_FINITE; a layout,
+ * granularity or axis the kernels do not serve -> QK_ERROR_UNSUPPORTED.
+ * On success *out receives a new handle, owned by the caller. */
+qk_status qk_pack_weights(const qk_quant_params *params, int64_t n, int64_t k,
+                          const qk_quantized *weights, const qk_pack_options *options,
+                          qk_packed_matrix **out);
+
+/* Frees a handle. NULL is ignored. The handle must not be in use by another call. */
+void qk_packed_matrix_release(qk_packed_matrix *matrix);
+
+typedef struct qk_packed_matrix_info {
+    uint32_t struct_size;   /* set by the caller */
+    int32_t format;         /* QK_FORMAT_* of the weights */
+    int64_t n;              /* outputs (rows of W) */
+    int64_t k;              /* inputs (columns of W) */
+    int32_t block_size;     /* block along K in the handle: scales change at most once per block, and
+                               QK_COMPUTE_INT8 quantizes activations per block of this size */
+    int32_t int8_compute;   /* 1 when QK_COMPUTE_INT8 uses integer dot products for this handle */
+    size_t packed_bytes;    /* memory the handle holds */
+} qk_packed_matrix_info;
+
+qk_status qk_packed_matrix_get_info(const qk_packed_matrix *matrix, qk_packed_matrix_info *info);
+
+typedef struct qk_matmul_options {
+    uint32_t struct_size; /* set by the caller to sizeof(qk_matmul_options) */
+    int32_t compute;      /* QK_COMPUTE_*; default (NULL options) QK_COMPUTE_FLOAT */
+    int32_t num_threads;  /* 0 = qk_get_num_threads(); results do not depend on it */
+} qk_matmul_options;
+
+/* y = x . dequant(W)^T + bias.
+ * x: F32, F16 or BF16, shape [..., K] (rank 1..QK_MAX_DIMS; leading dimensions are rows), any
+ *    strides. y: F32, F16 or BF16, shape [..., N] with the same leading dimensions, any strides; it
+ *    must not overlap x. bias: NULL or F32 [N]. options may be NULL.
+ * Every output element is written exactly once, from the same arithmetic whatever the thread count
+ * and the kernel variant: results are bit-identical across them. */
+qk_status qk_matmul(const qk_packed_matrix *w, const qk_tensor *x, const qk_tensor *bias,
+                    qk_tensor *y, const qk_matmul_options *options);
+
+/* ONNX MatMulInteger, optionally rescaled to float (W8A8):
+ *   acc[m,n] = sum_k (a[m,k] - a_zero_point[m]) * (b[k,n] - b_zero_point[n])   (int32, exact)
+ * a: U8 or I8 [M, K]; b: U8 or I8 [K, N]; a_zero_point: NULL (0), a scalar or [M] of a's dtype;
+ * b_zero_point: NULL (0), a scalar or [N] of b's dtype. Without scales, y is I32 [M, N] = acc.
+ * With a_scale (F32 scalar or [M]) and b_scale (F32 scalar or [N]), both given, y is F32 [M, N]
+ * = acc * a_scale[m] * b_scale[n] + bias[n] (bias: NULL or F32 [N]; only with scales).
+ * Any strides. num_threads: 0 = qk_get_num_threads(). */
+qk_status qk_matmul_integer(const qk_tensor *a, const qk_tensor *a_zero_point, const qk_tensor *b,
+                            const qk_tensor *b_zero_point, const qk_tensor *a_scale,
+                            const qk_tensor *b_scale, const qk_tensor *bias, qk_tensor *y,
+                            int32_t num_threads);
+
+/* Static name of the matmul kernels in use: "avx512-vnni", "avx2-vnni", "avx2" or "scalar", chosen
+ * once from the CPU. QUANTKIT_KERNELS (see qk_kernel_variant) lowers it: "avx512" allows
+ * avx512-vnni, "avx2-vnni" and "avx2" their own level, "scalar" the reference. */
+const char *qk_matmul_kernel_variant(void);
+
 /* ---- Plugin entry ------------------------------------------------------------------------------- */
 
-/* Append-only table of every function above, in this order. Slots are never moved or removed. */
+/* Append-only table: the functions of ABI 1 in header order, then each later version's functions as
+ * marked. Slots are never moved or removed. */
 typedef struct qk_api {
     uint32_t struct_size; /* sizeof(qk_api) of the library: slots beyond it are absent */
     uint32_t abi_version;
@@ -341,6 +445,19 @@ typedef struct qk_api {
     qk_status (*set_num_threads)(int32_t num_threads);
     int32_t (*get_num_threads)(void);
     const void *(*get_extension)(const char *id);
+    /* since ABI 2 */
+    qk_status (*pack_weights)(const qk_quant_params *params, int64_t n, int64_t k,
+                              const qk_quantized *weights, const qk_pack_options *options,
+                              qk_packed_matrix **out);
+    void (*packed_matrix_release)(qk_packed_matrix *matrix);
+    qk_status (*packed_matrix_get_info)(const qk_packed_matrix *matrix, qk_packed_matrix_info *info);
+    qk_status (*matmul)(const qk_packed_matrix *w, const qk_tensor *x, const qk_tensor *bias,
+                        qk_tensor *y, const qk_matmul_options *options);
+    qk_status (*matmul_integer)(const qk_tensor *a, const qk_tensor *a_zero_point, const qk_tensor *b,
+                                const qk_tensor *b_zero_point, const qk_tensor *a_scale,
+                                const qk_tensor *b_scale, const qk_tensor *bias, qk_tensor *y,
+                                int32_t num_threads);
+    const char *(*matmul_kernel_variant)(void);
 } qk_api;
 
 /* The table for `abi_version` (1 ..= QK_ABI_VERSION of the library), or NULL for a version this
