@@ -30,7 +30,15 @@ let package = Package(
         .target(
             name: "QuantKitAVX512",
             swiftSettings: isaFlags(["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx2", "-mfma", "-mf16c", "-mbmi2"])),
-        .target(name: "QuantKit", dependencies: ["CQuantKit", "QuantKitAVX2", "QuantKitAVX512"]),
+        // Matmul kernels that need VNNI: AVX-512 VNNI, and AVX-VNNI (the AVX2 kernels' source, a
+        // symlink, built with vpdpbusd).
+        .target(
+            name: "QuantKitVNNI512",
+            swiftSettings: isaFlags(["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx512vnni", "-mavx2", "-mfma", "-mf16c", "-mbmi2"])),
+        .target(
+            name: "QuantKitAVX2VNNI",
+            swiftSettings: isaFlags(["-mavx2", "-mavxvnni", "-mfma", "-mf16c", "-mbmi2"]) + [.define("AVXVNNI")]),
+        .target(name: "QuantKit", dependencies: ["CQuantKit", "QuantKitAVX2", "QuantKitAVX512", "QuantKitVNNI512", "QuantKitAVX2VNNI"]),
         .target(
             name: "QuantKitCAPI",
             dependencies: ["CQuantKit", "QuantKit"],

@@ -1,7 +1,7 @@
 import CQuantKit
 
 /// The function table of qk_get_api. Built once; never freed; slots are only ever appended.
-nonisolated(unsafe) private let apiTableV1: UnsafeMutablePointer<qk_api> = {
+nonisolated(unsafe) private let apiTable: UnsafeMutablePointer<qk_api> = {
     let table = UnsafeMutablePointer<qk_api>.allocate(capacity: 1)
     table.initialize(to: qk_api(
         struct_size: UInt32(MemoryLayout<qk_api>.size),
@@ -24,17 +24,23 @@ nonisolated(unsafe) private let apiTableV1: UnsafeMutablePointer<qk_api> = {
         kernel_variant: qk_kernel_variant,
         set_num_threads: qk_set_num_threads,
         get_num_threads: qk_get_num_threads,
-        get_extension: qk_get_extension))
+        get_extension: qk_get_extension,
+        pack_weights: qk_pack_weights,
+        packed_matrix_release: qk_packed_matrix_release,
+        packed_matrix_get_info: qk_packed_matrix_get_info,
+        matmul: qk_matmul,
+        matmul_integer: qk_matmul_integer,
+        matmul_kernel_variant: qk_matmul_kernel_variant))
     return table
 }()
 
 @c @implementation public func qk_get_api(_ abiVersion: UInt32) -> UnsafePointer<qk_api>! {
-    // Version 1 is the only table so far; a later version's table starts with this one's slots.
+    // One table serves every version: it only ever grows, so a version-1 caller reads its prefix.
     guard abiVersion >= 1 && abiVersion <= UInt32(QK_ABI_VERSION) else {
         LastError.set("qk_get_api: ABI version \(abiVersion) is not served (this library serves 1...\(QK_ABI_VERSION))")
         return nil
     }
-    return UnsafePointer(apiTableV1)
+    return UnsafePointer(apiTable)
 }
 
 @c @implementation public func qk_get_extension(_ id: UnsafePointer<CChar>!) -> UnsafeRawPointer! {

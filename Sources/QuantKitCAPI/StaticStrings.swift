@@ -16,6 +16,7 @@ enum StaticStrings {
     static let formatNames: [UnsafePointer<CChar>] = FormatTable.all.map { make($0.name) }
     static let formatDescriptions: [UnsafePointer<CChar>] = FormatTable.all.map { make($0.description) }
     static let variantNames: [UnsafePointer<CChar>] = ["scalar", "avx2", "avx512"].map(make)
+    static let matmulVariantNames: [UnsafePointer<CChar>] = MatmulVariant.allCases.map { make($0.name) }
 
     static let statusNames: [UnsafePointer<CChar>] = [
         "QK_OK", "QK_ERROR_INVALID_ARGUMENT", "QK_ERROR_NULL_POINTER", "QK_ERROR_UNSUPPORTED",

@@ -179,3 +179,40 @@ struct QuantizedArgs {
         QuantizedView(data: UnsafeRawBufferPointer(data), scales: UnsafeRawBufferPointer(scales), zeroPoints: zeroPoints.map { UnsafeRawBufferPointer($0) })
     }
 }
+
+extension FloatTensorView {
+    /// Copies `count` elements starting at row-major index `first` into dense floats.
+    func read(from first: Int, count: Int, into destination: UnsafeMutablePointer<Float>) {
+        guard let base, count > 0 else { return }
+        if isDenseF32 {
+            destination.update(from: base.assumingMemoryBound(to: Float.self) + first, count: count)
+            return
+        }
+        for i in 0..<count { destination[i] = FloatLoad.load(base + byteOffset(first + i), type) }
+    }
+
+    /// Stores `count` floats at row-major index `first` onward, in the tensor's own type.
+    func write(_ values: UnsafePointer<Float>, count: Int, at first: Int) {
+        guard let base, count > 0 else { return }
+        if isDenseF32 {
+            (base.assumingMemoryBound(to: Float.self) + first).update(from: values, count: count)
+            return
+        }
+        for i in 0..<count { FloatLoad.store(values[i], base + byteOffset(first + i), type) }
+    }
+
+    /// Addresses of the first and one past the last byte any element occupies.
+    var byteRange: Range<UInt> {
+        guard let base, count > 0 else { return 0..<0 }
+        let start = UInt(bitPattern: Int(bitPattern: base))
+        guard let strides else { return start..<start + UInt(count * type.byteCount) }
+        var low = 0, high = 0
+        for (d, s) in strides.enumerated() {
+            let span = (shape[d] - 1) * s
+            if span < 0 { low += span } else { high += span }
+        }
+        return UInt(bitPattern: Int(bitPattern: base) + low * type.byteCount)..<UInt(bitPattern: Int(bitPattern: base) + (high + 1) * type.byteCount)
+    }
+
+    func overlaps(_ other: FloatTensorView) -> Bool { byteRange.overlaps(other.byteRange) }
+}

@@ -1,0 +1,135 @@
+import QuantKitAVX2
+import QuantKitAVX2VNNI
+import QuantKitVNNI512
+
+/// One panel (16 outputs) of `rows` activation rows with int8 activations:
+/// out[r][0..<16] = sum over blocks b of  float(dot_b - zero * xSum[r][b]) * (scale_b * xScale[r][b])
+///                                        (+ min_b * (xScale[r][b] * float(xSum[r][b])) when mins)
+/// accumulated with fused multiply-adds in block order. dot_b is the exact int32 dot product of the
+/// block's codes with the int8 activations. Codes start at the panel's first block.
+typealias IntPanelKernel = (_ codes: UnsafeRawPointer, _ scales: UnsafePointer<Float>, _ mins: UnsafePointer<Float>?,
+                            _ blocks: Int, _ block: Int, _ zero: Int32,
+                            _ xq: UnsafePointer<Int8>, _ ldx: Int, _ xScale: UnsafePointer<Float>, _ xSum: UnsafePointer<Int32>, _ ldb: Int,
+                            _ rows: Int, _ out: UnsafeMutablePointer<Float>, _ ldo: Int) -> Void
+
+/// One panel with float activations: per block, partial = sum over k (in order) of value(code) * x
+/// (fused multiply-adds from 0), then out = fma(partial, scale, out) and, with mins,
+/// out = fma(min, xSum[r][b], out), where xSum is the block's sum of x.
+typealias FloatPanelKernel = (_ codes: UnsafeRawPointer, _ scales: UnsafePointer<Float>, _ mins: UnsafePointer<Float>?,
+                              _ blocks: Int, _ block: Int, _ zero: Int32, _ lut: UnsafePointer<Float>,
+                              _ x: UnsafePointer<Float>, _ ldx: Int, _ xSum: UnsafePointer<Float>, _ ldb: Int,
+                              _ rows: Int, _ out: UnsafeMutablePointer<Float>, _ ldo: Int) -> Void
+
+/// The panel kernels of one ISA. Every variant computes exactly the arithmetic documented above, in
+/// the same order, so all variants give bit-identical results (tests compare them with `.scalar`).
+struct MatmulKernels {
+    let intNibbles: IntPanelKernel
+    let intBytes: IntPanelKernel
+    let floatNibbles: FloatPanelKernel
+    let floatBytes: FloatPanelKernel
+    let floatHalves: FloatPanelKernel
+
+    static func of(_ variant: MatmulVariant) -> MatmulKernels {
+        switch variant {
+        case .scalar:
+            return MatmulKernels(intNibbles: ReferencePanels.intNibbles, intBytes: ReferencePanels.intBytes,
+                                 floatNibbles: ReferencePanels.floatNibbles, floatBytes: ReferencePanels.floatBytes,
+                                 floatHalves: ReferencePanels.floatHalves)
+        case .avx2:
+            return MatmulKernels(intNibbles: avx2IntNibbles, intBytes: avx2IntBytes, floatNibbles: avx2FloatNibbles,
+                                 floatBytes: avx2FloatBytes, floatHalves: avx2FloatHalves)
+        case .avx2Vnni:
+            return MatmulKernels(intNibbles: avxvnniIntNibbles, intBytes: avxvnniIntBytes, floatNibbles: avx2FloatNibbles,
+                                 floatBytes: avx2FloatBytes, floatHalves: avx2FloatHalves)
+        case .avx512Vnni:
+            return MatmulKernels(intNibbles: vnni512IntNibbles, intBytes: vnni512IntBytes, floatNibbles: vnni512FloatNibbles,
+                                 floatBytes: vnni512FloatBytes, floatHalves: vnni512FloatHalves)
+        }
+    }
+}
+
+/// Where a code sits in a panel block (see PackedMatrix): shared by the reference and the packer.
+enum PanelLayout {
+    @inline(__always) static func nibble(_ base: UnsafeRawPointer, row r: Int, col c: Int) -> Int32 {
+        let j = c % 8
+        let byte = base.load(fromByteOffset: (c / 8) * 64 + r * 4 + (j & 3), as: UInt8.self)
+        return Int32(j < 4 ? byte & 0x0F : byte >> 4)
+    }
+
+    @inline(__always) static func byte(_ base: UnsafeRawPointer, row r: Int, col c: Int) -> Int32 {
+        Int32(base.load(fromByteOffset: (c / 4) * 64 + r * 4 + c % 4, as: UInt8.self))
+    }
+
+    @inline(__always) static func half(_ base: UnsafeRawPointer, row r: Int, col c: Int) -> UInt16 {
+        base.loadUnaligned(fromByteOffset: c * 32 + r * 2, as: UInt16.self)
+    }
+}
+
+/// The scalar reference: the documented arithmetic, one output at a time.
+enum ReferencePanels {
+    static let width = PackedMatrix.panelWidth
+
+    static func intPanel(_ codes: UnsafeRawPointer, _ scales: UnsafePointer<Float>, _ mins: UnsafePointer<Float>?,
+                         _ blocks: Int, _ block: Int, _ zero: Int32,
+                         _ xq: UnsafePointer<Int8>, _ ldx: Int, _ xScale: UnsafePointer<Float>, _ xSum: UnsafePointer<Int32>, _ ldb: Int,
+                         _ rows: Int, _ out: UnsafeMutablePointer<Float>, _ ldo: Int, blockBytes: Int,
+                         code: (UnsafeRawPointer, Int, Int) -> Int32) {
+        for m in 0..<rows {
+            for r in 0..<width {
+                var acc: Float = 0
+                for b in 0..<blocks {
+                    let base = codes + b * blockBytes
+                    var dot: Int32 = 0
+                    for c in 0..<block { dot &+= code(base, r, c) &* Int32(xq[m * ldx + b * block + c]) }
+                    let sx = xScale[m * ldb + b], sum = xSum[m * ldb + b]
+                    acc.addProduct(Float(dot &- zero &* sum), scales[b * width + r] * sx)
+                    if let mins { acc.addProduct(mins[b * width + r], sx * Float(sum)) }
+                }
+                out[m * ldo + r] = acc
+            }
+        }
+    }
+
+    static func floatPanel(_ codes: UnsafeRawPointer, _ scales: UnsafePointer<Float>, _ mins: UnsafePointer<Float>?,
+                           _ blocks: Int, _ block: Int, _ x: UnsafePointer<Float>, _ ldx: Int, _ xSum: UnsafePointer<Float>, _ ldb: Int,
+                           _ rows: Int, _ out: UnsafeMutablePointer<Float>, _ ldo: Int, blockBytes: Int,
+                           value: (UnsafeRawPointer, Int, Int) -> Float) {
+        for m in 0..<rows {
+            for r in 0..<width {
+                var acc: Float = 0
+                for b in 0..<blocks {
+                    let base = codes + b * blockBytes
+                    var partial: Float = 0
+                    for c in 0..<block { partial.addProduct(value(base, r, c), x[m * ldx + b * block + c]) }
+                    acc.addProduct(partial, scales[b * width + r])
+                    if let mins { acc.addProduct(mins[b * width + r], xSum[m * ldb + b]) }
+                }
+                out[m * ldo + r] = acc
+            }
+        }
+    }
+
+    static let intNibbles: IntPanelKernel = { codes, scales, mins, blocks, block, zero, xq, ldx, xs, sums, ldb, rows, out, ldo in
+        intPanel(codes, scales, mins, blocks, block, zero, xq, ldx, xs, sums, ldb, rows, out, ldo, blockBytes: width * block / 2,
+                 code: PanelLayout.nibble)
+    }
+    static let intBytes: IntPanelKernel = { codes, scales, mins, blocks, block, zero, xq, ldx, xs, sums, ldb, rows, out, ldo in
+        intPanel(codes, scales, mins, blocks, block, zero, xq, ldx, xs, sums, ldb, rows, out, ldo, blockBytes: width * block,
+                 code: PanelLayout.byte)
+    }
+    static let floatNibbles: FloatPanelKernel = { codes, scales, mins, blocks, block, _, lut, x, ldx, sums, ldb, rows, out, ldo in
+        floatPanel(codes, scales, mins, blocks, block, x, ldx, sums, ldb, rows, out, ldo, blockBytes: width * block / 2) {
+            lut[Int(PanelLayout.nibble($0, row: $1, col: $2))]
+        }
+    }
+    static let floatBytes: FloatPanelKernel = { codes, scales, mins, blocks, block, zero, _, x, ldx, sums, ldb, rows, out, ldo in
+        floatPanel(codes, scales, mins, blocks, block, x, ldx, sums, ldb, rows, out, ldo, blockBytes: width * block) {
+            Float(PanelLayout.byte($0, row: $1, col: $2) &- zero)
+        }
+    }
+    static let floatHalves: FloatPanelKernel = { codes, scales, mins, blocks, block, _, _, x, ldx, sums, ldb, rows, out, ldo in
+        floatPanel(codes, scales, mins, blocks, block, x, ldx, sums, ldb, rows, out, ldo, blockBytes: width * block * 2) {
+            Float16Codec.fromF16(PanelLayout.half($0, row: $1, col: $2))
+        }
+    }
+}

@@ -1,0 +1,147 @@
+/// A weight matrix W[N, K] repacked for the matmul kernels (the `qk_packed_matrix` handle).
+///
+/// Layout. Rows of W are grouped in panels of 16 (one output per 32-bit lane of an AVX-512
+/// register); K is cut into kernel blocks of `block` elements, each with one scale (and min) per
+/// row. A panel's blocks follow each other, and inside a block the codes are interleaved so that
+/// one 64-byte load holds the same K positions of all 16 rows:
+///   nibbles: groups of 8 K positions; row r's 4 bytes at 4r hold K+j in the low nibble of byte j
+///            and K+j+4 in its high nibble (j = 0..3): a VNNI dot product of the low nibbles with
+///            x[K..K+3] and of the high nibbles with x[K+4..K+7] covers the group.
+///   bytes:   groups of 4 K positions; row r's 4 bytes at 4r are K+0..K+3.
+///   halves:  one K position per 32 bytes: row r's fp16 bit pattern at 2r.
+/// Rows past N have scale 0; K is padded to a whole block with codes of value 0.
+///
+/// Values. Element (n, k) in block b is  scale[b][n] * value(code) + (mins?[b][n] ?? 0), where
+/// value is lut[code] for nibbles, code - zero for bytes, and the fp16 value for halves.
+/// Immutable after packing: one matrix can serve any number of threads.
+public final class PackedMatrix: @unchecked Sendable {
+    public enum Codes: Sendable { case nibbles, bytes, halves }
+
+    public static let panelWidth = 16
+
+    public let format: QuantFormat
+    public let n: Int
+    public let k: Int
+    public let block: Int
+    public let blocks: Int
+    public let panels: Int
+    public let codes: Codes
+    /// Codes are integers (code - zero is the integer level): int8 compute runs integer dot products.
+    public let integerCodes: Bool
+    /// Code of the value 0 for integer codes without `mins` (symmetric formats); 0 otherwise.
+    public let zero: Int32
+    /// Present when zero points vary per block (asymmetric): min = -scale * zero point.
+    let mins: UnsafeMutablePointer<Float>?
+    let scales: UnsafeMutablePointer<Float>
+    let data: UnsafeMutableRawPointer
+    /// Value of each nibble code before scaling (16 entries).
+    let lut: UnsafeMutablePointer<Float>
+
+    public var kPadded: Int { blocks * block }
+    public var nPadded: Int { panels * Self.panelWidth }
+
+    /// Bytes of codes per panel and block.
+    public var blockBytes: Int {
+        switch codes {
+        case .nibbles: return Self.panelWidth * block / 2
+        case .bytes: return Self.panelWidth * block
+        case .halves: return Self.panelWidth * block * 2
+        }
+    }
+
+    public var packedBytes: Int {
+        panels * blocks * (blockBytes + Self.panelWidth * 4 * (mins == nil ? 1 : 2)) + 64
+    }
+
+    init(format: QuantFormat, n: Int, k: Int, block: Int, codes: Codes, integerCodes: Bool, zero: Int32, hasMins: Bool) throws {
+        self.format = format
+        self.n = n
+        self.k = k
+        self.block = block
+        self.blocks = max(1, (k + block - 1) / block)
+        self.panels = max(1, (n + Self.panelWidth - 1) / Self.panelWidth)
+        self.codes = codes
+        self.integerCodes = integerCodes
+        self.zero = zero
+        let perBlock: Int
+        switch codes {
+        case .nibbles: perBlock = Self.panelWidth * block / 2
+        case .bytes: perBlock = Self.panelWidth * block
+        case .halves: perBlock = Self.panelWidth * block * 2
+        }
+        let dataBytes = try checkedProduct([panels, blocks, perBlock])
+        let scaleCount = try checkedProduct([panels, blocks, Self.panelWidth])
+        data = .allocate(byteCount: max(dataBytes, 64), alignment: 64)
+        data.initializeMemory(as: UInt8.self, repeating: 0, count: max(dataBytes, 64))
+        scales = .allocate(capacity: scaleCount)
+        scales.initialize(repeating: 0, count: scaleCount)
+        if hasMins {
+            let m = UnsafeMutablePointer<Float>.allocate(capacity: scaleCount)
+            m.initialize(repeating: 0, count: scaleCount)
+            mins = m
+        } else {
+            mins = nil
+        }
+        lut = .allocate(capacity: 16)
+        lut.initialize(repeating: 0, count: 16)
+    }
+
+    deinit {
+        data.deallocate()
+        scales.deallocate()
+        mins?.deallocate()
+        lut.deallocate()
+    }
+
+    /// Start of panel p, block b in each buffer.
+    @inline(__always) func codes(panel p: Int, block b: Int) -> UnsafeMutableRawPointer { data + (p * blocks + b) * blockBytes }
+    @inline(__always) func scaleIndex(panel p: Int, block b: Int) -> Int { (p * blocks + b) * Self.panelWidth }
+
+    /// The stored code of element (row, col) of the padded matrix (the scalar kernels and tests read
+    /// codes through this; the fast kernels read the interleaved bytes directly).
+    @inline(__always) func code(row: Int, col: Int) -> Int32 {
+        let p = row / Self.panelWidth, r = row % Self.panelWidth
+        let b = col / block, c = col % block
+        let base = UnsafeRawPointer(codes(panel: p, block: b))
+        switch codes {
+        case .nibbles: return PanelLayout.nibble(base, row: r, col: c)
+        case .bytes: return PanelLayout.byte(base, row: r, col: c)
+        case .halves: return Int32(PanelLayout.half(base, row: r, col: c))
+        }
+    }
+
+    /// Writes the stored code of element (row, col); only the packer calls this.
+    @inline(__always) func setCode(row: Int, col: Int, _ value: Int32) {
+        let p = row / Self.panelWidth, r = row % Self.panelWidth
+        let b = col / block, c = col % block
+        let base = codes(panel: p, block: b)
+        switch codes {
+        case .nibbles:
+            let g = c / 8, j = c % 8
+            let offset = g * 64 + r * 4 + (j & 3)
+            let old = base.load(fromByteOffset: offset, as: UInt8.self)
+            let v = UInt8(truncatingIfNeeded: value & 0x0F)
+            base.storeBytes(of: j < 4 ? (old & 0xF0) | v : (old & 0x0F) | (v << 4), toByteOffset: offset, as: UInt8.self)
+        case .bytes:
+            base.storeBytes(of: UInt8(truncatingIfNeeded: value), toByteOffset: (c / 4) * 64 + r * 4 + c % 4, as: UInt8.self)
+        case .halves:
+            base.storeBytes(of: UInt16(truncatingIfNeeded: value), toByteOffset: c * 32 + r * 2, as: UInt16.self)
+        }
+    }
+
+    /// Value of a stored code before scaling.
+    @inline(__always) func value(ofCode code: Int32) -> Float {
+        switch codes {
+        case .nibbles: return lut[Int(code)]
+        case .bytes: return Float(code &- zero)
+        case .halves: return Float16Codec.fromF16(UInt16(truncatingIfNeeded: code))
+        }
+    }
+
+    /// Dequantized element (row < n, col < k): what every kernel multiplies with, up to rounding.
+    public func weight(row: Int, col: Int) -> Float {
+        let i = scaleIndex(panel: row / Self.panelWidth, block: col / block) + row % Self.panelWidth
+        let v = scales[i] * value(ofCode: code(row: row, col: col))
+        return v + (mins?[i] ?? 0)
+    }
+}

@@ -1,0 +1,164 @@
+/// Which way round a weight tensor is stored (the C `QK_WEIGHT_*` values).
+public enum WeightOrientation: Int32, Sendable {
+    /// [N, K]: one row per output (MatMulNBits, Gemm transB = 1, PyTorch Linear).
+    case nk = 0
+    /// [K, N]: ONNX MatMul's B.
+    case kn = 1
+}
+
+extension PackedMatrix {
+    /// Repacks a quantized weight of logical shape [n, k] whose buffers follow `params` (any layout).
+    /// The buffers are read, never kept.
+    public static func pack(params: QuantParams, n: Int, k: Int, orientation: WeightOrientation,
+                            weights: QuantizedView, threads: Int = 0) throws -> PackedMatrix {
+        guard n >= 0, k >= 0 else { throw QuantError.invalid("n = \(n) and k = \(k) must not be negative") }
+        let shape = orientation == .nk ? [n, k] : [k, n]
+        let plan = try QuantPlan(params: params, shape: shape)
+        try Quantizer.checkSizes(plan, inputCount: plan.count, data: weights.data.count, scales: weights.scales.count,
+                                 zeroPoints: weights.zeroPoints?.count)
+        let geometry = try PackGeometry(plan: plan, n: n, k: k, orientation: orientation)
+        let spec = plan.codeSpec
+
+        let scratch = GroupScratch(plan)
+        defer { scratch.deallocate() }
+        try Quantizer.readScales(plan, weights, into: scratch, requireFinite: true)
+        Quantizer.unpackCodes(plan, weights.data, into: scratch.codes)
+        let coder = ElementCoder(spec: spec, rounding: params.rounding)
+        let levels = coder.decodeTable
+
+        // How codes are held, and the constant zero point when there is one.
+        let matrix: PackedMatrix
+        let codeMin = spec.codeRange.min
+        switch spec.kind {
+        case .integer:
+            let zeroPoints = UnsafeBufferPointer(start: scratch.zeroPoints, count: plan.groupCount)
+            let constant = zeroPoints.allSatisfy { $0 == zeroPoints.first } ? zeroPoints.first ?? spec.symmetricZeroPoint : nil
+            let hasMins = constant == nil
+            let zero = constant.map { $0 - codeMin } ?? 0
+            matrix = try PackedMatrix(format: params.format, n: n, k: k, block: geometry.block,
+                                      codes: spec.bits <= 4 ? .nibbles : .bytes, integerCodes: true, zero: zero, hasMins: hasMins)
+            for u in 0..<16 { matrix.lut[u] = Float(Int32(u) - zero) }
+        case .minifloat, .codebook:
+            guard spec.bits == 4 || spec.bits == 8 else { throw QuantError.unsupported("\(spec.name) weights are not served by the matmul kernels") }
+            matrix = try PackedMatrix(format: params.format, n: n, k: k, block: geometry.block,
+                                      codes: spec.bits == 4 ? .nibbles : .halves, integerCodes: false, zero: 0, hasMins: false)
+            if spec.bits == 4 { for u in 0..<16 { matrix.lut[u] = levels[u] } }
+            if levels.contains(where: { !$0.isFinite }),
+               let element = (0..<plan.count).first(where: { !levels[Int(scratch.codes[$0])].isFinite }) {
+                let code = scratch.codes[element]
+                throw QuantError(.nonFinite, "element \(element) holds code \(code), which is \(levels[Int(code)]) in \(spec.name)")
+            }
+        case .float16:
+            throw QuantError.unsupported("\(spec.name) weights are not served by the matmul kernels: multiply them as float")
+        }
+
+        // Fill panel by panel; padding keeps the zero-initialised codes, scales and mins (value 0 *
+        // scale 0). For nibble codes the padding code 0 is harmless: padded x and rows are zero.
+        Parallel.forEachChunk(count: matrix.panels, threads: threads) { panels in
+            for p in panels {
+                for r in 0..<PackedMatrix.panelWidth {
+                    let row = p * PackedMatrix.panelWidth + r
+                    guard row < n else { break }
+                    for b in 0..<matrix.blocks {
+                        let firstCol = b * matrix.block
+                        let group = geometry.group(row: row, col: firstCol)
+                        let s = scratch.scales[group]
+                        let si = matrix.scaleIndex(panel: p, block: b) + r
+                        matrix.scales[si] = s
+                        if let mins = matrix.mins { mins[si] = -s * Float(scratch.zeroPoints[group] - codeMin) }
+                        for col in firstCol..<min(k, firstCol + matrix.block) {
+                            let code = scratch.codes[geometry.element(row: row, col: col)]
+                            switch spec.kind {
+                            case .integer: matrix.setCode(row: row, col: col, Int32(levels[Int(code)]) - codeMin)
+                            default:
+                                if matrix.codes == .halves {
+                                    matrix.setCode(row: row, col: col, Int32(Float16Codec.f16Bits(levels[Int(code)])))
+                                } else {
+                                    matrix.setCode(row: row, col: col, Int32(code))
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return matrix
+    }
+}
+
+/// Where element (row, col) of W[N, K] and its scale group live in the caller's tensor, and the
+/// kernel block: the largest multiple of 8 (at most 256) inside which the scale cannot change.
+struct PackGeometry {
+    let n: Int
+    let k: Int
+    let orientation: WeightOrientation
+    let layout: PackingLayout
+    let granularity: Granularity
+    let weightBlock: Int
+    let blocksAlongK: Int
+    let block: Int
+
+    init(plan: QuantPlan, n: Int, k: Int, orientation: WeightOrientation) throws {
+        let p = plan.params
+        self.n = n
+        self.k = k
+        self.orientation = orientation
+        layout = p.layout
+        granularity = plan.groupCount <= 1 && p.layout != .bnb4 ? .perTensor : p.granularity
+        let kAxis = orientation == .nk ? 1 : 0
+        let axis = p.axis < 0 ? p.axis + 2 : p.axis
+        if layout == .matMulNBits && orientation != .nk {
+            throw QuantError.unsupported("MatMulNBits weights are [N, K]: pack them with orientation nk")
+        }
+        switch (layout, granularity) {
+        case (.bnb4, _):
+            guard orientation == .nk else { throw QuantError.unsupported("bnb4 weights are packed from [N, K] (orientation nk)") }
+            guard k == 0 || k % p.blockSize == 0 else {
+                throw QuantError.unsupported("bnb4 blocks run over the flattened weight: k = \(k) must be a multiple of block_size \(p.blockSize)")
+            }
+            weightBlock = p.blockSize
+        case (_, .perTensor):
+            weightBlock = 0
+        case (_, .perAxis):
+            guard axis != kAxis else {
+                throw QuantError.unsupported("per-axis scales along K (one per input) are not served: use per-channel scales along N")
+            }
+            weightBlock = 0
+        case (_, .blocked):
+            guard axis == kAxis else {
+                throw QuantError.unsupported("blocks must run along K (axis \(kAxis) for orientation \(orientation == .nk ? "nk" : "kn")), not axis \(axis)")
+            }
+            weightBlock = p.blockSize
+        }
+        blocksAlongK = weightBlock == 0 ? 1 : (k + weightBlock - 1) / max(weightBlock, 1)
+        if weightBlock == 0 {
+            // One scale per row: any block works; 128 keeps int8 activation scales fine-grained.
+            block = min(128, max(8, (k + 7) / 8 * 8))
+        } else if let b = Self.kernelBlock(dividing: weightBlock) {
+            block = b
+        } else {
+            throw QuantError.unsupported("block_size \(weightBlock) is not a multiple of 8: the matmul kernels need blocks of 8k elements")
+        }
+    }
+
+    /// Largest multiple of 8, at most 256, that divides a weight block.
+    static func kernelBlock(dividing weightBlock: Int) -> Int? {
+        stride(from: 256, through: 8, by: -8).first { weightBlock % $0 == 0 }
+    }
+
+    /// Index of element (row, col) in the caller's tensor.
+    @inline(__always) func element(row: Int, col: Int) -> Int {
+        orientation == .nk ? row * k + col : col * n + row
+    }
+
+    /// Scale group of element (row, col).
+    @inline(__always) func group(row: Int, col: Int) -> Int {
+        switch (layout, granularity) {
+        case (.bnb4, _): return (row * k + col) / weightBlock
+        case (_, .perTensor): return 0
+        case (_, .perAxis): return row
+        default:
+            return orientation == .nk ? row * blocksAlongK + col / weightBlock : (col / weightBlock) * n + row
+        }
+    }
+}

@@ -1,0 +1,1 @@
+../QuantKitAVX2/MatmulKernels256.swift

@@ -1,0 +1,195 @@
+@testable import QuantKit
+import XCTest
+
+/// The fused matmul: every kernel variant against the scalar reference (bit for bit), and the
+/// reference against a float64 product with the dequantized weights (within the documented bounds).
+final class MatmulTests: XCTestCase {
+    struct Case: CustomStringConvertible {
+        var format: QuantFormat
+        var configure: (inout QuantParams) -> Void = { _ in }
+        var orientation: WeightOrientation = .nk
+        var label: String
+        var description: String { "\(label) (\(format))" }
+    }
+
+    static let cases: [Case] = [
+        Case(format: .int4, label: "int4 sym block 32"),
+        Case(format: .uint4, configure: { $0.scheme = .asymmetric; $0.blockSize = 16 }, label: "uint4 asym block 16"),
+        Case(format: .int4, configure: { $0.scheme = .asymmetric; $0.blockSize = 64 }, label: "int4 asym block 64"),
+        Case(format: .int4, configure: { $0.blockSize = 48 }, label: "int4 block 48 (kernel block 16)"),
+        Case(format: .int4, configure: { $0.blockSize = 512 }, label: "int4 block 512 (kernel block 256)"),
+        Case(format: .int8, configure: { $0.granularity = .perAxis; $0.axis = 0 }, label: "int8 per channel"),
+        Case(format: .uint8, configure: { $0.granularity = .perAxis; $0.axis = 0; $0.scheme = .asymmetric }, label: "uint8 asym per channel"),
+        Case(format: .int8, configure: { $0.blockSize = 128 }, label: "int8 block 128"),
+        Case(format: .int8, configure: { $0.granularity = .perTensor }, label: "int8 per tensor"),
+        Case(format: .int3, label: "int3 block 32"),
+        Case(format: .int2, configure: { $0.scheme = .asymmetric; $0.blockSize = 16 }, label: "int2 asym block 16"),
+        Case(format: .nf4, configure: { $0.layout = .bnb4; $0.blockSize = 64 }, label: "nf4 bnb4 block 64"),
+        Case(format: .fp4Bnb, configure: { $0.layout = .bnb4; $0.blockSize = 32 }, label: "fp4-bnb block 32"),
+        Case(format: .fp4E2M1, label: "fp4 e2m1 block 32"),
+        Case(format: .log4, configure: { $0.blockSize = 16 }, label: "log4 block 16"),
+        Case(format: .fp8E4M3FN, label: "fp8 e4m3 per tensor"),
+        Case(format: .fp8E5M2, configure: { $0.granularity = .perAxis; $0.axis = 0 }, label: "fp8 e5m2 per channel"),
+        Case(format: .int4, configure: { $0.layout = .matMulNBits; $0.axis = 1; $0.rounding = .halfAway }, label: "MatMulNBits int4 block 32"),
+        Case(format: .uint4, configure: { $0.layout = .matMulNBits; $0.axis = 1; $0.scheme = .asymmetric; $0.blockSize = 16 },
+             label: "MatMulNBits uint4 asym block 16"),
+        Case(format: .int8, configure: { $0.layout = .matMulNBits; $0.axis = 1; $0.blockSize = 64 }, label: "MatMulNBits int8 block 64"),
+        Case(format: .int2, configure: { $0.layout = .matMulNBits; $0.axis = 1; $0.scheme = .asymmetric }, label: "MatMulNBits int2 asym"),
+        Case(format: .int4, configure: { $0.axis = 0 }, orientation: .kn, label: "kn int4 blocked along axis 0"),
+        Case(format: .int8, configure: { $0.granularity = .perAxis; $0.axis = 1 }, orientation: .kn, label: "kn int8 per channel"),
+    ]
+
+    /// (m, n, k): M across 1..70, N and K odd and off the tile and block grids, K below one block.
+    static let shapes: [(Int, Int, Int)] = [(1, 16, 64), (1, 17, 40), (2, 33, 100), (3, 5, 7), (4, 16, 256), (5, 31, 129),
+                                            (17, 9, 64), (70, 21, 96), (1, 1, 1)]
+
+    func testEveryVariantMatchesTheReference() throws {
+        var rng = SplitMix(seed: 7)
+        for c in Self.cases {
+            for (m, n, k) in Self.shapes {
+                var params = QuantParams(format: c.format)
+                c.configure(&params)
+                if params.layout == .bnb4 && k % params.blockSize != 0 { continue }
+                let shape = c.orientation == .nk ? [n, k] : [k, n]
+                let q = try QuantizedTensor(quantizing: rng.normal(count: n * k, scale: 0.05), shape: shape, params: params)
+                let w = try pack(q, n: n, k: k, c.orientation)
+                let dequantized = try q.dequantized()
+                let x = rng.normal(count: m * k)
+                for compute in [MatmulCompute.float, .int8] {
+                    let reference = try run(w, x, rows: m, compute: compute, threads: 1, variant: .scalar)
+                    for variant in Runtime.supportedMatmulVariants {
+                        for threads in [1, 2, 3] {
+                            let y = try run(w, x, rows: m, compute: compute, threads: threads, variant: variant)
+                            XCTAssertEqual(y.map(\.bitPattern), reference.map(\.bitPattern),
+                                           "\(c) m=\(m) n=\(n) k=\(k) \(compute) \(variant.name) threads=\(threads)")
+                        }
+                    }
+                    let bound = errorBound(x: x, w: dequantized, m: m, n: n, k: k, c.orientation, block: w.block,
+                                           int8: compute == .int8 && w.integerCodes)
+                    let exact = product(x: x, w: dequantized, m: m, n: n, k: k, c.orientation)
+                    for i in 0..<(m * n) where !(abs(Double(reference[i]) - exact[i]) <= bound[i]) {
+                        XCTFail("\(c) m=\(m) n=\(n) k=\(k) \(compute): y[\(i)] = \(reference[i]), float64 \(exact[i]), bound \(bound[i])")
+                        break
+                    }
+                }
+            }
+        }
+    }
+
+    func testBiasIsAddedAndEveryOutputWritten() throws {
+        var rng = SplitMix(seed: 11)
+        let (m, n, k) = (3, 19, 70)
+        let q = try QuantizedTensor(quantizing: rng.normal(count: n * k), shape: [n, k], params: QuantParams(format: .int4))
+        let w = try pack(q, n: n, k: k, .nk)
+        let x = rng.normal(count: m * k)
+        let bias = rng.normal(count: n)
+        let plain = try run(w, x, rows: m, compute: .float, threads: 0, variant: Runtime.matmulVariant)
+        let biased = try bias.withUnsafeBufferPointer { b in
+            try run(w, x, rows: m, compute: .float, threads: 0, variant: Runtime.matmulVariant, bias: b.baseAddress)
+        }
+        for i in 0..<(m * n) { XCTAssertEqual(biased[i], plain[i] + bias[i % n]) }
+    }
+
+    func testInt8ComputeRejectsNonFiniteActivations() throws {
+        let q = try QuantizedTensor(quantizing: [Float](repeating: 0.5, count: 64), shape: [2, 32], params: QuantParams(format: .int4))
+        let w = try pack(q, n: 2, k: 32, .nk)
+        var x = [Float](repeating: 1, count: 64)
+        x[40] = .nan
+        XCTAssertThrowsStatus(.nonFinite, try self.run(w, x, rows: 2, compute: .int8, threads: 1, variant: .scalar))
+        let y = try run(w, x, rows: 2, compute: .float, threads: 1, variant: .scalar)
+        XCTAssertTrue(y[0].isFinite && y[2].isNaN, "float compute propagates NaN like IEEE arithmetic")
+    }
+
+    func testPackingRejectsWhatTheKernelsCannotServe() throws {
+        let values = [Float](repeating: 0.25, count: 12 * 20)
+        let blocked12 = try quantized(values, [12, 20], { $0.blockSize = 12 }, format: .int4)
+        XCTAssertThrowsStatus(.unsupported, try self.pack(blocked12, n: 12, k: 20, .nk))
+        let alongN = try quantized(values, [12, 20], { $0.axis = 0 }, format: .int4)
+        XCTAssertThrowsStatus(.unsupported, try self.pack(alongN, n: 12, k: 20, .nk))
+        let fp16 = try quantized(values, [12, 20], { _ in }, format: .fp16)
+        XCTAssertThrowsStatus(.unsupported, try self.pack(fp16, n: 12, k: 20, .nk))
+        let bnbRagged = try quantized(values, [12, 20], { $0.layout = .bnb4; $0.blockSize = 64 }, format: .nf4)
+        XCTAssertThrowsStatus(.unsupported, try self.pack(bnbRagged, n: 12, k: 20, .nk))
+        var nanScale = try quantized(values, [12, 20], { $0.blockSize = 16 }, format: .int4)
+        nanScale.scales.withUnsafeMutableBytes { $0.storeBytes(of: Float.nan, toByteOffset: 4, as: Float.self) }
+        XCTAssertThrowsStatus(.nonFinite, try self.pack(nanScale, n: 12, k: 20, .nk))
+        var nanCode = try quantized(values, [12, 20], { $0.granularity = .perTensor }, format: .fp8E4M3FN)
+        nanCode.data[7] = 0x7F
+        XCTAssertThrowsStatus(.nonFinite, try self.pack(nanCode, n: 12, k: 20, .nk))
+        XCTAssertThrowsStatus(.bufferTooSmall, try PackedMatrix.pack(params: blocked12.plan.params, n: 12, k: 21, orientation: .nk,
+                                                                    weights: view(blocked12)))
+    }
+
+    // MARK: - helpers
+
+    func view(_ q: QuantizedTensor) -> QuantizedView {
+        q.data.withUnsafeBytes { d in q.scales.withUnsafeBytes { s in q.zeroPoints.withUnsafeBytes { z in
+            QuantizedView(data: d, scales: s, zeroPoints: q.plan.storesZeroPoints ? z : nil)
+        } } }
+    }
+
+    func pack(_ q: QuantizedTensor, n: Int, k: Int, _ orientation: WeightOrientation) throws -> PackedMatrix {
+        try q.data.withUnsafeBytes { d in
+            try q.scales.withUnsafeBytes { s in
+                try q.zeroPoints.withUnsafeBytes { z in
+                    try PackedMatrix.pack(params: q.plan.params, n: n, k: k, orientation: orientation,
+                                          weights: QuantizedView(data: d, scales: s, zeroPoints: q.plan.storesZeroPoints ? z : nil))
+                }
+            }
+        }
+    }
+
+    /// Output rows land in a NaN-poisoned buffer; a row the matmul never stores stays NaN.
+    func run(_ w: PackedMatrix, _ x: [Float], rows: Int, compute: MatmulCompute, threads: Int, variant: MatmulVariant,
+             bias: UnsafePointer<Float>? = nil) throws -> [Float] {
+        var y = [Float](repeating: .nan, count: rows * w.n)
+        var stored = [Bool](repeating: false, count: rows)
+        try x.withUnsafeBufferPointer { xs in
+            try y.withUnsafeMutableBufferPointer { ys in
+                try Matmul.run(w, rows: rows, compute: compute, bias: bias, threads: threads, variant: variant,
+                               load: { m, dst in dst.update(from: xs.baseAddress! + m * w.k, count: w.k) },
+                               store: { m, src in
+                                   (ys.baseAddress! + m * w.n).update(from: src, count: w.n)
+                                   stored[m] = true
+                               })
+            }
+        }
+        XCTAssertEqual(stored, [Bool](repeating: true, count: rows))
+        return y
+    }
+
+    func weight(_ w: [Float], _ row: Int, _ col: Int, n: Int, k: Int, _ o: WeightOrientation) -> Double {
+        Double(o == .nk ? w[row * k + col] : w[col * n + row])
+    }
+
+    func product(x: [Float], w: [Float], m: Int, n: Int, k: Int, _ o: WeightOrientation) -> [Double] {
+        var y = [Double](repeating: 0, count: m * n)
+        for i in 0..<m { for j in 0..<n { for c in 0..<k { y[i * n + j] += Double(x[i * k + c]) * weight(w, j, c, n: n, k: k, o) } } }
+        return y
+    }
+
+    /// Float rounding: (terms per block + blocks + 2) ulps of sum |x w|. Int8 compute adds the
+    /// header's bound: sum over blocks of (max|x_block| / 127 / 2) * sum |w_block|.
+    func errorBound(x: [Float], w: [Float], m: Int, n: Int, k: Int, _ o: WeightOrientation, block: Int, int8: Bool) -> [Double] {
+        let blocks = (k + block - 1) / block
+        let ulps = Double(block + blocks + 2) * Double(Float.ulpOfOne)
+        var bound = [Double](repeating: 0, count: m * n)
+        for i in 0..<m {
+            for j in 0..<n {
+                var magnitude = 0.0, quantization = 0.0
+                for b in 0..<blocks {
+                    var maxAbs = 0.0, sumW = 0.0
+                    for c in (b * block)..<min(k, (b + 1) * block) {
+                        let wv = abs(weight(w, j, c, n: n, k: k, o)), xv = abs(Double(x[i * k + c]))
+                        magnitude += wv * xv
+                        maxAbs = max(maxAbs, xv)
+                        sumW += wv
+                    }
+                    quantization += maxAbs / 127 / 2 * sumW
+                }
+                bound[i * n + j] = ulps * magnitude * 2 + (int8 ? quantization * 1.0001 : 0) + 1e-30
+            }
+        }
+        return bound
+    }
+}
