@@ -215,7 +215,7 @@ def test_matmul_model_sized(name, k, n):
     qt, w = quantize_case(case, k, n, seed=5)
     mag = np.abs(w) + np.abs(offset_of(qt, case.orientation))
     with qk.pack_weights(qt, case.orientation) as packed:
-        for m in (1, 4, 33):
+        for m in (1, 4, 33, 129):
             x = activations(m, k, seed=m + 100)
             ref = x.astype(np.float64) @ w.T
             assert_close(qk.matmul(x, packed), ref, float_allowance(x, mag), f"{name} M={m} float")
