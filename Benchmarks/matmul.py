@@ -28,8 +28,11 @@ the weights as each method stores them / time), QK/peer = QuantKit's time / the 
 same (dequantized) weights -- the arithmetic's error, not the quantization's.
 
 Then a memory-bandwidth probe (single-thread reads of a buffer much larger than L3) and a cold
-decode: M = 1 over L distinct 4096x4096 INT4 layers, L chosen so the layers exceed L3 (at least 16),
-called round-robin, reported as weight GB/s and as a share of the probe's bandwidth.
+decode: M = 1 through L distinct 4096x4096 INT4 layers in turn (each output feeds the next layer;
+ORT runs them as one chained model, so one thread pool), L chosen so the layers exceed L3 (at least
+16), reported as weight GB/s and as a share of the probe's best single-thread bandwidth.
+
+The machine is shared: run it when nothing else is busy, and compare ratios, not absolute times.
 """
 
 from __future__ import annotations
@@ -101,7 +104,9 @@ class BlasThreads:
 
 
 def measure(fn, target_s, min_reps=3, max_reps=200, warmup=2):
-    """Median seconds of fn() over repeats (after warm-up), repeating until ~target_s elapsed."""
+    """Median seconds of fn() over repeats (after warm-up), repeating until ~target_s elapsed.
+    Starts with a short pause, so the worker threads of the previous method (ORT's spin) go idle."""
+    time.sleep(0.02)
     for _ in range(warmup):
         fn()
     times = []
@@ -291,14 +296,17 @@ def l3_bytes():
 
 
 def bandwidth_probe(blas, gib, target_s):
-    """Single-thread read GB/s over a buffer of `gib` GiB: the faster of numpy's sum and BLAS sgemv."""
+    """Read GB/s over a buffer of `gib` GiB: numpy's sum and max and BLAS sgemv on one thread (the best
+    of them is the single-thread bandwidth the cold decode is compared with), and sgemv on two."""
     buf = np.ones(int(gib * (1 << 30)) // 4, np.float32)
     ones = np.ones(4096, np.float32)
     mat = buf[: buf.size // 4096 * 4096].reshape(-1, 4096)
     blas.set(1)
     t_sum = measure(lambda: buf.sum(), target_s, min_reps=3, warmup=1)
+    t_max = measure(lambda: buf.max(), target_s, min_reps=3, warmup=1)
     t_gemv = measure(lambda: mat @ ones, target_s, min_reps=3, warmup=1)
-    out = {"numpy sum (1 thread)": buf.nbytes / t_sum / 1e9, "sgemv (1 BLAS thread)": mat.nbytes / t_gemv / 1e9}
+    out = {"numpy sum (1 thread)": buf.nbytes / t_sum / 1e9, "numpy max (1 thread)": buf.nbytes / t_max / 1e9,
+           "sgemv (1 BLAS thread)": mat.nbytes / t_gemv / 1e9}
     blas.set(2)
     t2 = measure(lambda: mat @ ones, target_s, min_reps=3, warmup=1)
     out["sgemv (2 BLAS threads)"] = mat.nbytes / t2 / 1e9
@@ -306,49 +314,61 @@ def bandwidth_probe(blas, gib, target_s):
     return out
 
 
+def ort_chain(layers, k, block, accuracy_level, threads):
+    """One ONNX model: A -> MatMulNBits(layer 0) -> ... -> MatMulNBits(layer L-1) -> Y (square layers)."""
+    kblocks = (k + block - 1) // block
+    nodes, inits = [], []
+    for i, qt in enumerate(layers):
+        inits += [numpy_helper.from_array(qt.data.reshape(k, kblocks, block // 2), f"B{i}"),
+                  numpy_helper.from_array(qt.scales.astype(np.float32).reshape(k, kblocks), f"S{i}")]
+        nodes.append(helper.make_node("MatMulNBits", ["A" if i == 0 else f"H{i}", f"B{i}", f"S{i}"],
+                                      ["Y" if i == len(layers) - 1 else f"H{i + 1}"], domain="com.microsoft",
+                                      K=k, N=k, bits=4, block_size=block, accuracy_level=accuracy_level))
+    return _session(nodes, inits, [], k, k, threads, [helper.make_opsetid("com.microsoft", 1)])
+
+
 def cold_decode(threads_list, target_s, l3, single_bw, margin):
-    k = n = 4096
+    """M = 1 through L distinct square INT4 layers in turn (each layer's output is the next one's
+    input, as in decoding), L large enough that the weights do not fit in L3."""
+    k = 4096
     block = 32
-    layer = int4_bytes(k, n, block)
+    layer = int4_bytes(k, k, block)
     count = max(16, math.ceil(margin * l3 / layer))
-    print(f"\nCold decode: M=1 over {count} distinct {k}x{n} INT4 b{block} layers "
-          f"({count * layer / 1e6:.0f} MB of weights; L3 {l3 / 1e6:.0f} MB), called round-robin")
+    print(f"\nCold decode: M=1 through {count} distinct {k}x{k} INT4 b{block} layers in turn "
+          f"({count * layer / 1e6:.0f} MB of weights; L3 {l3 / 1e6:.0f} MB); ORT runs them as one chained model")
     rng = np.random.default_rng(99)
-    base = rng.standard_normal((n, k), dtype=np.float32)
+    base = rng.standard_normal((k, k), dtype=np.float32) / np.float32(math.sqrt(k))
     layers = []
     for i in range(count):
         w = base * np.float32(1 + i / count)  # distinct memory (contents do not matter for bandwidth)
-        qt = qk.quantize(w, "int4", layout="matmulnbits", block_size=block, rounding="half_away")
-        layers.append(qt)
+        layers.append(qk.quantize(w, "int4", layout="matmulnbits", block_size=block, rounding="half_away"))
     x = rng.standard_normal((1, k), dtype=np.float32)
-    y = np.empty((1, n), np.float32)
+    bufs = [np.empty((1, k), np.float32), np.empty((1, k), np.float32)]
     print(f"  {'method':<22} {'threads':>7} {'ms/layer':>9} {'wGB/s':>8} {'% 1-thread BW':>14} {'QK/peer':>8}")
+    packed = [qk.pack_matmulnbits(qt.data, qt.scales, None, k=k, n=k, bits=4, block_size=block) for qt in layers]
     for threads in threads_list:
         rows = {}
-        packed = [qk.pack_matmulnbits(qt.data, qt.scales, None, k=k, n=n, bits=4, block_size=block)
-                  for qt in layers]
         for compute in ("int8", "float"):
             def sweep():
-                for p in packed:
-                    qk.matmul(x, p, compute=compute, num_threads=threads, out=y)
+                h = x
+                for i, p in enumerate(packed):
+                    h = qk.matmul(h, p, compute=compute, num_threads=threads, out=bufs[i % 2])
+            time.sleep(0.05)
             rows[f"QK int4 b{block} {compute}"] = measure(sweep, target_s, min_reps=3, warmup=1) / count
-        for p in packed:
-            p.close()
-        del packed
         for acc in (4, 0):
-            sessions = [ort_matmulnbits(qt, k, n, block, acc, threads) for qt in layers]
-
-            def sweep_ort():
-                for s in sessions:
-                    s.run(None, {"A": x})
-            rows[f"ORT int4 b{block} acc{acc}"] = measure(sweep_ort, target_s, min_reps=3, warmup=1) / count
-            del sessions
+            session = ort_chain(layers, k, block, acc, threads)
+            time.sleep(0.05)
+            rows[f"ORT int4 b{block} acc{acc}"] = measure(lambda: session.run(None, {"A": x}), target_s,
+                                                          min_reps=3, warmup=1) / count
+            del session
         peer = {f"QK int4 b{block} int8": f"ORT int4 b{block} acc4", f"QK int4 b{block} float": f"ORT int4 b{block} acc0"}
         for name, seconds in rows.items():
             gbs = layer / seconds / 1e9
             ratio = f"{seconds / rows[peer[name]]:8.2f}" if name in peer else ""
             print(f"  {name:<22} {threads:>7} {seconds * 1e3:9.3f} {gbs:8.1f} {100 * gbs / single_bw:13.0f}% {ratio}")
         sys.stdout.flush()
+    for p in packed:
+        p.close()
 
 
 # ---- main ----
