@@ -7,10 +7,10 @@ from enum import IntEnum
 
 # The header this binding was written against (QK_VERSION_* / QK_ABI_VERSION / QK_MAX_DIMS).
 HEADER_VERSION_MAJOR = 0
-HEADER_VERSION_MINOR = 1
+HEADER_VERSION_MINOR = 2
 HEADER_VERSION_PATCH = 0
-HEADER_VERSION_NUMBER = 100
-ABI_VERSION = 1
+HEADER_VERSION_NUMBER = 200
+ABI_VERSION = 2
 MAX_DIMS = 8
 
 
@@ -97,6 +97,18 @@ class Layout(IntEnum):
     BNB4 = 2
 
 
+class Compute(IntEnum):
+    """QK_COMPUTE_*: how activations meet the weights in qk_matmul (since ABI 2)."""
+    FLOAT = 0
+    INT8 = 1
+
+
+class WeightOrientation(IntEnum):
+    """QK_WEIGHT_*: which way round the tensor given to qk_pack_weights is stored (since ABI 2)."""
+    NK = 0
+    KN = 1
+
+
 # Python spellings accepted by the public API (first name of each entry is the canonical one).
 GRANULARITY_NAMES = {
     "tensor": Granularity.PER_TENSOR, "per_tensor": Granularity.PER_TENSOR,
@@ -107,6 +119,9 @@ GRANULARITY_NAMES = {
 METHOD_NAMES = {"minmax": Method.MINMAX, "mse": Method.MSE, "percentile": Method.PERCENTILE}
 ROUNDING_NAMES = {"half_even": Rounding.HALF_EVEN, "half_away": Rounding.HALF_AWAY}
 LAYOUT_NAMES = {"onnx": Layout.ONNX, "matmulnbits": Layout.MATMULNBITS, "bnb4": Layout.BNB4}
+COMPUTE_NAMES = {"float": Compute.FLOAT, "fp32": Compute.FLOAT, "float32": Compute.FLOAT,
+                 "int8": Compute.INT8}
+ORIENTATION_NAMES = {"nk": WeightOrientation.NK, "kn": WeightOrientation.KN}
 
 
 def canonical_name(table, value):

@@ -104,6 +104,41 @@ class qk_error_stats(Structure):
     ]
 
 
+# ---- since ABI 2: fused low-bit matrix multiplication ----
+
+# typedef struct qk_packed_matrix qk_packed_matrix; -- opaque, so handles travel as void pointers.
+qk_packed_matrix_p = c_void_p
+
+
+class qk_pack_options(Structure):
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("orientation", c_int32),  # QK_WEIGHT_*
+        ("num_threads", c_int32),
+        ("reserved", c_int32),     # 0
+    ]
+
+
+class qk_packed_matrix_info(Structure):
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("format", c_int32),
+        ("n", c_int64),
+        ("k", c_int64),
+        ("block_size", c_int32),
+        ("int8_compute", c_int32),
+        ("packed_bytes", c_size_t),
+    ]
+
+
+class qk_matmul_options(Structure):
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("compute", c_int32),      # QK_COMPUTE_*
+        ("num_threads", c_int32),
+    ]
+
+
 # Largest struct_size the library accepts (a bigger one is garbage, not a newer version).
 MAX_STRUCT_SIZE = 4096
 
@@ -140,11 +175,24 @@ PROTOTYPES = {
     "qk_set_num_threads": (qk_status, [c_int32]),
     "qk_get_num_threads": (c_int32, []),
     "qk_get_extension": (c_void_p, [c_char_p]),
+    # since ABI 2
+    "qk_pack_weights": (qk_status, [P(qk_quant_params), c_int64, c_int64, P(qk_quantized),
+                                    P(qk_pack_options), P(qk_packed_matrix_p)]),
+    "qk_packed_matrix_release": (None, [qk_packed_matrix_p]),
+    "qk_packed_matrix_get_info": (qk_status, [qk_packed_matrix_p, P(qk_packed_matrix_info)]),
+    "qk_matmul": (qk_status, [qk_packed_matrix_p, P(qk_tensor), P(qk_tensor), P(qk_tensor),
+                              P(qk_matmul_options)]),
+    "qk_matmul_integer": (qk_status, [P(qk_tensor), P(qk_tensor), P(qk_tensor), P(qk_tensor),
+                                      P(qk_tensor), P(qk_tensor), P(qk_tensor), P(qk_tensor),
+                                      c_int32]),
+    "qk_matmul_kernel_variant": (c_char_p, []),
 }
 
 
 class qk_api(Structure):
-    """The plugin table of qk_get_api(1); slot order is the header's and never changes."""
+    """The plugin table of qk_get_api(); slot order is the header's and never changes (ABI 1
+    slots, then the slots each later ABI appended). A library's table may be shorter than this
+    struct: its struct_size says which slots exist (api_slots() tells)."""
     _fields_ = [
         ("struct_size", c_uint32),
         ("abi_version", c_uint32),
@@ -170,7 +218,23 @@ class qk_api(Structure):
         ("set_num_threads", CFUNCTYPE(qk_status, c_int32)),
         ("get_num_threads", CFUNCTYPE(c_int32)),
         ("get_extension", CFUNCTYPE(c_void_p, c_char_p)),
+        # since ABI 2
+        ("pack_weights", CFUNCTYPE(qk_status, P(qk_quant_params), c_int64, c_int64, P(qk_quantized),
+                                   P(qk_pack_options), P(qk_packed_matrix_p))),
+        ("packed_matrix_release", CFUNCTYPE(None, qk_packed_matrix_p)),
+        ("packed_matrix_get_info", CFUNCTYPE(qk_status, qk_packed_matrix_p, P(qk_packed_matrix_info))),
+        ("matmul", CFUNCTYPE(qk_status, qk_packed_matrix_p, P(qk_tensor), P(qk_tensor), P(qk_tensor),
+                             P(qk_matmul_options))),
+        ("matmul_integer", CFUNCTYPE(qk_status, P(qk_tensor), P(qk_tensor), P(qk_tensor), P(qk_tensor),
+                                     P(qk_tensor), P(qk_tensor), P(qk_tensor), P(qk_tensor), c_int32)),
+        ("matmul_kernel_variant", CFUNCTYPE(c_char_p)),
     ]
+
+
+def api_slots(api):
+    """Names of the slots a qk_api table really has (those inside its struct_size)."""
+    return [name for name, _ in qk_api._fields_[2:]
+            if getattr(qk_api, name).offset + ctypes.sizeof(c_void_p) <= api.struct_size]
 
 
 class VersionMismatchError(ImportError):
@@ -182,9 +246,14 @@ _lib = None
 _path = None
 
 
-def _declare(lib):
+def _declare(lib, path):
+    # Checked after _check_version, so an older library is reported by version, not by symbol.
+    missing = [name for name in PROTOTYPES if not hasattr(lib, name)]
+    if missing:
+        raise VersionMismatchError(f"{path} lacks {', '.join(missing)} (declared by the header this "
+                                   f"binding mirrors, QK_ABI_VERSION {ABI_VERSION})")
     for name, (restype, argtypes) in PROTOTYPES.items():
-        fn = getattr(lib, name)  # AttributeError names a symbol the library lacks
+        fn = getattr(lib, name)
         fn.restype = restype
         fn.argtypes = argtypes
     lib.qk_get_api.restype = P(qk_api)
@@ -192,6 +261,11 @@ def _declare(lib):
 
 
 def _check_version(lib, path):
+    for name in ("qk_version_number", "qk_version_string"):
+        restype, argtypes = PROTOTYPES[name]
+        getattr(lib, name).restype, getattr(lib, name).argtypes = restype, argtypes
+    lib.qk_get_api.restype = P(qk_api)
+    lib.qk_get_api.argtypes = [c_uint32]
     number = lib.qk_version_number()
     major = number // 10000
     # Same major, and at least the header's version (an older library may lack what we call).
@@ -210,8 +284,8 @@ def lib():
         with _lock:
             if _lib is None:
                 loaded, path = _library.load()
-                _declare(loaded)
                 _check_version(loaded, path)
+                _declare(loaded, path)
                 _path = path
                 _lib = loaded
     return _lib

@@ -16,10 +16,17 @@ from ._ffi import qk_tensor
 class TensorView:
     __slots__ = ("array", "struct", "_shape", "_strides")
 
-    def __init__(self, array, what, writable=False):
+    def __init__(self, array, what, writable=False, dtypes=None):
+        """dtypes: {numpy dtype: QK_DTYPE} the tensor may have; default float32/float16/bfloat16."""
         if not isinstance(array, np.ndarray):
             raise TypeError(f"{what} must be a numpy array, not {type(array).__name__}")
-        code = float_dtype_code(array.dtype, what)
+        if dtypes is None:
+            code = float_dtype_code(array.dtype, what)
+        elif array.dtype in dtypes:
+            code = dtypes[array.dtype]
+        else:
+            names = ", ".join(str(np.dtype(d)) for d in dtypes)
+            raise TypeError(f"{what} must be {names}; not {array.dtype}")
         if array.ndim > MAX_DIMS:
             raise ValueError(f"{what} has {array.ndim} dimensions; QuantKit accepts at most {MAX_DIMS}")
         if writable and not array.flags.writeable:

@@ -1,0 +1,422 @@
+#!/usr/bin/env python3
+"""Fused low-bit matmul, side by side (a benchmark, not a test): QuantKit's quantkit.matmul against
+ONNX Runtime and numpy, in one process, on the same weights and shapes.
+
+    .venv/bin/python Benchmarks/matmul.py                 # full run (several minutes)
+    .venv/bin/python Benchmarks/matmul.py --quick         # one shape, fewer repeats (< 2 minutes)
+    .venv/bin/python Benchmarks/matmul.py --shapes 4096x4096,4096x11008 --threads 1,2 --ms 1,16
+    Benchmarks/run_matmul.sh [args]                       # the same, with the repository's venv
+
+The library is the one the binding finds ($QUANTKIT_LIBRARY, else .build/release of this checkout:
+`swift build -c release --product quantkit` first).
+
+What runs, for each weight shape (K, N), batch M and thread count:
+  * numpy fp32 x @ W (OpenBLAS; threads via threadpoolctl when installed, else OpenBLAS's own
+    set_num_threads found in the loaded library);
+  * INT4 weights, symmetric, blocks of 32 and 128 along K, quantized once by QuantKit in the
+    MatMulNBits layout (byte for byte what ONNX Runtime's MatMulNBitsQuantizer writes; the tests
+    prove it) and used by both sides:
+      ORT  com.microsoft::MatMulNBits accuracy_level 0 (float) and 4 (int8 activations),
+      QK   quantkit.matmul compute="float" and compute="int8" on pack_matmulnbits of those bytes;
+  * W8A8: int8 per-channel weights (QuantKit's codes and scales, the same bytes on both sides):
+      ORT  DynamicQuantizeLinear + MatMulInteger + rescale (what quantize_dynamic emits; ORT fuses it
+           into DynamicQuantizeMatMul), intra_op_num_threads = threads,
+      QK   quantkit.matmul compute="int8" on the packed int8 weights.
+Columns: median ms over repeats (after warm-up), GFLOP/s (2*M*K*N / time), weight GB/s (bytes of
+the weights as each method stores them / time), QK/peer = QuantKit's time / the peer's time
+(below 1: QuantKit is faster), and max|err| of the first rows against a float64 product with the
+same (dequantized) weights -- the arithmetic's error, not the quantization's.
+
+Then a memory-bandwidth probe (single-thread reads of a buffer much larger than L3) and a cold
+decode: M = 1 over L distinct 4096x4096 INT4 layers, L chosen so the layers exceed L3 (at least 16),
+called round-robin, reported as weight GB/s and as a share of the probe's bandwidth.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "Bindings" / "python"))
+
+import numpy as np  # noqa: E402
+import onnx  # noqa: E402
+import onnxruntime as ort  # noqa: E402
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+import quantkit as qk  # noqa: E402
+
+# ---- thread control for numpy's BLAS ----
+
+
+class BlasThreads:
+    """Sets the BLAS thread count: threadpoolctl if installed, else OpenBLAS's set_num_threads."""
+
+    def __init__(self):
+        self.how = "not controlled"
+        self._set = None
+        try:
+            from threadpoolctl import threadpool_limits
+            self._set = lambda n: threadpool_limits(limits=n, user_api="blas")
+            self.how = "threadpoolctl"
+            return
+        except ImportError:
+            pass
+        np.ones((64, 64), np.float32) @ np.ones((64, 64), np.float32)  # make sure BLAS is loaded
+        for path in self._loaded_libraries():
+            if "openblas" not in os.path.basename(path).lower():
+                continue
+            lib = ctypes.CDLL(path)
+            for name in ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads",
+                         "openblas_set_num_threads64_", "openblas_set_num_threads"):
+                fn = getattr(lib, name, None)
+                if fn is not None:
+                    fn.argtypes, fn.restype = [ctypes.c_int], None
+                    self._set = fn
+                    self.how = f"{name} in {os.path.basename(path)}"
+                    return
+
+    @staticmethod
+    def _loaded_libraries():
+        try:
+            with open("/proc/self/maps") as maps:
+                return sorted({line.split()[-1] for line in maps if ".so" in line})
+        except OSError:
+            return []
+
+    def set(self, n):
+        if self._set is not None:
+            self._set(n)
+
+
+# ---- timing ----
+
+
+def measure(fn, target_s, min_reps=3, max_reps=200, warmup=2):
+    """Median seconds of fn() over repeats (after warm-up), repeating until ~target_s elapsed."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    start = time.perf_counter()
+    while len(times) < min_reps or (time.perf_counter() - start < target_s and len(times) < max_reps):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+# ---- ONNX Runtime models ----
+
+
+def _session(nodes, inits, inputs, k, n, threads, extra_opsets=(), outputs=None):
+    graph = helper.make_graph(
+        nodes, "bench",
+        [helper.make_tensor_value_info("A", TensorProto.FLOAT, ["M", k]), *inputs],
+        outputs or [helper.make_tensor_value_info("Y", TensorProto.FLOAT, ["M", n])],
+        initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21), *extra_opsets])
+    model.ir_version = 10
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+
+
+def ort_matmulnbits(qt, k, n, block, accuracy_level, threads):
+    kblocks = (k + block - 1) // block
+    inits = [numpy_helper.from_array(qt.data.reshape(n, kblocks, block // 2), "B"),
+             numpy_helper.from_array(qt.scales.astype(np.float32).reshape(n, kblocks), "scales")]
+    node = helper.make_node("MatMulNBits", ["A", "B", "scales"], ["Y"], domain="com.microsoft",
+                            K=k, N=n, bits=4, block_size=block, accuracy_level=accuracy_level)
+    return _session([node], inits, [], k, n, threads, [helper.make_opsetid("com.microsoft", 1)])
+
+
+def ort_dynamic_int8(codes_kn, scales_n, k, n, threads):
+    """DynamicQuantizeLinear + MatMulInteger + Cast + Mul(a_scale * w_scale), as quantize_dynamic writes."""
+    inits = [numpy_helper.from_array(codes_kn, "Wq"),
+             numpy_helper.from_array(np.zeros(n, np.int8), "Wzp"),
+             numpy_helper.from_array(scales_n.astype(np.float32), "Ws")]
+    nodes = [helper.make_node("DynamicQuantizeLinear", ["A"], ["Aq", "As", "Azp"]),
+             helper.make_node("MatMulInteger", ["Aq", "Wq", "Azp", "Wzp"], ["Yi"]),
+             helper.make_node("Cast", ["Yi"], ["Yf"], to=TensorProto.FLOAT),
+             helper.make_node("Mul", ["As", "Ws"], ["S"]),
+             helper.make_node("Mul", ["Yf", "S"], ["Y"])]
+    return _session(nodes, inits, [], k, n, threads)
+
+
+# ---- one shape ----
+
+
+class Weights:
+    """Everything made from one fp32 W [K, N]: INT4 (blocks 32, 128) and int8 per-channel."""
+
+    def __init__(self, k, n, seed):
+        rng = np.random.default_rng(seed)
+        self.k, self.n = k, n
+        self.w = (rng.standard_normal((k, n), dtype=np.float32) / np.float32(math.sqrt(k)))
+        wt = np.ascontiguousarray(self.w.T)  # [N, K]
+        self.int4 = {}
+        for block in (32, 128):
+            qt = qk.quantize(wt, "int4", layout="matmulnbits", block_size=block, symmetric=True,
+                             rounding="half_away")
+            packed = qk.pack_matmulnbits(qt.data, qt.scales, None, k=k, n=n, bits=4, block_size=block)
+            self.int4[block] = (qt, packed)
+        self.q8 = qk.quantize(wt, "int8", axis=0)  # per output channel, symmetric
+        self.q8_packed = qk.pack_weights(self.q8)
+        self.q8_codes_kn = np.ascontiguousarray(self.q8.codes().astype(np.int8).T)
+        self._deq = {}
+
+    def dequantized(self, which):
+        """float64 [N, K] of the weights a method really multiplies by."""
+        if which not in self._deq:
+            if which == "fp32":
+                self._deq[which] = self.w.T.astype(np.float64)
+            elif which == "int8":
+                self._deq[which] = self.q8.dequantize().astype(np.float64)
+            else:
+                self._deq[which] = self.int4[which][0].dequantize().astype(np.float64)
+        return self._deq[which]
+
+    def close(self):
+        for _, packed in self.int4.values():
+            packed.close()
+        self.q8_packed.close()
+
+
+def int4_bytes(k, n, block):
+    return n * ((k + block - 1) // block) * (block // 2 + 4)  # codes + f32 scales, as MatMulNBits holds them
+
+
+def bench_shape(k, n, ms, threads_list, blas, target_s, err_rows, rows_out):
+    t0 = time.perf_counter()
+    wts = Weights(k, n, seed=k * 7 + n)
+    print(f"  [{k}x{n}] weights quantized and packed in {time.perf_counter() - t0:.1f} s", flush=True)
+    fp32_bytes = 4 * k * n
+    q8_bytes = n * k + 4 * n
+    for threads in threads_list:
+        sessions = {}
+        for block in (32, 128):
+            for acc in (0, 4):
+                sessions[(block, acc)] = ort_matmulnbits(wts.int4[block][0], k, n, block, acc, threads)
+        sessions["dyn"] = ort_dynamic_int8(wts.q8_codes_kn, wts.q8.scales.reshape(-1), k, n, threads)
+        blas.set(threads)
+        for m in ms:
+            x = np.random.default_rng(m).standard_normal((m, k), dtype=np.float32)
+            xr = x[:err_rows].astype(np.float64)
+            y_qk = np.empty((m, n), np.float32)
+            results = {}
+
+            def record(name, seconds, weight_bytes, y, which):
+                err = float(np.abs(y[:err_rows].astype(np.float64) - xr @ wts.dequantized(which).T).max())
+                results[name] = (seconds, weight_bytes, err)
+
+            y = x @ wts.w
+            record("numpy fp32", measure(lambda: x @ wts.w, target_s), fp32_bytes, y, "fp32")
+            for block in (32, 128):
+                qt, packed = wts.int4[block]
+                wb = int4_bytes(k, n, block)
+                for acc in (0, 4):
+                    s = sessions[(block, acc)]
+                    y = s.run(None, {"A": x})[0]
+                    record(f"ORT int4 b{block} acc{acc}", measure(lambda: s.run(None, {"A": x}), target_s),
+                           wb, y, block)
+                for compute in ("float", "int8"):
+                    def call():
+                        qk.matmul(x, packed, compute=compute, num_threads=threads, out=y_qk)
+                    call()
+                    record(f"QK int4 b{block} {compute}", measure(call, target_s), wb, y_qk.copy(), block)
+            s = sessions["dyn"]
+            y = s.run(None, {"A": x})[0]
+            record("ORT W8A8 dynamic", measure(lambda: s.run(None, {"A": x}), target_s), q8_bytes, y, "int8")
+
+            def call8():
+                qk.matmul(x, wts.q8_packed, compute="int8", num_threads=threads, out=y_qk)
+            call8()
+            record("QK W8A8 int8", measure(call8, target_s), q8_bytes, y_qk.copy(), "int8")
+            rows_out.append((k, n, m, threads, results))
+            print_group(k, n, m, threads, results)
+        del sessions
+    wts.close()
+
+
+PEERS = {  # QuantKit row -> the peer it is compared with
+    "QK int4 b32 float": "ORT int4 b32 acc0", "QK int4 b32 int8": "ORT int4 b32 acc4",
+    "QK int4 b128 float": "ORT int4 b128 acc0", "QK int4 b128 int8": "ORT int4 b128 acc4",
+    "QK W8A8 int8": "ORT W8A8 dynamic",
+}
+ORDER = ["numpy fp32", "ORT int4 b32 acc0", "QK int4 b32 float", "ORT int4 b32 acc4", "QK int4 b32 int8",
+         "ORT int4 b128 acc0", "QK int4 b128 float", "ORT int4 b128 acc4", "QK int4 b128 int8",
+         "ORT W8A8 dynamic", "QK W8A8 int8"]
+
+
+def print_group(k, n, m, threads, results):
+    flops = 2.0 * m * k * n
+    print(f"\nK={k} N={n} M={m} threads={threads}")
+    print(f"  {'method':<20} {'ms':>9} {'GFLOP/s':>9} {'wGB/s':>8} {'QK/peer':>8} {'QK/fp32':>8} {'max|err|':>10}")
+    fp32 = results["numpy fp32"][0]
+    for name in ORDER:
+        seconds, wbytes, err = results[name]
+        ratio = f"{seconds / results[PEERS[name]][0]:8.2f}" if name in PEERS else " " * 8
+        vs_np = f"{seconds / fp32:8.3f}" if name.startswith("QK") else " " * 8
+        print(f"  {name:<20} {seconds * 1e3:9.3f} {flops / seconds / 1e9:9.1f} {wbytes / seconds / 1e9:8.1f} "
+              f"{ratio} {vs_np} {err:10.2e}")
+    sys.stdout.flush()
+
+
+# ---- bandwidth probe and cold decode ----
+
+
+def l3_bytes():
+    base = Path("/sys/devices/system/cpu/cpu0/cache")
+    best = 0
+    for index in base.glob("index*"):
+        try:
+            if (index / "level").read_text().strip() != "3":
+                continue
+            text = (index / "size").read_text().strip().upper()
+        except OSError:
+            continue
+        mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1], 1)
+        best = max(best, int(text.rstrip("KMG")) * mult)
+    return best or 32 << 20
+
+
+def bandwidth_probe(blas, gib, target_s):
+    """Single-thread read GB/s over a buffer of `gib` GiB: the faster of numpy's sum and BLAS sgemv."""
+    buf = np.ones(int(gib * (1 << 30)) // 4, np.float32)
+    ones = np.ones(4096, np.float32)
+    mat = buf[: buf.size // 4096 * 4096].reshape(-1, 4096)
+    blas.set(1)
+    t_sum = measure(lambda: buf.sum(), target_s, min_reps=3, warmup=1)
+    t_gemv = measure(lambda: mat @ ones, target_s, min_reps=3, warmup=1)
+    out = {"numpy sum (1 thread)": buf.nbytes / t_sum / 1e9, "sgemv (1 BLAS thread)": mat.nbytes / t_gemv / 1e9}
+    blas.set(2)
+    t2 = measure(lambda: mat @ ones, target_s, min_reps=3, warmup=1)
+    out["sgemv (2 BLAS threads)"] = mat.nbytes / t2 / 1e9
+    del buf, mat
+    return out
+
+
+def cold_decode(threads_list, target_s, l3, single_bw, margin):
+    k = n = 4096
+    block = 32
+    layer = int4_bytes(k, n, block)
+    count = max(16, math.ceil(margin * l3 / layer))
+    print(f"\nCold decode: M=1 over {count} distinct {k}x{n} INT4 b{block} layers "
+          f"({count * layer / 1e6:.0f} MB of weights; L3 {l3 / 1e6:.0f} MB), called round-robin")
+    rng = np.random.default_rng(99)
+    base = rng.standard_normal((n, k), dtype=np.float32)
+    layers = []
+    for i in range(count):
+        w = base * np.float32(1 + i / count)  # distinct memory (contents do not matter for bandwidth)
+        qt = qk.quantize(w, "int4", layout="matmulnbits", block_size=block, rounding="half_away")
+        layers.append(qt)
+    x = rng.standard_normal((1, k), dtype=np.float32)
+    y = np.empty((1, n), np.float32)
+    print(f"  {'method':<22} {'threads':>7} {'ms/layer':>9} {'wGB/s':>8} {'% 1-thread BW':>14} {'QK/peer':>8}")
+    for threads in threads_list:
+        rows = {}
+        packed = [qk.pack_matmulnbits(qt.data, qt.scales, None, k=k, n=n, bits=4, block_size=block)
+                  for qt in layers]
+        for compute in ("int8", "float"):
+            def sweep():
+                for p in packed:
+                    qk.matmul(x, p, compute=compute, num_threads=threads, out=y)
+            rows[f"QK int4 b{block} {compute}"] = measure(sweep, target_s, min_reps=3, warmup=1) / count
+        for p in packed:
+            p.close()
+        del packed
+        for acc in (4, 0):
+            sessions = [ort_matmulnbits(qt, k, n, block, acc, threads) for qt in layers]
+
+            def sweep_ort():
+                for s in sessions:
+                    s.run(None, {"A": x})
+            rows[f"ORT int4 b{block} acc{acc}"] = measure(sweep_ort, target_s, min_reps=3, warmup=1) / count
+            del sessions
+        peer = {f"QK int4 b{block} int8": f"ORT int4 b{block} acc4", f"QK int4 b{block} float": f"ORT int4 b{block} acc0"}
+        for name, seconds in rows.items():
+            gbs = layer / seconds / 1e9
+            ratio = f"{seconds / rows[peer[name]]:8.2f}" if name in peer else ""
+            print(f"  {name:<22} {threads:>7} {seconds * 1e3:9.3f} {gbs:8.1f} {100 * gbs / single_bw:13.0f}% {ratio}")
+        sys.stdout.flush()
+
+
+# ---- main ----
+
+
+def cpu_model():
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def parse_list(text, kind=int):
+    return [kind(v) for v in text.split(",") if v]
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="one shape, fewer M and repeats (< 2 minutes)")
+    ap.add_argument("--shapes", help="KxN list, e.g. 4096x4096,4096x11008 (default: 4096x4096,4096x11008,11008x4096)")
+    ap.add_argument("--threads", help="thread counts, e.g. 1,2 (default 1,2; --quick: 1)")
+    ap.add_argument("--ms", help="batch sizes M, e.g. 1,16,128,512 (default; --quick: 1,16,128)")
+    ap.add_argument("--err-rows", type=int, default=8, help="rows compared with the float64 reference")
+    ap.add_argument("--bw-gib", type=float, default=None, help="bandwidth probe buffer in GiB (default 1; --quick 1)")
+    ap.add_argument("--no-cold", action="store_true", help="skip the cold-decode case")
+    args = ap.parse_args(argv)
+
+    shapes = ([tuple(int(v) for v in s.lower().split("x")) for s in args.shapes.split(",")] if args.shapes
+              else [(4096, 4096)] if args.quick else [(4096, 4096), (4096, 11008), (11008, 4096)])
+    threads_list = parse_list(args.threads) if args.threads else ([1] if args.quick else [1, 2])
+    ms = parse_list(args.ms) if args.ms else ([1, 16, 128] if args.quick else [1, 16, 128, 512])
+    target_s = 0.05 if args.quick else 0.3
+    blas = BlasThreads()
+    l3 = l3_bytes()
+
+    print(f"CPU: {cpu_model()} ({os.cpu_count()} logical CPUs), L3 {l3 / 2**20:.0f} MiB")
+    print(f"QuantKit {qk.version()} ({qk.library_path()}), matmul kernels {qk.matmul_kernel_variant()}, "
+          f"quantize kernels {qk.kernel_variant()}")
+    print(f"ONNX Runtime {ort.__version__}, onnx {onnx.__version__}, numpy {np.__version__} (BLAS threads: {blas.how})")
+    print(f"shapes {shapes}, M {ms}, threads {threads_list}, median of repeats over ~{target_s} s after warm-up")
+    started = time.perf_counter()
+
+    probe = bandwidth_probe(blas, args.bw_gib or 1.0, target_s)
+    single_bw = max(v for name, v in probe.items() if "1" in name)
+    print("\nMemory bandwidth probe (buffer >> L3): " +
+          ", ".join(f"{name} {v:.1f} GB/s" for name, v in probe.items()))
+
+    rows = []
+    for k, n in shapes:
+        bench_shape(k, n, ms, threads_list, blas, target_s, args.err_rows, rows)
+
+    if not args.no_cold:
+        cold_decode(threads_list, target_s, l3, single_bw, margin=1.25 if args.quick else 2.0)
+
+    print(f"\nSummary: QuantKit time / peer time (below 1 = QuantKit faster); error ratio = QK max|err| / peer's")
+    print(f"  {'K':>6} {'N':>6} {'M':>4} {'thr':>3}  " + "  ".join(f"{name:>18}" for name in PEERS))
+    for k, n, m, threads, res in rows:
+        cells = []
+        for name, peer in PEERS.items():
+            t = res[name][0] / res[peer][0]
+            e = res[name][2] / res[peer][2] if res[peer][2] else float("inf")
+            cells.append(f"{t:6.2f}x  err{e:6.2f}")
+        print(f"  {k:>6} {n:>6} {m:>4} {threads:>3}  " + "  ".join(f"{c:>18}" for c in cells))
+    print(f"\nTotal {time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
