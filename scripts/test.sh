@@ -41,3 +41,6 @@ for variant in $variants; do
     echo "== Python tests, QUANTKIT_KERNELS=$variant"
     QUANTKIT_KERNELS=$variant .venv/bin/python -m pytest -q Tests/python
 done
+# The matmul has one more level, AVX2 with VNNI (it falls back to avx2 on CPUs without AVX-VNNI).
+echo "== Python matmul tests, QUANTKIT_KERNELS=avx2-vnni"
+QUANTKIT_KERNELS=avx2-vnni .venv/bin/python -m pytest -q Tests/python/test_matmul.py Tests/python/test_matmul_abi.py

@@ -48,12 +48,13 @@ private func intRows(_ rows: Int, nibbles: Bool, half h: Int, _ codes: UnsafeRaw
                      _ xq: UnsafePointer<Int8>, _ ldx: Int, _ xScale: UnsafePointer<Float>, _ xSum: UnsafePointer<Int32>, _ ldb: Int,
                      _ out: UnsafeMutablePointer<Float>, _ ldo: Int) {
     let mask = _mm256_set1_epi8(0x0F)
-    var a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0
-    let x0 = xq, x1 = xq + ldx, x2 = xq + 2 * ldx, x3 = xq + 3 * ldx
+    var a0 = _mm256_setzero_ps(), a1 = a0
+    let x0 = xq, x1 = xq + ldx
     var w = codes + 32 * h
     var b = 0
     while b < blocks {
-        var d0 = _mm256_setzero_si256(), d1 = d0, d2 = d0, d3 = d0
+        // Two accumulators per row (low and high nibbles) keep the dependency chains short.
+        var d0 = _mm256_setzero_si256(), d1 = d0, e0 = d0, e1 = d0
         var o = b * block
         let end = o + block
         if nibbles {
@@ -61,10 +62,9 @@ private func intRows(_ rows: Int, nibbles: Bool, half h: Int, _ codes: UnsafeRaw
                 let v = _mm256_loadu_si256(w.assumingMemoryBound(to: __m256i_u.self))
                 let lo = _mm256_and_si256(v, mask)
                 let hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), mask)
-                d0 = dotNibbles(dotNibbles(d0, lo, broadcast4(x0, o)), hi, broadcast4(x0, o + 4))
-                if rows > 1 { d1 = dotNibbles(dotNibbles(d1, lo, broadcast4(x1, o)), hi, broadcast4(x1, o + 4)) }
-                if rows > 2 { d2 = dotNibbles(dotNibbles(d2, lo, broadcast4(x2, o)), hi, broadcast4(x2, o + 4)) }
-                if rows > 3 { d3 = dotNibbles(dotNibbles(d3, lo, broadcast4(x3, o)), hi, broadcast4(x3, o + 4)) }
+                d0 = dotNibbles(d0, lo, broadcast4(x0, o))
+                e0 = dotNibbles(e0, hi, broadcast4(x0, o + 4))
+                if rows > 1 { d1 = dotNibbles(d1, lo, broadcast4(x1, o)); e1 = dotNibbles(e1, hi, broadcast4(x1, o + 4)) }
                 w += 64
                 o += 8
             }
@@ -73,27 +73,22 @@ private func intRows(_ rows: Int, nibbles: Bool, half h: Int, _ codes: UnsafeRaw
                 let v = _mm256_loadu_si256(w.assumingMemoryBound(to: __m256i_u.self))
                 d0 = dotBytes(d0, v, broadcast4(x0, o))
                 if rows > 1 { d1 = dotBytes(d1, v, broadcast4(x1, o)) }
-                if rows > 2 { d2 = dotBytes(d2, v, broadcast4(x2, o)) }
-                if rows > 3 { d3 = dotBytes(d3, v, broadcast4(x3, o)) }
                 w += 64
                 o += 4
             }
         }
         let s = _mm256_loadu_ps(scales + b * 16 + 8 * h)
         let m: UnsafePointer<Float>? = mins == nil ? nil : mins! + b * 16 + 8 * h
-        a0 = finishInt(a0, d0, s, m, zero, xScale[b], xSum[b])
-        if rows > 1 { a1 = finishInt(a1, d1, s, m, zero, xScale[ldb + b], xSum[ldb + b]) }
-        if rows > 2 { a2 = finishInt(a2, d2, s, m, zero, xScale[2 * ldb + b], xSum[2 * ldb + b]) }
-        if rows > 3 { a3 = finishInt(a3, d3, s, m, zero, xScale[3 * ldb + b], xSum[3 * ldb + b]) }
+        a0 = finishInt(a0, _mm256_add_epi32(d0, e0), s, m, zero, xScale[b], xSum[b])
+        if rows > 1 { a1 = finishInt(a1, _mm256_add_epi32(d1, e1), s, m, zero, xScale[ldb + b], xSum[ldb + b]) }
         b += 1
     }
     let o = out + 8 * h
     _mm256_storeu_ps(o, a0)
     if rows > 1 { _mm256_storeu_ps(o + ldo, a1) }
-    if rows > 2 { _mm256_storeu_ps(o + 2 * ldo, a2) }
-    if rows > 3 { _mm256_storeu_ps(o + 3 * ldo, a3) }
 }
 
+/// Activation rows two at a time (16 ymm registers), each over both halves of the panel.
 @inline(__always)
 private func intPanel(nibbles: Bool, _ codes: UnsafeRawPointer, _ scales: UnsafePointer<Float>, _ mins: UnsafePointer<Float>?,
                       _ blocks: Int, _ block: Int, _ zero: Int32,
@@ -104,15 +99,14 @@ private func intPanel(nibbles: Bool, _ codes: UnsafeRawPointer, _ scales: Unsafe
         let x = xq + m * ldx, s = xScale + m * ldb, q = xSum + m * ldb, o = out + m * ldo
         var h = 0
         while h < 2 {
-            switch rows - m {
-            case 1: intRows(1, nibbles: nibbles, half: h, codes, scales, mins, blocks, block, zero, x, ldx, s, q, ldb, o, ldo)
-            case 2: intRows(2, nibbles: nibbles, half: h, codes, scales, mins, blocks, block, zero, x, ldx, s, q, ldb, o, ldo)
-            case 3: intRows(3, nibbles: nibbles, half: h, codes, scales, mins, blocks, block, zero, x, ldx, s, q, ldb, o, ldo)
-            default: intRows(4, nibbles: nibbles, half: h, codes, scales, mins, blocks, block, zero, x, ldx, s, q, ldb, o, ldo)
+            if rows - m == 1 {
+                intRows(1, nibbles: nibbles, half: h, codes, scales, mins, blocks, block, zero, x, ldx, s, q, ldb, o, ldo)
+            } else {
+                intRows(2, nibbles: nibbles, half: h, codes, scales, mins, blocks, block, zero, x, ldx, s, q, ldb, o, ldo)
             }
             h += 1
         }
-        m += 4
+        m += 2
     }
 }
 
@@ -149,13 +143,28 @@ public func avx2IntBytes(_ codes: UnsafeRawPointer, _ scales: UnsafePointer<Floa
 
 private enum Decode { case nibbles, bytes, halves }
 
-@inline(__always) private func accumulate(_ rows: Int, _ w: __m256, _ k: Int, _ x0: UnsafePointer<Float>, _ x1: UnsafePointer<Float>,
-                                          _ x2: UnsafePointer<Float>, _ x3: UnsafePointer<Float>,
-                                          _ p0: inout __m256, _ p1: inout __m256, _ p2: inout __m256, _ p3: inout __m256) {
-    p0 = _mm256_fmadd_ps(w, _mm256_set1_ps(x0[k]), p0)
-    if rows > 1 { p1 = _mm256_fmadd_ps(w, _mm256_set1_ps(x1[k]), p1) }
-    if rows > 2 { p2 = _mm256_fmadd_ps(w, _mm256_set1_ps(x2[k]), p2) }
-    if rows > 3 { p3 = _mm256_fmadd_ps(w, _mm256_set1_ps(x3[k]), p3) }
+/// Four fused-multiply-add chains per row: chain j takes the K positions j, j+4, j+8, ... of a
+/// block (summed as (c0 + c1) + (c2 + c3)), as in the AVX-512 kernels and the reference.
+private struct Chains {
+    var c0 = _mm256_setzero_ps(), c1 = _mm256_setzero_ps(), c2 = _mm256_setzero_ps(), c3 = _mm256_setzero_ps()
+
+    @inline(__always) mutating func add(_ w: __m256, _ x: Float, chain: Int) {
+        let xv = _mm256_set1_ps(x)
+        switch chain {
+        case 0: c0 = _mm256_fmadd_ps(w, xv, c0)
+        case 1: c1 = _mm256_fmadd_ps(w, xv, c1)
+        case 2: c2 = _mm256_fmadd_ps(w, xv, c2)
+        default: c3 = _mm256_fmadd_ps(w, xv, c3)
+        }
+    }
+
+    @inline(__always) var sum: __m256 { _mm256_add_ps(_mm256_add_ps(c0, c1), _mm256_add_ps(c2, c3)) }
+}
+
+@inline(__always) private func accumulate(_ rows: Int, _ w: __m256, _ k: Int, chain: Int, _ x0: UnsafePointer<Float>,
+                                          _ x1: UnsafePointer<Float>, _ p0: inout Chains, _ p1: inout Chains) {
+    p0.add(w, x0[k], chain: chain)
+    if rows > 1 { p1.add(w, x1[k], chain: chain) }
 }
 
 /// lut[index & 15] per lane: two 8-entry permutes, picked by bit 3.
@@ -172,62 +181,62 @@ private func floatRows(_ rows: Int, _ decode: Decode, half h: Int, _ codes: Unsa
     let low = _mm256_loadu_ps(lut), high = _mm256_loadu_ps(lut + 8)
     let byteMask = _mm256_set1_epi32(0xFF)
     let zeros = _mm256_set1_epi32(zero)
-    var a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0
-    let x0 = x, x1 = x + ldx, x2 = x + 2 * ldx, x3 = x + 3 * ldx
+    var a0 = _mm256_setzero_ps(), a1 = a0
+    let x0 = x, x1 = x + ldx
     var w = codes
     var b = 0
     while b < blocks {
-        var p0 = _mm256_setzero_ps(), p1 = p0, p2 = p0, p3 = p0
+        var p0 = Chains(), p1 = Chains()
         var k = b * block
         let end = k + block
         switch decode {
         case .nibbles:
             while k < end {
                 let v = _mm256_loadu_si256((w + 32 * h).assumingMemoryBound(to: __m256i_u.self))
-                accumulate(rows, lookup(v, low, high), k, x0, x1, x2, x3, &p0, &p1, &p2, &p3)
-                accumulate(rows, lookup(_mm256_srli_epi32(v, 8), low, high), k + 1, x0, x1, x2, x3, &p0, &p1, &p2, &p3)
-                accumulate(rows, lookup(_mm256_srli_epi32(v, 16), low, high), k + 2, x0, x1, x2, x3, &p0, &p1, &p2, &p3)
-                accumulate(rows, lookup(_mm256_srli_epi32(v, 24), low, high), k + 3, x0, x1, x2, x3, &p0, &p1, &p2, &p3)
-                accumulate(rows, lookup(_mm256_srli_epi32(v, 4), low, high), k + 4, x0, x1, x2, x3, &p0, &p1, &p2, &p3)
-                accumulate(rows, lookup(_mm256_srli_epi32(v, 12), low, high), k + 5, x0, x1, x2, x3, &p0, &p1, &p2, &p3)
-                accumulate(rows, lookup(_mm256_srli_epi32(v, 20), low, high), k + 6, x0, x1, x2, x3, &p0, &p1, &p2, &p3)
-                accumulate(rows, lookup(_mm256_srli_epi32(v, 28), low, high), k + 7, x0, x1, x2, x3, &p0, &p1, &p2, &p3)
+                accumulate(rows, lookup(v, low, high), k, chain: 0, x0, x1, &p0, &p1)
+                accumulate(rows, lookup(_mm256_srli_epi32(v, 8), low, high), k + 1, chain: 1, x0, x1, &p0, &p1)
+                accumulate(rows, lookup(_mm256_srli_epi32(v, 16), low, high), k + 2, chain: 2, x0, x1, &p0, &p1)
+                accumulate(rows, lookup(_mm256_srli_epi32(v, 24), low, high), k + 3, chain: 3, x0, x1, &p0, &p1)
+                accumulate(rows, lookup(_mm256_srli_epi32(v, 4), low, high), k + 4, chain: 0, x0, x1, &p0, &p1)
+                accumulate(rows, lookup(_mm256_srli_epi32(v, 12), low, high), k + 5, chain: 1, x0, x1, &p0, &p1)
+                accumulate(rows, lookup(_mm256_srli_epi32(v, 20), low, high), k + 6, chain: 2, x0, x1, &p0, &p1)
+                accumulate(rows, lookup(_mm256_srli_epi32(v, 28), low, high), k + 7, chain: 3, x0, x1, &p0, &p1)
                 w += 64
                 k += 8
             }
         case .bytes:
             while k < end {
                 let v = _mm256_loadu_si256((w + 32 * h).assumingMemoryBound(to: __m256i_u.self))
-                var j = 0
-                while j < 4 {
-                    let code = _mm256_and_si256(_mm256_srli_epi32(v, Int32(8 * j)), byteMask)
-                    accumulate(rows, _mm256_cvtepi32_ps(_mm256_sub_epi32(code, zeros)), k + j, x0, x1, x2, x3, &p0, &p1, &p2, &p3)
-                    j += 1
-                }
+                let c0 = _mm256_and_si256(v, byteMask), c1 = _mm256_and_si256(_mm256_srli_epi32(v, 8), byteMask)
+                let c2 = _mm256_and_si256(_mm256_srli_epi32(v, 16), byteMask), c3 = _mm256_srli_epi32(v, 24)
+                accumulate(rows, _mm256_cvtepi32_ps(_mm256_sub_epi32(c0, zeros)), k, chain: 0, x0, x1, &p0, &p1)
+                accumulate(rows, _mm256_cvtepi32_ps(_mm256_sub_epi32(c1, zeros)), k + 1, chain: 1, x0, x1, &p0, &p1)
+                accumulate(rows, _mm256_cvtepi32_ps(_mm256_sub_epi32(c2, zeros)), k + 2, chain: 2, x0, x1, &p0, &p1)
+                accumulate(rows, _mm256_cvtepi32_ps(_mm256_sub_epi32(c3, zeros)), k + 3, chain: 3, x0, x1, &p0, &p1)
                 w += 64
                 k += 4
             }
         case .halves:
             while k < end {
-                let halves = _mm_loadu_si128((w + 16 * h).assumingMemoryBound(to: __m128i_u.self))
-                accumulate(rows, _mm256_cvtph_ps(halves), k, x0, x1, x2, x3, &p0, &p1, &p2, &p3)
-                w += 32
-                k += 1
+                var j = 0
+                while j < 4 {
+                    let halves = _mm_loadu_si128((w + 32 * j + 16 * h).assumingMemoryBound(to: __m128i_u.self))
+                    accumulate(rows, _mm256_cvtph_ps(halves), k + j, chain: j, x0, x1, &p0, &p1)
+                    j += 1
+                }
+                w += 128
+                k += 4
             }
         }
         let s = _mm256_loadu_ps(scales + b * 16 + 8 * h)
         let m: UnsafePointer<Float>? = mins == nil ? nil : mins! + b * 16 + 8 * h
-        a0 = finishFloat(a0, p0, s, m, xSum[b])
-        if rows > 1 { a1 = finishFloat(a1, p1, s, m, xSum[ldb + b]) }
-        if rows > 2 { a2 = finishFloat(a2, p2, s, m, xSum[2 * ldb + b]) }
-        if rows > 3 { a3 = finishFloat(a3, p3, s, m, xSum[3 * ldb + b]) }
+        a0 = finishFloat(a0, p0.sum, s, m, xSum[b])
+        if rows > 1 { a1 = finishFloat(a1, p1.sum, s, m, xSum[ldb + b]) }
         b += 1
     }
     let o = out + 8 * h
     _mm256_storeu_ps(o, a0)
     if rows > 1 { _mm256_storeu_ps(o + ldo, a1) }
-    if rows > 2 { _mm256_storeu_ps(o + 2 * ldo, a2) }
-    if rows > 3 { _mm256_storeu_ps(o + 3 * ldo, a3) }
 }
 
 /// acc + partial * scale  (+ min * xSum)
@@ -248,15 +257,14 @@ private func floatPanel(_ decode: Decode, _ codes: UnsafeRawPointer, _ scales: U
         let xm = x + m * ldx, s = xSum + m * ldb, o = out + m * ldo
         var h = 0
         while h < 2 {
-            switch rows - m {
-            case 1: floatRows(1, decode, half: h, codes, scales, mins, blocks, block, zero, lut, xm, ldx, s, ldb, o, ldo)
-            case 2: floatRows(2, decode, half: h, codes, scales, mins, blocks, block, zero, lut, xm, ldx, s, ldb, o, ldo)
-            case 3: floatRows(3, decode, half: h, codes, scales, mins, blocks, block, zero, lut, xm, ldx, s, ldb, o, ldo)
-            default: floatRows(4, decode, half: h, codes, scales, mins, blocks, block, zero, lut, xm, ldx, s, ldb, o, ldo)
+            if rows - m == 1 {
+                floatRows(1, decode, half: h, codes, scales, mins, blocks, block, zero, lut, xm, ldx, s, ldb, o, ldo)
+            } else {
+                floatRows(2, decode, half: h, codes, scales, mins, blocks, block, zero, lut, xm, ldx, s, ldb, o, ldo)
             }
             h += 1
         }
-        m += 4
+        m += 2
     }
 }
 

@@ -99,7 +99,7 @@ struct IntegerMatmulCall {
             throw QuantError(.invalidArgument, "a and b must be matrices, got shapes \(self.a.shape) and \(self.b.shape)")
         }
         let (m, k, n) = (self.a.shape[0], self.a.shape[1], self.b.shape[1])
-        guard self.b.shape[0] == k else { throw QuantError(.shapeMismatch, "a is [\(m), \(k)] but b is \(self.b.shape)") }
+        guard self.b.shape[0] == k else { throw QuantError(.shapeMismatch, "a is [\(m), \(k)] but b is \(self.b.shape): their K differ") }
         aZero = try aZeroPoint.map { try ElementTensorView($0, name: "a_zero_point", allowed: [aView.dtype]) }
         bZero = try bZeroPoint.map { try ElementTensorView($0, name: "b_zero_point", allowed: [bView.dtype]) }
         if let z = aZero, !z.isScalarOrVector(of: m) { throw QuantError(.shapeMismatch, "a_zero_point has shape \(z.shape), expected [] or [\(m)]") }

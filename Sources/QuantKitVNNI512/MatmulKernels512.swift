@@ -41,18 +41,35 @@ private func intRows(_ rows: Int, nibbles: Bool, _ codes: UnsafeRawPointer, _ sc
     var w = codes
     var b = 0
     while b < blocks {
-        var d0 = _mm512_setzero_si512(), d1 = d0, d2 = d0, d3 = d0
+        // Two accumulators per row (low and high nibbles) keep the vpdpbusd latency chains short;
+        // a single row also splits even and odd groups. Integer sums: the order does not matter.
+        let zero512 = _mm512_setzero_si512()
+        var d0 = zero512, d1 = zero512, d2 = zero512, d3 = zero512
+        var e0 = zero512, e1 = zero512, e2 = zero512, e3 = zero512
+        var f0 = zero512, g0 = zero512
         var o = b * block
         let end = o + block
         if nibbles {
+            if rows == 1 {
+                while o + 16 <= end {
+                    let v = _mm512_loadu_si512(w), u = _mm512_loadu_si512(w + 64)
+                    d0 = _mm512_dpbusd_epi32(d0, _mm512_and_si512(v, mask), broadcast4(x0, o))
+                    e0 = _mm512_dpbusd_epi32(e0, _mm512_and_si512(_mm512_srli_epi16(v, 4), mask), broadcast4(x0, o + 4))
+                    f0 = _mm512_dpbusd_epi32(f0, _mm512_and_si512(u, mask), broadcast4(x0, o + 8))
+                    g0 = _mm512_dpbusd_epi32(g0, _mm512_and_si512(_mm512_srli_epi16(u, 4), mask), broadcast4(x0, o + 12))
+                    w += 128
+                    o += 16
+                }
+            }
             while o < end {
                 let v = _mm512_loadu_si512(w)
                 let lo = _mm512_and_si512(v, mask)
                 let hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), mask)
-                d0 = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(d0, lo, broadcast4(x0, o)), hi, broadcast4(x0, o + 4))
-                if rows > 1 { d1 = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(d1, lo, broadcast4(x1, o)), hi, broadcast4(x1, o + 4)) }
-                if rows > 2 { d2 = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(d2, lo, broadcast4(x2, o)), hi, broadcast4(x2, o + 4)) }
-                if rows > 3 { d3 = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(d3, lo, broadcast4(x3, o)), hi, broadcast4(x3, o + 4)) }
+                d0 = _mm512_dpbusd_epi32(d0, lo, broadcast4(x0, o))
+                e0 = _mm512_dpbusd_epi32(e0, hi, broadcast4(x0, o + 4))
+                if rows > 1 { d1 = _mm512_dpbusd_epi32(d1, lo, broadcast4(x1, o)); e1 = _mm512_dpbusd_epi32(e1, hi, broadcast4(x1, o + 4)) }
+                if rows > 2 { d2 = _mm512_dpbusd_epi32(d2, lo, broadcast4(x2, o)); e2 = _mm512_dpbusd_epi32(e2, hi, broadcast4(x2, o + 4)) }
+                if rows > 3 { d3 = _mm512_dpbusd_epi32(d3, lo, broadcast4(x3, o)); e3 = _mm512_dpbusd_epi32(e3, hi, broadcast4(x3, o + 4)) }
                 w += 64
                 o += 8
             }
@@ -67,6 +84,10 @@ private func intRows(_ rows: Int, nibbles: Bool, _ codes: UnsafeRawPointer, _ sc
                 o += 4
             }
         }
+        d0 = _mm512_add_epi32(_mm512_add_epi32(d0, e0), _mm512_add_epi32(f0, g0))
+        d1 = _mm512_add_epi32(d1, e1)
+        d2 = _mm512_add_epi32(d2, e2)
+        d3 = _mm512_add_epi32(d3, e3)
         let s = _mm512_loadu_ps(scales + b * 16)
         let m: UnsafePointer<Float>? = mins == nil ? nil : mins! + b * 16
         a0 = finishInt(a0, d0, s, m, zero, xScale[b], xSum[b])
@@ -118,13 +139,31 @@ public func vnni512IntBytes(_ codes: UnsafeRawPointer, _ scales: UnsafePointer<F
 /// The three code widths of the float kernels.
 private enum Decode { case nibbles, bytes, halves }
 
-@inline(__always) private func accumulate(_ rows: Int, _ w: __m512, _ k: Int, _ x0: UnsafePointer<Float>, _ x1: UnsafePointer<Float>,
-                                          _ x2: UnsafePointer<Float>, _ x3: UnsafePointer<Float>,
-                                          _ p0: inout __m512, _ p1: inout __m512, _ p2: inout __m512, _ p3: inout __m512) {
-    p0 = _mm512_fmadd_ps(w, _mm512_set1_ps(x0[k]), p0)
-    if rows > 1 { p1 = _mm512_fmadd_ps(w, _mm512_set1_ps(x1[k]), p1) }
-    if rows > 2 { p2 = _mm512_fmadd_ps(w, _mm512_set1_ps(x2[k]), p2) }
-    if rows > 3 { p3 = _mm512_fmadd_ps(w, _mm512_set1_ps(x3[k]), p3) }
+/// Four fused-multiply-add chains per row: chain j takes the K positions j, j+4, j+8, ... of a
+/// block (the reference sums them as (c0 + c1) + (c2 + c3)).
+private struct Chains {
+    var c0 = _mm512_setzero_ps(), c1 = _mm512_setzero_ps(), c2 = _mm512_setzero_ps(), c3 = _mm512_setzero_ps()
+
+    @inline(__always) mutating func add(_ w: __m512, _ x: Float, chain: Int) {
+        let xv = _mm512_set1_ps(x)
+        switch chain {
+        case 0: c0 = _mm512_fmadd_ps(w, xv, c0)
+        case 1: c1 = _mm512_fmadd_ps(w, xv, c1)
+        case 2: c2 = _mm512_fmadd_ps(w, xv, c2)
+        default: c3 = _mm512_fmadd_ps(w, xv, c3)
+        }
+    }
+
+    @inline(__always) var sum: __m512 { _mm512_add_ps(_mm512_add_ps(c0, c1), _mm512_add_ps(c2, c3)) }
+}
+
+@inline(__always) private func accumulate(_ rows: Int, _ w: __m512, _ k: Int, chain: Int, _ x0: UnsafePointer<Float>,
+                                          _ x1: UnsafePointer<Float>, _ x2: UnsafePointer<Float>, _ x3: UnsafePointer<Float>,
+                                          _ p0: inout Chains, _ p1: inout Chains, _ p2: inout Chains, _ p3: inout Chains) {
+    p0.add(w, x0[k], chain: chain)
+    if rows > 1 { p1.add(w, x1[k], chain: chain) }
+    if rows > 2 { p2.add(w, x2[k], chain: chain) }
+    if rows > 3 { p3.add(w, x3[k], chain: chain) }
 }
 
 @inline(__always)
@@ -140,7 +179,7 @@ private func floatRows(_ rows: Int, _ decode: Decode, _ codes: UnsafeRawPointer,
     var w = codes
     var b = 0
     while b < blocks {
-        var p0 = _mm512_setzero_ps(), p1 = p0, p2 = p0, p3 = p0
+        var p0 = Chains(), p1 = Chains(), p2 = Chains(), p3 = Chains()
         var k = b * block
         let end = k + block
         switch decode {
@@ -149,43 +188,47 @@ private func floatRows(_ rows: Int, _ decode: Decode, _ codes: UnsafeRawPointer,
                 let v = _mm512_loadu_si512(w)
                 // Byte j of a lane holds K+j (low nibble) and K+j+4 (high nibble); vpermps reads
                 // the low 4 bits of each lane.
-                accumulate(rows, _mm512_permutexvar_ps(v, table), k, x0, x1, x2, x3, &p0, &p1, &p2, &p3)
-                accumulate(rows, _mm512_permutexvar_ps(_mm512_srli_epi32(v, 8), table), k + 1, x0, x1, x2, x3, &p0, &p1, &p2, &p3)
-                accumulate(rows, _mm512_permutexvar_ps(_mm512_srli_epi32(v, 16), table), k + 2, x0, x1, x2, x3, &p0, &p1, &p2, &p3)
-                accumulate(rows, _mm512_permutexvar_ps(_mm512_srli_epi32(v, 24), table), k + 3, x0, x1, x2, x3, &p0, &p1, &p2, &p3)
-                accumulate(rows, _mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), table), k + 4, x0, x1, x2, x3, &p0, &p1, &p2, &p3)
-                accumulate(rows, _mm512_permutexvar_ps(_mm512_srli_epi32(v, 12), table), k + 5, x0, x1, x2, x3, &p0, &p1, &p2, &p3)
-                accumulate(rows, _mm512_permutexvar_ps(_mm512_srli_epi32(v, 20), table), k + 6, x0, x1, x2, x3, &p0, &p1, &p2, &p3)
-                accumulate(rows, _mm512_permutexvar_ps(_mm512_srli_epi32(v, 28), table), k + 7, x0, x1, x2, x3, &p0, &p1, &p2, &p3)
+                accumulate(rows, _mm512_permutexvar_ps(v, table), k, chain: 0, x0, x1, x2, x3, &p0, &p1, &p2, &p3)
+                accumulate(rows, _mm512_permutexvar_ps(_mm512_srli_epi32(v, 8), table), k + 1, chain: 1, x0, x1, x2, x3, &p0, &p1, &p2, &p3)
+                accumulate(rows, _mm512_permutexvar_ps(_mm512_srli_epi32(v, 16), table), k + 2, chain: 2, x0, x1, x2, x3, &p0, &p1, &p2, &p3)
+                accumulate(rows, _mm512_permutexvar_ps(_mm512_srli_epi32(v, 24), table), k + 3, chain: 3, x0, x1, x2, x3, &p0, &p1, &p2, &p3)
+                accumulate(rows, _mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), table), k + 4, chain: 0, x0, x1, x2, x3, &p0, &p1, &p2, &p3)
+                accumulate(rows, _mm512_permutexvar_ps(_mm512_srli_epi32(v, 12), table), k + 5, chain: 1, x0, x1, x2, x3, &p0, &p1, &p2, &p3)
+                accumulate(rows, _mm512_permutexvar_ps(_mm512_srli_epi32(v, 20), table), k + 6, chain: 2, x0, x1, x2, x3, &p0, &p1, &p2, &p3)
+                accumulate(rows, _mm512_permutexvar_ps(_mm512_srli_epi32(v, 28), table), k + 7, chain: 3, x0, x1, x2, x3, &p0, &p1, &p2, &p3)
                 w += 64
                 k += 8
             }
         case .bytes:
             while k < end {
                 let v = _mm512_loadu_si512(w)
-                var j = 0
-                while j < 4 {
-                    let code = _mm512_and_si512(_mm512_srli_epi32(v, UInt32(8 * j)), byteMask)
-                    accumulate(rows, _mm512_cvtepi32_ps(_mm512_sub_epi32(code, zeros)), k + j, x0, x1, x2, x3, &p0, &p1, &p2, &p3)
-                    j += 1
-                }
+                let c0 = _mm512_and_si512(v, byteMask), c1 = _mm512_and_si512(_mm512_srli_epi32(v, 8), byteMask)
+                let c2 = _mm512_and_si512(_mm512_srli_epi32(v, 16), byteMask), c3 = _mm512_srli_epi32(v, 24)
+                accumulate(rows, _mm512_cvtepi32_ps(_mm512_sub_epi32(c0, zeros)), k, chain: 0, x0, x1, x2, x3, &p0, &p1, &p2, &p3)
+                accumulate(rows, _mm512_cvtepi32_ps(_mm512_sub_epi32(c1, zeros)), k + 1, chain: 1, x0, x1, x2, x3, &p0, &p1, &p2, &p3)
+                accumulate(rows, _mm512_cvtepi32_ps(_mm512_sub_epi32(c2, zeros)), k + 2, chain: 2, x0, x1, x2, x3, &p0, &p1, &p2, &p3)
+                accumulate(rows, _mm512_cvtepi32_ps(_mm512_sub_epi32(c3, zeros)), k + 3, chain: 3, x0, x1, x2, x3, &p0, &p1, &p2, &p3)
                 w += 64
                 k += 4
             }
         case .halves:
             while k < end {
-                let h = _mm256_loadu_si256(w.assumingMemoryBound(to: __m256i_u.self))
-                accumulate(rows, _mm512_cvtph_ps(h), k, x0, x1, x2, x3, &p0, &p1, &p2, &p3)
-                w += 32
-                k += 1
+                var j = 0
+                while j < 4 {
+                    let h = _mm256_loadu_si256((w + 32 * j).assumingMemoryBound(to: __m256i_u.self))
+                    accumulate(rows, _mm512_cvtph_ps(h), k + j, chain: j, x0, x1, x2, x3, &p0, &p1, &p2, &p3)
+                    j += 1
+                }
+                w += 128
+                k += 4
             }
         }
         let s = _mm512_loadu_ps(scales + b * 16)
         let m: UnsafePointer<Float>? = mins == nil ? nil : mins! + b * 16
-        a0 = finishFloat(a0, p0, s, m, xSum[b])
-        if rows > 1 { a1 = finishFloat(a1, p1, s, m, xSum[ldb + b]) }
-        if rows > 2 { a2 = finishFloat(a2, p2, s, m, xSum[2 * ldb + b]) }
-        if rows > 3 { a3 = finishFloat(a3, p3, s, m, xSum[3 * ldb + b]) }
+        a0 = finishFloat(a0, p0.sum, s, m, xSum[b])
+        if rows > 1 { a1 = finishFloat(a1, p1.sum, s, m, xSum[ldb + b]) }
+        if rows > 2 { a2 = finishFloat(a2, p2.sum, s, m, xSum[2 * ldb + b]) }
+        if rows > 3 { a3 = finishFloat(a3, p3.sum, s, m, xSum[3 * ldb + b]) }
         b += 1
     }
     _mm512_storeu_ps(out, a0)

@@ -36,7 +36,7 @@ cat > "$out/header_check.cpp" <<'CPP'
 #include <cstdio>
 #include <type_traits>
 static_assert(std::is_same<qk_status, int32_t>::value, "qk_status is int32_t");
-static_assert(sizeof(qk_api) == 160, "qk_api layout");
+static_assert(sizeof(qk_api) == 208, "qk_api layout");
 static_assert(sizeof(qk_quant_params) == 56, "qk_quant_params layout");
 static_assert(sizeof(qk_format_info) == 48 && offsetof(qk_format_info, reserved) == 44, "qk_format_info layout");
 static_assert(offsetof(qk_quantized, reserved) == 4 && offsetof(qk_quantized, data) == 8, "qk_quantized layout");

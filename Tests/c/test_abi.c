@@ -55,7 +55,7 @@ STATIC_ASSERT(status_is_int32, sizeof(qk_status) == 4 && (qk_status)-1 < 0);
 STATIC_ASSERT(version_number_formula,
               QK_VERSION_NUMBER == QK_VERSION_MAJOR * 10000 + QK_VERSION_MINOR * 100 + QK_VERSION_PATCH);
 
-PIN_VALUE(QK_ABI_VERSION, 1);
+PIN_VALUE(QK_ABI_VERSION, 2);
 PIN_VALUE(QK_MAX_DIMS, 8);
 
 PIN_VALUE(QK_OK, 0);
@@ -184,7 +184,7 @@ PIN_FIELD(qk_error_stats, sqnr_db, 40);
 PIN_FIELD(qk_error_stats, signal_rms, 48);
 
 /* qk_api: two uint32 fields, then one 8-byte slot per function, append-only. */
-PIN_SIZE(qk_api, 160);
+PIN_SIZE(qk_api, 208); /* 160 in ABI 1; ABI 2 appended six slots */
 PIN_FIELD(qk_api, struct_size, 0);
 PIN_FIELD(qk_api, abi_version, 4);
 PIN_FIELD(qk_api, version_number, 8);
@@ -206,6 +206,31 @@ PIN_FIELD(qk_api, kernel_variant, 128);
 PIN_FIELD(qk_api, set_num_threads, 136);
 PIN_FIELD(qk_api, get_num_threads, 144);
 PIN_FIELD(qk_api, get_extension, 152);
+/* since ABI 2 */
+PIN_FIELD(qk_api, pack_weights, 160);
+PIN_FIELD(qk_api, packed_matrix_release, 168);
+PIN_FIELD(qk_api, packed_matrix_get_info, 176);
+PIN_FIELD(qk_api, matmul, 184);
+PIN_FIELD(qk_api, matmul_integer, 192);
+PIN_FIELD(qk_api, matmul_kernel_variant, 200);
+PIN_VALUE(QK_COMPUTE_FLOAT, 0);
+PIN_VALUE(QK_COMPUTE_INT8, 1);
+PIN_VALUE(QK_WEIGHT_NK, 0);
+PIN_VALUE(QK_WEIGHT_KN, 1);
+PIN_SIZE(qk_pack_options, 16);
+PIN_FIELD(qk_pack_options, orientation, 4);
+PIN_FIELD(qk_pack_options, num_threads, 8);
+PIN_FIELD(qk_pack_options, reserved, 12);
+PIN_SIZE(qk_matmul_options, 12);
+PIN_FIELD(qk_matmul_options, compute, 4);
+PIN_FIELD(qk_matmul_options, num_threads, 8);
+PIN_SIZE(qk_packed_matrix_info, 40);
+PIN_FIELD(qk_packed_matrix_info, format, 4);
+PIN_FIELD(qk_packed_matrix_info, n, 8);
+PIN_FIELD(qk_packed_matrix_info, k, 16);
+PIN_FIELD(qk_packed_matrix_info, block_size, 24);
+PIN_FIELD(qk_packed_matrix_info, int8_compute, 28);
+PIN_FIELD(qk_packed_matrix_info, packed_bytes, 32);
 
 /* ============================================================================================ */
 /* Check bookkeeping                                                                             */
@@ -648,6 +673,12 @@ static void check_slots(const qk_api *api) {
     CHECK_SLOT(api, set_num_threads, qk_set_num_threads);
     CHECK_SLOT(api, get_num_threads, qk_get_num_threads);
     CHECK_SLOT(api, get_extension, qk_get_extension);
+    CHECK_SLOT(api, pack_weights, qk_pack_weights);
+    CHECK_SLOT(api, packed_matrix_release, qk_packed_matrix_release);
+    CHECK_SLOT(api, packed_matrix_get_info, qk_packed_matrix_get_info);
+    CHECK_SLOT(api, matmul, qk_matmul);
+    CHECK_SLOT(api, matmul_integer, qk_matmul_integer);
+    CHECK_SLOT(api, matmul_kernel_variant, qk_matmul_kernel_variant);
 }
 
 static void group_abi(void) {
@@ -3189,6 +3220,155 @@ typedef struct group {
 
 static void group_bad_input(void);
 
+/* ============================================================================================ */
+/* Fused matmul (ABI 2)                                                                          */
+/* ============================================================================================ */
+
+/* W [N, K] int4 block 32 quantized by the library, packed, multiplied; compared with a float64
+ * product of the dequantized weights. */
+static void group_matmul(void) {
+    enum { N = 37, K = 70, M = 3 };
+    static float w[N * K], wd[N * K], x[M * K], y[M * N], bias[N];
+    int64_t wshape[2] = {N, K}, xshape[2] = {M, K}, yshape[2] = {M, N}, bshape[1] = {N}, badshape[2] = {M, K + 1};
+    qk_quant_params p;
+    qk_quantized_layout lay;
+    qk_quantized q;
+    qk_packed_matrix *pm = NULL, *untouched = (qk_packed_matrix *)&w;
+    qk_packed_matrix_info info;
+    qk_matmul_options opt;
+    qk_pack_options po;
+    int i, j, c, bad = 0;
+    for (i = 0; i < N * K; i++) w[i] = (float)sin(i * 0.37) * 0.5f;
+    for (i = 0; i < M * K; i++) x[i] = (float)cos(i * 0.11);
+    for (i = 0; i < N; i++) bias[i] = (float)i * 0.01f;
+    p.struct_size = sizeof p;
+    EXPECT_OK(qk_quant_params_init(&p, QK_FORMAT_INT4));
+    lay.struct_size = sizeof lay;
+    EXPECT_OK(qk_quantized_layout_get(&p, 2, wshape, &lay));
+    memset(&q, 0, sizeof q);
+    q.struct_size = sizeof q;
+    q.data = malloc(lay.data_bytes);
+    q.data_bytes = lay.data_bytes;
+    q.scales = malloc(lay.scales_bytes);
+    q.scales_bytes = lay.scales_bytes;
+    {
+        qk_tensor wt = {w, QK_DTYPE_F32, 2, wshape, NULL}, dt = {wd, QK_DTYPE_F32, 2, wshape, NULL};
+        EXPECT_OK(qk_quantize(&p, &wt, &q));
+        EXPECT_OK(qk_dequantize(&p, &q, &dt));
+    }
+    EXPECT_OK(qk_pack_weights(&p, N, K, &q, NULL, &pm));
+    info.struct_size = sizeof info;
+    if (pm && EXPECT_OK(qk_packed_matrix_get_info(pm, &info))) {
+        CHECK(info.n == N && info.k == K && info.format == QK_FORMAT_INT4 && info.block_size == 32 && info.int8_compute == 1,
+              "info: n %lld k %lld format %d block %d int8 %d", (long long)info.n, (long long)info.k, info.format,
+              info.block_size, info.int8_compute);
+    }
+    for (c = 0; c < 2 && pm; c++) {
+        qk_tensor xt = {x, QK_DTYPE_F32, 2, xshape, NULL}, yt = {y, QK_DTYPE_F32, 2, yshape, NULL};
+        qk_tensor bt = {bias, QK_DTYPE_F32, 1, bshape, NULL};
+        opt.struct_size = sizeof opt;
+        opt.compute = c == 0 ? QK_COMPUTE_FLOAT : QK_COMPUTE_INT8;
+        opt.num_threads = 0;
+        for (i = 0; i < M * N; i++) y[i] = NAN;
+        EXPECT_OK(qk_matmul(pm, &xt, &bt, &yt, &opt));
+        for (i = 0; i < M && !bad; i++) {
+            for (j = 0; j < N && !bad; j++) {
+                double exact = bias[j], magnitude = 0, quant = 0;
+                int k, b;
+                for (k = 0; k < K; k++) {
+                    exact += (double)x[i * K + k] * wd[j * K + k];
+                    magnitude += fabs((double)x[i * K + k] * wd[j * K + k]);
+                }
+                for (b = 0; b < (K + 31) / 32; b++) { /* the header's int8 bound */
+                    double mx = 0, sw = 0;
+                    for (k = b * 32; k < K && k < b * 32 + 32; k++) {
+                        if (fabs(x[i * K + k]) > mx) mx = fabs(x[i * K + k]);
+                        sw += fabs(wd[j * K + k]);
+                    }
+                    quant += mx / 127 / 2 * sw;
+                }
+                if (!(fabs(y[i * N + j] - exact) <= 1e-5 * magnitude + (c ? quant * 1.001 : 0) + 1e-6)) bad = 1;
+                CHECK(!bad, "compute %d: y[%d,%d] = %g, float64 %g", c, i, j, y[i * N + j], exact);
+            }
+        }
+    }
+    if (pm) {
+        qk_tensor xt = {x, QK_DTYPE_F32, 2, xshape, NULL}, yt = {y, QK_DTYPE_F32, 2, yshape, NULL};
+        qk_tensor xbad = {x, QK_DTYPE_F32, 2, badshape, NULL}, yover = {x, QK_DTYPE_F32, 2, yshape, NULL};
+        opt.struct_size = 4;
+        EXPECT_FAIL(S(QK_ERROR_VERSION), "struct_size", qk_matmul(pm, &xt, NULL, &yt, &opt));
+        EXPECT_FAIL(S(QK_ERROR_NULL_POINTER), "w", qk_matmul(NULL, &xt, NULL, &yt, NULL));
+        EXPECT_FAIL(S(QK_ERROR_NULL_POINTER), "x", qk_matmul(pm, NULL, NULL, &yt, NULL));
+        EXPECT_FAIL(S(QK_ERROR_SHAPE_MISMATCH), "K", qk_matmul(pm, &xbad, NULL, &yt, NULL));
+        EXPECT_FAIL(S(QK_ERROR_INVALID_ARGUMENT), "overlap", qk_matmul(pm, &xt, NULL, &yover, NULL));
+        x[5] = NAN;
+        opt.struct_size = sizeof opt;
+        opt.compute = QK_COMPUTE_INT8;
+        EXPECT_FAIL(S(QK_ERROR_NON_FINITE), "finite", qk_matmul(pm, &xt, NULL, &yt, &opt));
+        x[5] = 0;
+    }
+    qk_packed_matrix_release(pm);
+    qk_packed_matrix_release(NULL);
+    /* Packing errors leave *out untouched. */
+    EXPECT_FAIL(S(QK_ERROR_NULL_POINTER), "out", qk_pack_weights(&p, N, K, &q, NULL, NULL));
+    EXPECT_FAIL(S(QK_ERROR_BUFFER_TOO_SMALL), "bytes", qk_pack_weights(&p, N, K + 64, &q, NULL, &untouched));
+    po.struct_size = sizeof po;
+    po.orientation = 7;
+    po.num_threads = 0;
+    po.reserved = 0;
+    EXPECT_FAIL(S(QK_ERROR_INVALID_ARGUMENT), "orientation", qk_pack_weights(&p, N, K, &q, &po, &untouched));
+    p.block_size = 12; /* 6 blocks per row: scale buffers sized for them */
+    {
+        qk_quantized q12 = q;
+        q12.scales_bytes = N * 6 * sizeof(float);
+        q12.scales = calloc(N * 6, sizeof(float));
+        EXPECT_FAIL(S(QK_ERROR_UNSUPPORTED), "multiple of 8", qk_pack_weights(&p, N, K, &q12, NULL, &untouched));
+        free(q12.scales);
+    }
+    CHECK(untouched == (qk_packed_matrix *)&w, "*out was written by a failing qk_pack_weights");
+    free(q.data);
+    free(q.scales);
+    {
+        const char *v = qk_matmul_kernel_variant();
+        CHECK(v && (!strcmp(v, "avx512-vnni") || !strcmp(v, "avx2-vnni") || !strcmp(v, "avx2") || !strcmp(v, "scalar")),
+              "qk_matmul_kernel_variant() = %s", v ? v : "(null)");
+    }
+}
+
+/* MatMulInteger: u8 a with per-row zero points, i8 b with a scalar zero point; then rescaled. */
+static void group_matmul_integer(void) {
+    enum { M = 3, K = 9, N = 5 };
+    uint8_t a[M * K], az[M] = {3, 128, 250};
+    int8_t b[K * N], bz = -4;
+    int32_t y[M * N];
+    float yf[M * N], as[M] = {0.5f, 0.25f, 2.0f}, bs = 0.125f, bias[N] = {1, 2, 3, 4, 5};
+    int64_t ash[2] = {M, K}, bsh[2] = {K, N}, ysh[2] = {M, N}, azsh[1] = {M}, assh[1] = {M}, biassh[1] = {N};
+    qk_tensor at = {a, QK_DTYPE_U8, 2, ash, NULL}, bt = {b, QK_DTYPE_I8, 2, bsh, NULL};
+    qk_tensor azt = {az, QK_DTYPE_U8, 1, azsh, NULL}, bzt = {&bz, QK_DTYPE_I8, 0, NULL, NULL};
+    qk_tensor yt = {y, QK_DTYPE_I32, 2, ysh, NULL}, yft = {yf, QK_DTYPE_F32, 2, ysh, NULL};
+    qk_tensor ast = {as, QK_DTYPE_F32, 1, assh, NULL}, bst = {&bs, QK_DTYPE_F32, 0, NULL, NULL};
+    qk_tensor biast = {bias, QK_DTYPE_F32, 1, biassh, NULL};
+    int i, j, k;
+    for (i = 0; i < M * K; i++) a[i] = (uint8_t)(i * 37 + 11);
+    for (i = 0; i < K * N; i++) b[i] = (int8_t)(i * 53 - 100);
+    EXPECT_OK(qk_matmul_integer(&at, &azt, &bt, &bzt, NULL, NULL, NULL, &yt, 0));
+    EXPECT_OK(qk_matmul_integer(&at, &azt, &bt, &bzt, &ast, &bst, &biast, &yft, 1));
+    for (i = 0; i < M; i++) {
+        for (j = 0; j < N; j++) {
+            int64_t acc = 0;
+            for (k = 0; k < K; k++) acc += ((int64_t)a[i * K + k] - az[i]) * ((int64_t)b[k * N + j] - bz);
+            CHECK(y[i * N + j] == acc, "matmul_integer y[%d,%d] = %d, expected %lld", i, j, y[i * N + j], (long long)acc);
+            CHECK(fabs(yf[i * N + j] - ((double)acc * as[i] * bs + bias[j])) <= 1e-5 * fabs((double)acc * as[i] * bs) + 1e-5,
+                  "scaled y[%d,%d] = %g", i, j, yf[i * N + j]);
+        }
+    }
+    EXPECT_FAIL(S(QK_ERROR_UNSUPPORTED), "dtype", qk_matmul_integer(&at, NULL, &bt, NULL, NULL, NULL, NULL, &yft, 0));
+    EXPECT_FAIL(S(QK_ERROR_INVALID_ARGUMENT), "both", qk_matmul_integer(&at, NULL, &bt, NULL, &ast, NULL, NULL, &yft, 0));
+    EXPECT_FAIL(S(QK_ERROR_INVALID_ARGUMENT), "bias", qk_matmul_integer(&at, NULL, &bt, NULL, NULL, NULL, &biast, &yt, 0));
+    EXPECT_FAIL(S(QK_ERROR_SHAPE_MISMATCH), "K", qk_matmul_integer(&bt, NULL, &bt, NULL, NULL, NULL, NULL, &yt, 0));
+    EXPECT_FAIL(S(QK_ERROR_NULL_POINTER), "a", qk_matmul_integer(NULL, NULL, &bt, NULL, NULL, NULL, NULL, &yt, 0));
+}
+
 static const group GROUPS[] = {
     {"abi", group_abi},
     {"status_strings", group_status_strings},
@@ -3208,6 +3388,8 @@ static const group GROUPS[] = {
     {"struct_size", group_struct_size},
     {"bad_input", group_bad_input},
     {"threads", group_threads},
+    {"matmul", group_matmul},
+    {"matmul_integer", group_matmul_integer},
 };
 
 /* The crash handler names the call in flight (write() only: async-signal-safe). */

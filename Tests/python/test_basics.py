@@ -19,7 +19,8 @@ STRUCTS = ["qk_tensor", "qk_format_info", "qk_quant_params", "qk_quantized_layou
 
 
 def test_version_matches_header():
-    assert qk.version() == "0.1.0"
+    text = HEADER.read_text()
+    assert f'#define QK_VERSION_STRING "{qk.version()}"' in text
     assert qk.version_number() == _constants.HEADER_VERSION_NUMBER
     text = HEADER.read_text()
     assert f"#define QK_VERSION_NUMBER {_constants.HEADER_VERSION_NUMBER}" in text
@@ -111,15 +112,17 @@ def test_granularity_rule():
 
 def test_api_table_matches_exports():
     lib = _ffi.lib()
-    api = lib.qk_get_api(1).contents
-    assert api.abi_version == 1
+    # One append-only table serves every version: a version-1 caller reads its prefix.
+    api = lib.qk_get_api(_constants.ABI_VERSION).contents
+    assert ctypes.addressof(lib.qk_get_api(1).contents) == ctypes.addressof(api)
+    assert api.abi_version == _constants.ABI_VERSION
     assert api.struct_size >= ctypes.sizeof(_ffi.qk_api)
     for field, _ in _ffi.qk_api._fields_[2:]:
         slot = ctypes.cast(getattr(api, field), ctypes.c_void_p).value
         export = ctypes.cast(getattr(lib, "qk_" + field), ctypes.c_void_p).value
         assert slot == export, field
     assert api.version_number() == qk.version_number()
-    assert not lib.qk_get_api(0) and not lib.qk_get_api(2)
+    assert not lib.qk_get_api(0) and not lib.qk_get_api(_constants.ABI_VERSION + 1)
     assert lib.qk_get_extension(b"org.example.does-not-exist.v1") is None
 
 

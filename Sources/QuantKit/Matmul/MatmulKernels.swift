@@ -12,8 +12,9 @@ typealias IntPanelKernel = (_ codes: UnsafeRawPointer, _ scales: UnsafePointer<F
                             _ xq: UnsafePointer<Int8>, _ ldx: Int, _ xScale: UnsafePointer<Float>, _ xSum: UnsafePointer<Int32>, _ ldb: Int,
                             _ rows: Int, _ out: UnsafeMutablePointer<Float>, _ ldo: Int) -> Void
 
-/// One panel with float activations: per block, partial = sum over k (in order) of value(code) * x
-/// (fused multiply-adds from 0), then out = fma(partial, scale, out) and, with mins,
+/// One panel with float activations: per block, four chains c_j = fused multiply-adds of value(code) * x
+/// over the block's K positions j, j+4, j+8, ... in order (from 0), partial = (c0 + c1) + (c2 + c3),
+/// then out = fma(partial, scale, out) and, with mins,
 /// out = fma(min, xSum[r][b], out), where xSum is the block's sum of x.
 typealias FloatPanelKernel = (_ codes: UnsafeRawPointer, _ scales: UnsafePointer<Float>, _ mins: UnsafePointer<Float>?,
                               _ blocks: Int, _ block: Int, _ zero: Int32, _ lut: UnsafePointer<Float>,
@@ -99,9 +100,17 @@ enum ReferencePanels {
                 var acc: Float = 0
                 for b in 0..<blocks {
                     let base = codes + b * blockBytes
-                    var partial: Float = 0
-                    for c in 0..<block { partial.addProduct(value(base, r, c), x[m * ldx + b * block + c]) }
-                    acc.addProduct(partial, scales[b * width + r])
+                    var c0: Float = 0, c1: Float = 0, c2: Float = 0, c3: Float = 0
+                    for c in 0..<block {
+                        let term = (value(base, r, c), x[m * ldx + b * block + c])
+                        switch c % 4 {
+                        case 0: c0.addProduct(term.0, term.1)
+                        case 1: c1.addProduct(term.0, term.1)
+                        case 2: c2.addProduct(term.0, term.1)
+                        default: c3.addProduct(term.0, term.1)
+                        }
+                    }
+                    acc.addProduct((c0 + c1) + (c2 + c3), scales[b * width + r])
                     if let mins { acc.addProduct(mins[b * width + r], xSum[m * ldb + b]) }
                 }
                 out[m * ldo + r] = acc
