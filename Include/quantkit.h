@@ -390,7 +390,7 @@ typedef struct qk_matmul_options {
 /* y = x . dequant(W)^T + bias.
  * x: F32, F16 or BF16, shape [..., K] (rank 1..QK_MAX_DIMS; leading dimensions are rows), any
  *    strides. y: F32, F16 or BF16, shape [..., N] with the same leading dimensions, any strides; it
- *    must not overlap x. bias: NULL or F32 [N]. options may be NULL.
+ *    must not overlap x. bias: NULL or F32 [N], dense and 4-byte aligned (else QK_ERROR_UNSUPPORTED). options may be NULL.
  * Every output element is written exactly once, from the same arithmetic whatever the thread count
  * and the kernel variant: results are bit-identical across them. */
 qk_status qk_matmul(const qk_packed_matrix *w, const qk_tensor *x, const qk_tensor *bias,
