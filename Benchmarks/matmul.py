@@ -334,6 +334,10 @@ def cold_decode(threads_list, target_s, l3, single_bw, margin):
     block = 32
     layer = int4_bytes(k, k, block)
     count = max(16, math.ceil(margin * l3 / layer))
+    cap = (1800 << 20) // layer  # ORT's chained model must stay under protobuf's 2 GB
+    if count > cap:
+        print(f"\n(cold decode capped at {cap} layers, {cap * layer / 1e6:.0f} MB: protobuf's 2 GB limit)")
+        count = cap
     print(f"\nCold decode: M=1 through {count} distinct {k}x{k} INT4 b{block} layers in turn "
           f"({count * layer / 1e6:.0f} MB of weights; L3 {l3 / 1e6:.0f} MB); ORT runs them as one chained model")
     rng = np.random.default_rng(99)
