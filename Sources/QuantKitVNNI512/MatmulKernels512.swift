@@ -6,12 +6,12 @@ import _Builtin_intrinsics.intel
 // with a constant row count, so the unused rows compile away. Module rules (DESIGN.md): intrinsics,
 // while loops and plain scalar code only, no generic stdlib calls.
 
-@inline(__always) private func broadcast4(_ x: UnsafePointer<Int8>, _ offset: Int) -> __m512i {
+@inline(__always) func broadcast4(_ x: UnsafePointer<Int8>, _ offset: Int) -> __m512i {
     _mm512_set1_epi32(UnsafeRawPointer(x).loadUnaligned(fromByteOffset: offset, as: Int32.self))
 }
 
 /// acc + float(dot - zero * sum) * (scale * sx)  (+ min * (sx * sum))
-@inline(__always) private func finishInt(_ acc: __m512, _ dot: __m512i, _ scale: __m512, _ mins: UnsafePointer<Float>?,
+@inline(__always) func finishInt(_ acc: __m512, _ dot: __m512i, _ scale: __m512, _ mins: UnsafePointer<Float>?,
                                          _ zero: Int32, _ sx: Float, _ sum: Int32) -> __m512 {
     var d = dot
     if zero != 0 { d = _mm512_sub_epi32(d, _mm512_set1_epi32(zero &* sum)) }

@@ -39,9 +39,10 @@ final class MatmulTests: XCTestCase {
         Case(format: .int8, configure: { $0.granularity = .perAxis; $0.axis = 1 }, orientation: .kn, label: "kn int8 per channel"),
     ]
 
-    /// (m, n, k): M across 1..70, N and K odd and off the tile and block grids, K below one block.
+    /// (m, n, k): M across 1..70, N and K odd and off the tile and block grids, K below one block;
+    /// (23, 131, 160) takes the tile kernels through groups of 4 panels (1 and 2 threads), leftover panels and rows.
     static let shapes: [(Int, Int, Int)] = [(1, 16, 64), (1, 17, 40), (2, 33, 100), (3, 5, 7), (4, 16, 256), (5, 31, 129),
-                                            (17, 9, 64), (70, 21, 96), (1, 1, 1)]
+                                            (17, 9, 64), (70, 21, 96), (23, 131, 160), (1, 1, 1)]
 
     func testEveryVariantMatchesTheReference() throws {
         var rng = SplitMix(seed: 7)
@@ -94,10 +95,45 @@ final class MatmulTests: XCTestCase {
         let q = try QuantizedTensor(quantizing: [Float](repeating: 0.5, count: 64), shape: [2, 32], params: QuantParams(format: .int4))
         let w = try pack(q, n: 2, k: 32, .nk)
         var x = [Float](repeating: 1, count: 64)
-        x[40] = .nan
-        XCTAssertThrowsStatus(.nonFinite, try self.run(w, x, rows: 2, compute: .int8, threads: 1, variant: .scalar))
+        for bad in [Float.infinity, -.infinity, .nan] {
+            x[40] = bad
+            for variant in Runtime.supportedMatmulVariants {
+                XCTAssertThrowsStatus(.nonFinite, try self.run(w, x, rows: 2, compute: .int8, threads: 1, variant: variant))
+            }
+        }
         let y = try run(w, x, rows: 2, compute: .float, threads: 1, variant: .scalar)
         XCTAssertTrue(y[0].isFinite && y[2].isNaN, "float compute propagates NaN like IEEE arithmetic")
+    }
+
+    /// Ties at .5 (round half to even), all-zero blocks, blocks of 8 (a partial AVX-512 vector),
+    /// subnormals and the +-127 clamp, on every variant's activation quantizer.
+    func testActivationQuantizersMatchTheReference() throws {
+        var rng = SplitMix(seed: 5)
+        for block in [8, 16, 24, 128] {
+            let blocks = 6
+            var x = rng.normal(count: blocks * block)
+            for c in 0..<block {
+                x[c] = c == 0 ? 127 : Float(c % 9) - 4.5  // block 0: scale 1, codes are x rounded half to even
+                x[block + c] = 0                          // block 1: all zero
+                x[2 * block + c] = Float.leastNonzeroMagnitude * Float(c)  // block 2: subnormals
+            }
+            let reference = quantizeActivations(x, blocks, block, ReferenceActivations.quantize)
+            XCTAssertEqual(reference.codes[1], -4, "-3.5 rounds half to even")
+            XCTAssertEqual(reference.codes[2], -2, "-2.5 rounds half to even")
+            XCTAssertEqual(reference.scales[1], 0)
+            XCTAssertEqual(reference.codes[(2 * block)..<(3 * block)], [Int8](repeating: 0, count: block)[...],
+                           "127 / max|x| overflows: the block quantizes to zero")
+            for variant in Runtime.supportedMatmulVariants {
+                let got = quantizeActivations(x, blocks, block, MatmulKernels.of(variant).quantizeActivations)
+                XCTAssertEqual(got.codes, reference.codes, "block \(block) \(variant.name)")
+                XCTAssertEqual(got.scales.map(\.bitPattern), reference.scales.map(\.bitPattern), "block \(block) \(variant.name)")
+                XCTAssertEqual(got.sums, reference.sums, "block \(block) \(variant.name)")
+                XCTAssertTrue(got.finite)
+                var bad = x
+                bad[3 * block + block - 1] = .infinity
+                XCTAssertFalse(quantizeActivations(bad, blocks, block, MatmulKernels.of(variant).quantizeActivations).finite, variant.name)
+            }
+        }
     }
 
     func testPackingRejectsWhatTheKernelsCannotServe() throws {
@@ -121,6 +157,21 @@ final class MatmulTests: XCTestCase {
     }
 
     // MARK: - helpers
+
+    func quantizeActivations(_ x: [Float], _ blocks: Int, _ block: Int, _ kernel: ActivationKernel)
+        -> (codes: [Int8], scales: [Float], sums: [Int32], finite: Bool) {
+        var codes = [Int8](repeating: 99, count: blocks * block)
+        var scales = [Float](repeating: .nan, count: blocks)
+        var sums = [Int32](repeating: 99, count: blocks)
+        let finite = x.withUnsafeBufferPointer { xp in
+            codes.withUnsafeMutableBufferPointer { c in
+                scales.withUnsafeMutableBufferPointer { s in
+                    sums.withUnsafeMutableBufferPointer { q in kernel(xp.baseAddress!, blocks, block, c.baseAddress!, s.baseAddress!, q.baseAddress!) }
+                }
+            }
+        }
+        return (codes, scales, sums, finite)
+    }
 
     func view(_ q: QuantizedTensor) -> QuantizedView {
         q.data.withUnsafeBytes { d in q.scales.withUnsafeBytes { s in q.zeroPoints.withUnsafeBytes { z in

@@ -1,96 +1,134 @@
-/// Activation rows copied into K padded to whole kernel blocks (zeros past K), with what the
-/// kernels need per block: the float sums (float compute with mins), or int8 codes, scales and code
-/// sums (int8 compute).
+/// Activation rows in the form the kernels read, K padded to whole kernel blocks (zeros past K):
+/// float compute keeps the float rows (and their per-block sums when the weights have mins); int8
+/// compute keeps only the int8 codes with their per-block scales and code sums.
 final class Activations {
     let rows: Int
     let kPadded: Int
     let blocks: Int
     let block: Int
-    let x: UnsafeMutablePointer<Float>
-    let floatSums: UnsafeMutablePointer<Float>
+    /// Float compute only.
+    let x: UnsafeMutablePointer<Float>?
+    let floatSums: UnsafeMutablePointer<Float>?
+    /// Int8 compute only.
     let codes: UnsafeMutablePointer<Int8>?
     let scales: UnsafeMutablePointer<Float>?
     let codeSums: UnsafeMutablePointer<Int32>?
 
-    /// `load(row, destination)` writes row `row`'s K floats.
-    init(rows: Int, matrix w: PackedMatrix, quantize: Bool, threads: Int,
+    /// `load(row, destination)` writes row `row`'s K floats (int8 compute calls it from several
+    /// threads at once); `quantizer` makes the int8 codes.
+    init(rows: Int, matrix w: PackedMatrix, quantize: Bool, quantizer: ActivationKernel, threads: Int,
          load: (Int, UnsafeMutablePointer<Float>) -> Void) throws {
         self.rows = rows
         kPadded = w.kPadded
         blocks = w.blocks
         block = w.block
         let count = try checkedProduct([max(rows, 1), kPadded])
-        x = .allocate(capacity: count)
-        floatSums = .allocate(capacity: max(rows, 1) * blocks)
+        let perBlock = try checkedProduct([max(rows, 1), blocks])
         if quantize {
-            codes = .allocate(capacity: count)
-            scales = .allocate(capacity: max(rows, 1) * blocks)
-            codeSums = .allocate(capacity: max(rows, 1) * blocks)
+            x = nil
+            floatSums = nil
+            let codes = UnsafeMutablePointer<Int8>.allocate(capacity: count)
+            let scales = UnsafeMutablePointer<Float>.allocate(capacity: perBlock)
+            let sums = UnsafeMutablePointer<Int32>.allocate(capacity: perBlock)
+            self.codes = codes
+            self.scales = scales
+            codeSums = sums
+            try Self.quantizeRows(rows, w, quantizer, threads, load, codes, scales, sums)
         } else {
             codes = nil
             scales = nil
             codeSums = nil
-        }
-        for m in 0..<rows {
-            let row = x + m * kPadded
-            load(m, row)
-            (row + w.k).initialize(repeating: 0, count: kPadded - w.k)
-        }
-        let needsFloatSums = w.mins != nil && !quantize
-        let badRow = UnsafeMutablePointer<Int>.allocate(capacity: 1)
-        badRow.initialize(to: -1)
-        defer { badRow.deallocate() }
-        Parallel.forEachChunk(count: rows, threads: threads, minChunk: 8) { range in
-            for m in range {
-                if needsFloatSums { self.sumBlocks(row: m) }
-                if quantize && !self.quantizeRow(m) { badRow.pointee = m }
+            let x = UnsafeMutablePointer<Float>.allocate(capacity: count)
+            self.x = x
+            for m in 0..<rows {
+                let row = x + m * kPadded
+                load(m, row)
+                (row + w.k).initialize(repeating: 0, count: kPadded - w.k)
+            }
+            // The kernels take the sums even without mins (and then ignore their values).
+            let sums = UnsafeMutablePointer<Float>.allocate(capacity: perBlock)
+            floatSums = sums
+            if w.mins != nil {
+                Parallel.forEachChunk(count: rows, threads: threads, minChunk: 8) { range in
+                    for m in range { Self.sumBlocks(x + m * w.kPadded, w.blocks, w.block, into: sums + m * w.blocks) }
+                }
             }
         }
-        if badRow.pointee >= 0 {
-            let m = badRow.pointee
-            let column = (0..<w.k).first { !x[m * kPadded + $0].isFinite } ?? 0
-            throw QuantError(.nonFinite, "x[\(m), \(column)] is \(x[m * kPadded + column]): int8 compute needs finite activations")
-        }
     }
 
-    private func sumBlocks(row m: Int) {
+    /// Each row goes through a per-thread scratch row straight into its codes: the float rows are
+    /// never stored whole.
+    private static func quantizeRows(_ rows: Int, _ w: PackedMatrix, _ quantizer: ActivationKernel, _ threads: Int,
+                                     _ load: (Int, UnsafeMutablePointer<Float>) -> Void, _ codes: UnsafeMutablePointer<Int8>,
+                                     _ scales: UnsafeMutablePointer<Float>, _ sums: UnsafeMutablePointer<Int32>) throws {
+        let kPadded = w.kPadded, blocks = w.blocks
+        let failed = UnsafeMutablePointer<Bool>.allocate(capacity: max(rows, 1))
+        failed.initialize(repeating: false, count: max(rows, 1))
+        defer { failed.deallocate() }
+        Parallel.forEachChunk(count: rows, threads: threads, minChunk: 8) { range in
+            let row = UnsafeMutablePointer<Float>.allocate(capacity: kPadded)
+            defer { row.deallocate() }
+            (row + w.k).initialize(repeating: 0, count: kPadded - w.k)
+            for m in range {
+                load(m, row)
+                failed[m] = !quantizer(row, blocks, w.block, codes + m * kPadded, scales + m * blocks, sums + m * blocks)
+            }
+        }
+        guard let m = (0..<rows).first(where: { failed[$0] }) else { return }
+        let row = [Float](unsafeUninitializedCapacity: w.k) { buffer, initialized in
+            load(m, buffer.baseAddress!)
+            initialized = w.k
+        }
+        let column = row.firstIndex { !$0.isFinite } ?? 0
+        throw QuantError(.nonFinite, "x[\(m), \(column)] is \(row[column]): int8 compute needs finite activations")
+    }
+
+    private static func sumBlocks(_ x: UnsafePointer<Float>, _ blocks: Int, _ block: Int, into sums: UnsafeMutablePointer<Float>) {
         for b in 0..<blocks {
             var sum: Float = 0
-            for c in 0..<block { sum += x[m * kPadded + b * block + c] }
-            floatSums[m * blocks + b] = sum
+            for c in 0..<block { sum += x[b * block + c] }
+            sums[b] = sum
         }
     }
 
-    /// Symmetric int8 per block: scale = max|x| / 127, code = round-half-even(x * (127 / max|x|)).
-    /// Returns false when the row holds NaN or Inf.
-    private func quantizeRow(_ m: Int) -> Bool {
-        guard let codes, let scales, let codeSums else { return true }
+    deinit {
+        x?.deallocate()
+        floatSums?.deallocate()
+        codes?.deallocate()
+        scales?.deallocate()
+        codeSums?.deallocate()
+    }
+}
+
+/// Quantizes `blocks` blocks of `block` floats (a multiple of 8) to int8, per block:
+/// scale = max|x| / 127, code = round-half-even(x * (127 / max|x|)) clamped to +-127, and the sum
+/// of the block's codes. Codes are 0 when 127 / max|x| is not finite (max|x| below 3.7e-37, zero
+/// included): such a block adds nothing, as it would within the int8 error bound. Returns false when a value is NaN or Inf (the
+/// outputs are then unspecified). Every ISA variant gives the same bits as `reference`.
+typealias ActivationKernel = (_ x: UnsafePointer<Float>, _ blocks: Int, _ block: Int, _ codes: UnsafeMutablePointer<Int8>,
+                              _ scales: UnsafeMutablePointer<Float>, _ sums: UnsafeMutablePointer<Int32>) -> Bool
+
+enum ReferenceActivations {
+    static let quantize: ActivationKernel = { x, blocks, block, codes, scales, sums in
         for b in 0..<blocks {
-            let start = m * kPadded + b * block
+            let start = b * block
             var maxAbs: Float = 0
             for c in 0..<block {
                 let v = x[start + c]
                 guard v.isFinite else { return false }
                 maxAbs = max(maxAbs, v.magnitude)
             }
-            let inverse: Float = maxAbs == 0 ? 0 : 127 / maxAbs
+            let ratio = 127 / maxAbs
+            let inverse: Float = ratio.isFinite ? ratio : 0
             var sum: Int32 = 0
             for c in 0..<block {
                 let q = Int8(max(-127, min(127, (x[start + c] * inverse).rounded(.toNearestOrEven))))
                 codes[start + c] = q
                 sum += Int32(q)
             }
-            scales[m * blocks + b] = maxAbs / 127
-            codeSums[m * blocks + b] = sum
+            scales[b] = maxAbs / 127
+            sums[b] = sum
         }
         return true
-    }
-
-    deinit {
-        x.deallocate()
-        floatSums.deallocate()
-        codes?.deallocate()
-        scales?.deallocate()
-        codeSums?.deallocate()
     }
 }

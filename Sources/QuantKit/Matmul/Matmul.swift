@@ -15,19 +15,28 @@ public enum Matmul {
                            store: (Int, UnsafePointer<Float>) -> Void) throws {
         guard rows > 0, w.n > 0 else { return }
         let integer = compute == .int8 && w.integerCodes
-        let x = try Activations(rows: rows, matrix: w, quantize: integer, threads: threads, load: load)
+        let kernels = MatmulKernels.of(variant)
+        let x = try Activations(rows: rows, matrix: w, quantize: integer, quantizer: kernels.quantizeActivations, threads: threads, load: load)
         let ldo = w.nPadded
         let y = UnsafeMutablePointer<Float>.allocate(capacity: try checkedProduct([rows, ldo]))
         defer { y.deallocate() }
-        let kernels = MatmulKernels.of(variant)
+        let tile = integer ? (w.codes == .nibbles ? kernels.intTileNibbles : kernels.intTileBytes) : nil
         // Rows in slices whose activations stay in L2 while every panel of a thread streams past.
         let rowsPerSlice = integer ? 256 : 64
-        Parallel.forEachChunk(count: w.panels, threads: threads) { panels in
+        // Threads take whole groups of 4 panels where the tile kernels may serve them.
+        let unit = tile == nil ? 1 : 4
+        Parallel.forEachChunk(count: (w.panels + unit - 1) / unit, threads: threads) { units in
+            let panels = units.lowerBound * unit..<min(units.upperBound * unit, w.panels)
             var first = 0
             while first < rows {
                 let count = min(rowsPerSlice, rows - first)
-                for p in panels {
-                    runPanel(w, p, kernels: kernels, integer: integer, x: x, first: first, count: count, out: y + first * ldo + p * PackedMatrix.panelWidth, ldo: ldo)
+                if let tile, count >= tileMinRows {
+                    runTiles(w, panels, tile, kernels: kernels, x: x, first: first, count: count, y: y, ldo: ldo)
+                } else {
+                    for p in panels {
+                        runPanel(w, p, kernels: kernels, integer: integer, x: x, first: first, count: count,
+                                 out: y + first * ldo + p * PackedMatrix.panelWidth, ldo: ldo)
+                    }
                 }
                 first += count
             }
@@ -36,6 +45,31 @@ public enum Matmul {
             let row = y + m * ldo
             if let bias { for j in 0..<w.n { row[j] += bias[j] } }
             store(m, row)
+        }
+    }
+
+    /// From this many rows of a slice on, the tile kernels (several panels per pass) beat the panel
+    /// kernels (one panel, float accumulators in registers).
+    static let tileMinRows = 8
+
+    /// Panels in groups of 4 over every block; the tile kernel runs all rows of the slice over one
+    /// block before the next, so the group's codes for that block stay in L1. Leftover panels go
+    /// through the panel kernel.
+    private static func runTiles(_ w: PackedMatrix, _ panels: Range<Int>, _ tile: IntTileKernel, kernels: MatmulKernels,
+                                 x: Activations, first: Int, count: Int, y: UnsafeMutablePointer<Float>, ldo: Int) {
+        guard let xq = x.codes, let xs = x.scales, let sums = x.codeSums else { return }
+        let ldx = x.kPadded, ldb = x.blocks, width = PackedMatrix.panelWidth
+        var p = panels.lowerBound
+        while p + 4 <= panels.upperBound {
+            let out = y + first * ldo + p * width
+            for m in 0..<count { (out + m * ldo).initialize(repeating: 0, count: 4 * width) }
+            let s = w.scaleIndex(panel: p, block: 0)
+            tile(w.codes(panel: p, block: 0), w.blocks * w.blockBytes, w.scales + s, w.blocks * width, w.mins.map { UnsafePointer($0 + s) },
+                 w.blocks, w.block, w.zero, xq + first * ldx, ldx, xs + first * ldb, sums + first * ldb, ldb, count, out, ldo)
+            p += 4
+        }
+        for q in p..<panels.upperBound {
+            runPanel(w, q, kernels: kernels, integer: true, x: x, first: first, count: count, out: y + first * ldo + q * width, ldo: ldo)
         }
     }
 
@@ -52,13 +86,14 @@ public enum Matmul {
                    count, out, ldo)
             return
         }
+        guard let xf = x.x, let sums = x.floatSums else { return }
         let kernel: FloatPanelKernel
         switch w.codes {
         case .nibbles: kernel = kernels.floatNibbles
         case .bytes: kernel = kernels.floatBytes
         case .halves: kernel = kernels.floatHalves
         }
-        kernel(codes, scales, mins, w.blocks, w.block, w.zero, w.lut, x.x + first * ldx, ldx, x.floatSums + first * ldb, ldb,
+        kernel(codes, scales, mins, w.blocks, w.block, w.zero, w.lut, xf + first * ldx, ldx, sums + first * ldb, ldb,
                count, out, ldo)
     }
 }

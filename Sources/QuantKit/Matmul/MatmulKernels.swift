@@ -1,5 +1,6 @@
 import QuantKitAVX2
 import QuantKitAVX2VNNI
+import QuantKitAVX512
 import QuantKitVNNI512
 
 /// One panel (16 outputs) of `rows` activation rows with int8 activations:
@@ -11,6 +12,18 @@ typealias IntPanelKernel = (_ codes: UnsafeRawPointer, _ scales: UnsafePointer<F
                             _ blocks: Int, _ block: Int, _ zero: Int32,
                             _ xq: UnsafePointer<Int8>, _ ldx: Int, _ xScale: UnsafePointer<Float>, _ xSum: UnsafePointer<Int32>, _ ldb: Int,
                             _ rows: Int, _ out: UnsafeMutablePointer<Float>, _ ldo: Int) -> Void
+
+/// The int8-activation arithmetic above for 4 consecutive panels and any number of
+/// rows over `blocks` consecutive blocks, continuing each output from its current value in `out`
+/// (the driver zeroes it before the first block), so a product cut into block ranges gives the same
+/// bits as one IntPanelKernel call. codes/scales/mins point at the first panel's first block; the
+/// next panel starts panelBytes (panelScales floats) later. Outputs of panel p are out[16p..<16p+16].
+/// Panels that do not fill a group of 4 go through the panel kernel.
+/// Its scalar twin is ReferencePanels.intNibbles/intBytes through the panel path.
+typealias IntTileKernel = (_ codes: UnsafeRawPointer, _ panelBytes: Int, _ scales: UnsafePointer<Float>, _ panelScales: Int,
+                           _ mins: UnsafePointer<Float>?, _ blocks: Int, _ block: Int, _ zero: Int32,
+                           _ xq: UnsafePointer<Int8>, _ ldx: Int, _ xScale: UnsafePointer<Float>, _ xSum: UnsafePointer<Int32>, _ ldb: Int,
+                           _ rows: Int, _ out: UnsafeMutablePointer<Float>, _ ldo: Int) -> Void
 
 /// One panel with float activations: per block, four chains c_j = fused multiply-adds of value(code) * x
 /// over the block's K positions j, j+4, j+8, ... in order (from 0), partial = (c0 + c1) + (c2 + c3),
@@ -29,22 +42,27 @@ struct MatmulKernels {
     let floatNibbles: FloatPanelKernel
     let floatBytes: FloatPanelKernel
     let floatHalves: FloatPanelKernel
+    let quantizeActivations: ActivationKernel
+    /// Tile kernels for many rows; nil where the ISA has none (the panel kernels then serve every M).
+    var intTileNibbles: IntTileKernel? = nil
+    var intTileBytes: IntTileKernel? = nil
 
     static func of(_ variant: MatmulVariant) -> MatmulKernels {
         switch variant {
         case .scalar:
             return MatmulKernels(intNibbles: ReferencePanels.intNibbles, intBytes: ReferencePanels.intBytes,
                                  floatNibbles: ReferencePanels.floatNibbles, floatBytes: ReferencePanels.floatBytes,
-                                 floatHalves: ReferencePanels.floatHalves)
+                                 floatHalves: ReferencePanels.floatHalves, quantizeActivations: ReferenceActivations.quantize)
         case .avx2:
             return MatmulKernels(intNibbles: avx2IntNibbles, intBytes: avx2IntBytes, floatNibbles: avx2FloatNibbles,
-                                 floatBytes: avx2FloatBytes, floatHalves: avx2FloatHalves)
+                                 floatBytes: avx2FloatBytes, floatHalves: avx2FloatHalves, quantizeActivations: avx2QuantizeActivations)
         case .avx2Vnni:
             return MatmulKernels(intNibbles: avxvnniIntNibbles, intBytes: avxvnniIntBytes, floatNibbles: avx2FloatNibbles,
-                                 floatBytes: avx2FloatBytes, floatHalves: avx2FloatHalves)
+                                 floatBytes: avx2FloatBytes, floatHalves: avx2FloatHalves, quantizeActivations: avx2QuantizeActivations)
         case .avx512Vnni:
             return MatmulKernels(intNibbles: vnni512IntNibbles, intBytes: vnni512IntBytes, floatNibbles: vnni512FloatNibbles,
-                                 floatBytes: vnni512FloatBytes, floatHalves: vnni512FloatHalves)
+                                 floatBytes: vnni512FloatBytes, floatHalves: vnni512FloatHalves,
+                                 quantizeActivations: avx512QuantizeActivations, intTileNibbles: vnni512IntTileNibbles, intTileBytes: vnni512IntTileBytes)
         }
     }
 }
