@@ -26,7 +26,7 @@ let package = Package(
     ],
     targets: [
         .target(name: "CQuantKit"),
-        .target(name: "QuantKitAVX2", swiftSettings: isaFlags(["-mavx2", "-mfma", "-mf16c", "-mbmi2"])),
+        .target(name: "QuantKitAVX2", dependencies: ["CQuantKit"], swiftSettings: isaFlags(["-mavx2", "-mfma", "-mf16c", "-mbmi2"])),
         .target(
             name: "QuantKitAVX512",
             swiftSettings: isaFlags(["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx2", "-mfma", "-mf16c", "-mbmi2"])),
@@ -34,9 +34,11 @@ let package = Package(
         // symlink, built with vpdpbusd).
         .target(
             name: "QuantKitVNNI512",
+            dependencies: ["CQuantKit"],
             swiftSettings: isaFlags(["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx512vnni", "-mavx2", "-mfma", "-mf16c", "-mbmi2"])),
         .target(
             name: "QuantKitAVX2VNNI",
+            dependencies: ["CQuantKit"],
             swiftSettings: isaFlags(["-mavx2", "-mavxvnni", "-mfma", "-mf16c", "-mbmi2"]) + [.define("AVXVNNI")]),
         .target(name: "QuantKit", dependencies: ["CQuantKit", "QuantKitAVX2", "QuantKitAVX512", "QuantKitVNNI512", "QuantKitAVX2VNNI"]),
         .target(

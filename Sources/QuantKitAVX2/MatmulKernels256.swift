@@ -1,4 +1,5 @@
 import _Builtin_intrinsics.intel
+import CQuantKit
 
 // AVX2 panel kernels for the fused matmul (contracts: QuantKit/Matmul/MatmulKernels.swift; layout:
 // QuantKit/Matmul/PackedMatrix.swift). A 16-row panel is done as two halves of 8 rows (one ymm
@@ -6,6 +7,15 @@ import _Builtin_intrinsics.intel
 // compiled into QuantKitAVX2VNNI (a symlink) with AVXVNNI defined: there the integer dot products
 // are vpdpbusd instead of vpmaddubsw + vpmaddwd, and only the integer kernels are built.
 // Module rules (DESIGN.md): intrinsics, while loops and plain scalar code only.
+
+/// Prefetch distances: see QuantKitVNNI512/MatmulKernels512.swift. The second half-panel pass
+/// re-reads lines the first one fetched, so its hints are cheap no-ops.
+private let codesAhead = 4096
+
+@inline(__always) private func prefetchScales(_ scales: UnsafePointer<Float>, _ mins: UnsafePointer<Float>?, _ b: Int) {
+    qk_prefetch(scales + (b + 16) * 16)
+    if let mins { qk_prefetch(mins + (b + 16) * 16) }
+}
 
 @inline(__always) private func broadcast4(_ x: UnsafePointer<Int8>, _ offset: Int) -> __m256i {
     _mm256_set1_epi32(UnsafeRawPointer(x).loadUnaligned(fromByteOffset: offset, as: Int32.self))
@@ -59,6 +69,7 @@ private func intRows(_ rows: Int, nibbles: Bool, half h: Int, _ codes: UnsafeRaw
         let end = o + block
         if nibbles {
             while o < end {
+                qk_prefetch(w + codesAhead)
                 let v = _mm256_loadu_si256(w.assumingMemoryBound(to: __m256i_u.self))
                 let lo = _mm256_and_si256(v, mask)
                 let hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), mask)
@@ -70,6 +81,7 @@ private func intRows(_ rows: Int, nibbles: Bool, half h: Int, _ codes: UnsafeRaw
             }
         } else {
             while o < end {
+                qk_prefetch(w + codesAhead)
                 let v = _mm256_loadu_si256(w.assumingMemoryBound(to: __m256i_u.self))
                 d0 = dotBytes(d0, v, broadcast4(x0, o))
                 if rows > 1 { d1 = dotBytes(d1, v, broadcast4(x1, o)) }
@@ -77,6 +89,7 @@ private func intRows(_ rows: Int, nibbles: Bool, half h: Int, _ codes: UnsafeRaw
                 o += 4
             }
         }
+        prefetchScales(scales, mins, b)
         let s = _mm256_loadu_ps(scales + b * 16 + 8 * h)
         let m: UnsafePointer<Float>? = mins == nil ? nil : mins! + b * 16 + 8 * h
         a0 = finishInt(a0, _mm256_add_epi32(d0, e0), s, m, zero, xScale[b], xSum[b])
@@ -192,6 +205,7 @@ private func floatRows(_ rows: Int, _ decode: Decode, half h: Int, _ codes: Unsa
         switch decode {
         case .nibbles:
             while k < end {
+                qk_prefetch(w + codesAhead)
                 let v = _mm256_loadu_si256((w + 32 * h).assumingMemoryBound(to: __m256i_u.self))
                 accumulate(rows, lookup(v, low, high), k, chain: 0, x0, x1, &p0, &p1)
                 accumulate(rows, lookup(_mm256_srli_epi32(v, 8), low, high), k + 1, chain: 1, x0, x1, &p0, &p1)
@@ -206,6 +220,7 @@ private func floatRows(_ rows: Int, _ decode: Decode, half h: Int, _ codes: Unsa
             }
         case .bytes:
             while k < end {
+                qk_prefetch(w + codesAhead)
                 let v = _mm256_loadu_si256((w + 32 * h).assumingMemoryBound(to: __m256i_u.self))
                 let c0 = _mm256_and_si256(v, byteMask), c1 = _mm256_and_si256(_mm256_srli_epi32(v, 8), byteMask)
                 let c2 = _mm256_and_si256(_mm256_srli_epi32(v, 16), byteMask), c3 = _mm256_srli_epi32(v, 24)
@@ -218,6 +233,7 @@ private func floatRows(_ rows: Int, _ decode: Decode, half h: Int, _ codes: Unsa
             }
         case .halves:
             while k < end {
+                qk_prefetch(w + codesAhead)
                 var j = 0
                 while j < 4 {
                     let halves = _mm_loadu_si128((w + 32 * j + 16 * h).assumingMemoryBound(to: __m128i_u.self))
@@ -228,6 +244,7 @@ private func floatRows(_ rows: Int, _ decode: Decode, half h: Int, _ codes: Unsa
                 k += 4
             }
         }
+        prefetchScales(scales, mins, b)
         let s = _mm256_loadu_ps(scales + b * 16 + 8 * h)
         let m: UnsafePointer<Float>? = mins == nil ? nil : mins! + b * 16 + 8 * h
         a0 = finishFloat(a0, p0.sum, s, m, xSum[b])

@@ -1,4 +1,5 @@
 import _Builtin_intrinsics.intel
+import CQuantKit
 
 // AVX-512 + VNNI panel kernels for the fused matmul (contracts: QuantKit/Matmul/MatmulKernels.swift;
 // layout: QuantKit/Matmul/PackedMatrix.swift). One zmm lane per output row of the 16-row panel.
@@ -8,6 +9,16 @@ import _Builtin_intrinsics.intel
 
 @inline(__always) func broadcast4(_ x: UnsafePointer<Int8>, _ offset: Int) -> __m512i {
     _mm512_set1_epi32(UnsafeRawPointer(x).loadUnaligned(fromByteOffset: offset, as: Int32.self))
+}
+
+/// How far ahead of the codes being read the kernels ask for the next ones. Without the hint a
+/// single core streamed weights from DRAM at about 63% of a plain read loop; with it at 4 KiB, 90+%.
+let codesAhead = 4096
+
+/// Scales (and mins) are a second stream, one 64-byte line per panel and block: asked for 16 blocks ahead.
+@inline(__always) func prefetchScales(_ scales: UnsafePointer<Float>, _ mins: UnsafePointer<Float>?, _ b: Int) {
+    qk_prefetch(scales + (b + 16) * 16)
+    if let mins { qk_prefetch(mins + (b + 16) * 16) }
 }
 
 /// acc + float(dot - zero * sum) * (scale * sx)  (+ min * (sx * sum))
@@ -52,6 +63,8 @@ private func intRows(_ rows: Int, nibbles: Bool, _ codes: UnsafeRawPointer, _ sc
         if nibbles {
             if rows == 1 {
                 while o + 16 <= end {
+                    qk_prefetch(w + codesAhead)
+                    qk_prefetch(w + codesAhead + 64)
                     let v = _mm512_loadu_si512(w), u = _mm512_loadu_si512(w + 64)
                     d0 = _mm512_dpbusd_epi32(d0, _mm512_and_si512(v, mask), broadcast4(x0, o))
                     e0 = _mm512_dpbusd_epi32(e0, _mm512_and_si512(_mm512_srli_epi16(v, 4), mask), broadcast4(x0, o + 4))
@@ -62,6 +75,7 @@ private func intRows(_ rows: Int, nibbles: Bool, _ codes: UnsafeRawPointer, _ sc
                 }
             }
             while o < end {
+                qk_prefetch(w + codesAhead)
                 let v = _mm512_loadu_si512(w)
                 let lo = _mm512_and_si512(v, mask)
                 let hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), mask)
@@ -75,6 +89,7 @@ private func intRows(_ rows: Int, nibbles: Bool, _ codes: UnsafeRawPointer, _ sc
             }
         } else {
             while o < end {
+                qk_prefetch(w + codesAhead)
                 let v = _mm512_loadu_si512(w)
                 d0 = _mm512_dpbusd_epi32(d0, v, broadcast4(x0, o))
                 if rows > 1 { d1 = _mm512_dpbusd_epi32(d1, v, broadcast4(x1, o)) }
@@ -88,6 +103,7 @@ private func intRows(_ rows: Int, nibbles: Bool, _ codes: UnsafeRawPointer, _ sc
         d1 = _mm512_add_epi32(d1, e1)
         d2 = _mm512_add_epi32(d2, e2)
         d3 = _mm512_add_epi32(d3, e3)
+        prefetchScales(scales, mins, b)
         let s = _mm512_loadu_ps(scales + b * 16)
         let m: UnsafePointer<Float>? = mins == nil ? nil : mins! + b * 16
         a0 = finishInt(a0, d0, s, m, zero, xScale[b], xSum[b])
@@ -185,6 +201,7 @@ private func floatRows(_ rows: Int, _ decode: Decode, _ codes: UnsafeRawPointer,
         switch decode {
         case .nibbles:
             while k < end {
+                qk_prefetch(w + codesAhead)
                 let v = _mm512_loadu_si512(w)
                 // Byte j of a lane holds K+j (low nibble) and K+j+4 (high nibble); vpermps reads
                 // the low 4 bits of each lane.
@@ -201,6 +218,7 @@ private func floatRows(_ rows: Int, _ decode: Decode, _ codes: UnsafeRawPointer,
             }
         case .bytes:
             while k < end {
+                qk_prefetch(w + codesAhead)
                 let v = _mm512_loadu_si512(w)
                 let c0 = _mm512_and_si512(v, byteMask), c1 = _mm512_and_si512(_mm512_srli_epi32(v, 8), byteMask)
                 let c2 = _mm512_and_si512(_mm512_srli_epi32(v, 16), byteMask), c3 = _mm512_srli_epi32(v, 24)
@@ -213,6 +231,8 @@ private func floatRows(_ rows: Int, _ decode: Decode, _ codes: UnsafeRawPointer,
             }
         case .halves:
             while k < end {
+                qk_prefetch(w + codesAhead)
+                qk_prefetch(w + codesAhead + 64)
                 var j = 0
                 while j < 4 {
                     let h = _mm256_loadu_si256((w + 32 * j).assumingMemoryBound(to: __m256i_u.self))
@@ -223,6 +243,7 @@ private func floatRows(_ rows: Int, _ decode: Decode, _ codes: UnsafeRawPointer,
                 k += 4
             }
         }
+        prefetchScales(scales, mins, b)
         let s = _mm512_loadu_ps(scales + b * 16)
         let m: UnsafePointer<Float>? = mins == nil ? nil : mins! + b * 16
         a0 = finishFloat(a0, p0.sum, s, m, xSum[b])
