@@ -88,6 +88,16 @@ private func intRows(_ rows: Int, nibbles: Bool, _ codes: UnsafeRawPointer, _ sc
                 o += 8
             }
         } else {
+            if rows == 1 {
+                while o + 8 <= end {
+                    qk_prefetch(w + codesAhead)
+                    qk_prefetch(w + codesAhead + 64)
+                    d0 = _mm512_dpbusd_epi32(d0, _mm512_loadu_si512(w), broadcast4(x0, o))
+                    e0 = _mm512_dpbusd_epi32(e0, _mm512_loadu_si512(w + 64), broadcast4(x0, o + 4))
+                    w += 128
+                    o += 8
+                }
+            }
             while o < end {
                 qk_prefetch(w + codesAhead)
                 let v = _mm512_loadu_si512(w)

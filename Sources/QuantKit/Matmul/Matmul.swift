@@ -6,8 +6,9 @@ public enum MatmulCompute: Int32, Sendable {
 
 /// Y[M, N] = X[M, K] . dequant(W)^T + bias on a packed matrix.
 public enum Matmul {
-    /// Rows of X arrive through `load(row, destination)` (K floats) and rows of Y leave through
-    /// `store(row, values)` (N floats, bias added), so callers handle dtypes and strides.
+    /// Rows of X arrive through `load(row, destination)` (K floats; int8 compute may call it from
+    /// several threads at once) and rows of Y leave through `store(row, values)` (N floats, bias
+    /// added), so callers handle dtypes and strides.
     /// Results do not depend on `threads` or `variant`.
     public static func run(_ w: PackedMatrix, rows: Int, compute: MatmulCompute, bias: UnsafePointer<Float>?, threads: Int = 0,
                            variant: MatmulVariant = Runtime.matmulVariant,

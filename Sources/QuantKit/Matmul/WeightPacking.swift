@@ -132,8 +132,9 @@ struct PackGeometry {
         }
         blocksAlongK = weightBlock == 0 ? 1 : (k + weightBlock - 1) / max(weightBlock, 1)
         if weightBlock == 0 {
-            // One scale per row: any block works; 128 keeps int8 activation scales fine-grained.
-            block = min(128, max(8, (k + 7) / 8 * 8))
+            // One scale per row: any block works. 256 (the largest kernel block) halves the per-block
+            // work of int8 compute against 128 and still keeps activation scales fine-grained.
+            block = min(256, max(8, (k + 7) / 8 * 8))
         } else if let b = Self.kernelBlock(dividing: weightBlock) {
             block = b
         } else {
