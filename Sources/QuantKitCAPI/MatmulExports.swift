@@ -90,6 +90,8 @@ private func packedMatrix(_ handle: OpaquePointer?, _ name: String) throws -> Pa
         let rows = leading.reduce(1, *)
         let k = matrix.k, n = matrix.n
         try Matmul.run(matrix, rows: rows, compute: compute, bias: biasValues, threads: threads,
+                       denseX: xv.isDenseF32 ? xv.base.map { UnsafePointer($0.assumingMemoryBound(to: Float.self)) } : nil,
+                       denseY: yv.isDenseF32 ? yv.base?.assumingMemoryBound(to: Float.self) : nil,
                        load: { m, destination in xv.read(from: m * k, count: k, into: destination) },
                        store: { m, values in yv.write(values, count: n, at: m * n) })
     }

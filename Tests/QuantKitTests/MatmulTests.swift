@@ -191,9 +191,12 @@ final class MatmulTests: XCTestCase {
     }
 
     /// Output rows land in a NaN-poisoned buffer; a row the matmul never stores stays NaN.
+    /// Runs through the row callbacks and again with X and Y as dense rows in place; both must
+    /// give the same bits, and every row must come out.
     func run(_ w: PackedMatrix, _ x: [Float], rows: Int, compute: MatmulCompute, threads: Int, variant: MatmulVariant,
              bias: UnsafePointer<Float>? = nil) throws -> [Float] {
         var y = [Float](repeating: .nan, count: rows * w.n)
+        var dense = [Float](repeating: .nan, count: rows * w.n)
         var stored = [Bool](repeating: false, count: rows)
         try x.withUnsafeBufferPointer { xs in
             try y.withUnsafeMutableBufferPointer { ys in
@@ -204,8 +207,15 @@ final class MatmulTests: XCTestCase {
                                    stored[m] = true
                                })
             }
+            try dense.withUnsafeMutableBufferPointer { ds in
+                try Matmul.run(w, rows: rows, compute: compute, bias: bias, threads: threads, variant: variant,
+                               denseX: xs.baseAddress!, denseY: ds.baseAddress!,
+                               load: { m, dst in dst.update(from: xs.baseAddress! + m * w.k, count: w.k) },
+                               store: { m, src in (ds.baseAddress! + m * w.n).update(from: src, count: w.n) })
+            }
         }
         XCTAssertEqual(stored, [Bool](repeating: true, count: rows))
+        XCTAssertEqual(dense.map(\.bitPattern), y.map(\.bitPattern), "dense X and Y in place")
         return y
     }
 

@@ -15,9 +15,10 @@ final class Activations {
     let codeSums: UnsafeMutablePointer<Int32>?
 
     /// `load(row, destination)` writes row `row`'s K floats (int8 compute calls it from several
-    /// threads at once); `quantizer` makes the int8 codes.
+    /// threads at once); `dense`, when given, holds the same rows (row m at dense + m * K);
+    /// `quantizer` makes the int8 codes.
     init(rows: Int, matrix w: PackedMatrix, quantize: Bool, quantizer: ActivationKernel, threads: Int,
-         load: (Int, UnsafeMutablePointer<Float>) -> Void) throws {
+         dense: UnsafePointer<Float>?, load: (Int, UnsafeMutablePointer<Float>) -> Void) throws {
         self.rows = rows
         kPadded = w.kPadded
         blocks = w.blocks
@@ -33,7 +34,7 @@ final class Activations {
             self.codes = codes
             self.scales = scales
             codeSums = sums
-            try Self.quantizeRows(rows, w, quantizer, threads, load, codes, scales, sums)
+            try Self.quantizeRows(rows, w, quantizer, threads, dense, load, codes, scales, sums)
         } else {
             codes = nil
             scales = nil
@@ -56,16 +57,23 @@ final class Activations {
         }
     }
 
-    /// Each row goes through a per-thread scratch row straight into its codes: the float rows are
-    /// never stored whole.
+    /// Each row goes straight into its codes, read in place from `dense` when K fills whole
+    /// blocks, otherwise through a per-thread scratch row: the float rows are never stored whole.
     private static func quantizeRows(_ rows: Int, _ w: PackedMatrix, _ quantizer: ActivationKernel, _ threads: Int,
-                                     _ load: (Int, UnsafeMutablePointer<Float>) -> Void, _ codes: UnsafeMutablePointer<Int8>,
+                                     _ dense: UnsafePointer<Float>?, _ load: (Int, UnsafeMutablePointer<Float>) -> Void,
+                                     _ codes: UnsafeMutablePointer<Int8>,
                                      _ scales: UnsafeMutablePointer<Float>, _ sums: UnsafeMutablePointer<Int32>) throws {
         let kPadded = w.kPadded, blocks = w.blocks
         let failed = UnsafeMutablePointer<Bool>.allocate(capacity: max(rows, 1))
         failed.initialize(repeating: false, count: max(rows, 1))
         defer { failed.deallocate() }
         Parallel.forEachChunk(count: rows, threads: threads, minChunk: 8) { range in
+            if let dense, w.k == kPadded {
+                for m in range {
+                    failed[m] = !quantizer(dense + m * kPadded, blocks, w.block, codes + m * kPadded, scales + m * blocks, sums + m * blocks)
+                }
+                return
+            }
             let row = UnsafeMutablePointer<Float>.allocate(capacity: kPadded)
             defer { row.deallocate() }
             (row + w.k).initialize(repeating: 0, count: kPadded - w.k)

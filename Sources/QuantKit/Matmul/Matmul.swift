@@ -8,19 +8,26 @@ public enum MatmulCompute: Int32, Sendable {
 public enum Matmul {
     /// Rows of X arrive through `load(row, destination)` (K floats; int8 compute may call it from
     /// several threads at once) and rows of Y leave through `store(row, values)` (N floats, bias
-    /// added), so callers handle dtypes and strides.
-    /// Results do not depend on `threads` or `variant`.
+    /// added), so callers handle dtypes and strides. Where X or Y are dense float rows, callers
+    /// also pass them as `denseX` (row m at denseX + m * K) or `denseY` (row m at denseY + m * N):
+    /// the kernels then read or write them in place where the layout allows, and `store` is not
+    /// called when Y is written in place. Y must not overlap X.
+    /// Results do not depend on `threads`, `variant` or the dense pointers.
     public static func run(_ w: PackedMatrix, rows: Int, compute: MatmulCompute, bias: UnsafePointer<Float>?, threads: Int = 0,
                            variant: MatmulVariant = Runtime.matmulVariant,
+                           denseX: UnsafePointer<Float>? = nil, denseY: UnsafeMutablePointer<Float>? = nil,
                            load: (Int, UnsafeMutablePointer<Float>) -> Void,
                            store: (Int, UnsafePointer<Float>) -> Void) throws {
         guard rows > 0, w.n > 0 else { return }
         let integer = compute == .int8 && w.integerCodes
         let kernels = MatmulKernels.of(variant)
-        let x = try Activations(rows: rows, matrix: w, quantize: integer, quantizer: kernels.quantizeActivations, threads: threads, load: load)
+        let x = try Activations(rows: rows, matrix: w, quantize: integer, quantizer: kernels.quantizeActivations, threads: threads,
+                                dense: denseX, load: load)
         let ldo = w.nPadded
-        let y = UnsafeMutablePointer<Float>.allocate(capacity: try checkedProduct([rows, ldo]))
-        defer { y.deallocate() }
+        // The kernels write whole panels: Y takes them in place when N fills its last panel.
+        let inPlace = denseY != nil && w.n == ldo
+        let y = inPlace ? denseY! : UnsafeMutablePointer<Float>.allocate(capacity: try checkedProduct([rows, ldo]))
+        defer { if !inPlace { y.deallocate() } }
         let tile = integer ? (w.codes == .nibbles ? kernels.intTileNibbles : kernels.intTileBytes) : nil
         // Rows in slices whose activations stay in L2 while every panel of a thread streams past.
         let rowsPerSlice = integer ? 256 : 64
@@ -45,7 +52,7 @@ public enum Matmul {
         for m in 0..<rows {
             let row = y + m * ldo
             if let bias { for j in 0..<w.n { row[j] += bias[j] } }
-            store(m, row)
+            if !inPlace { store(m, row) }
         }
     }
 
