@@ -129,6 +129,38 @@ public final class PackedMatrix: @unchecked Sendable {
         }
     }
 
+    /// Writes `count` (at most one block) consecutive codes of one row, starting at column
+    /// block * b, each mapped through `map`: groups of 8 (nibbles) or 4 (bytes) K positions go as
+    /// one 32-bit word, the rest through setCode. Only the packer calls this.
+    func fillBlock(row: Int, block b: Int, codes source: UnsafePointer<UInt8>, count: Int, map: UnsafePointer<UInt32>) {
+        let p = row / Self.panelWidth, r = row % Self.panelWidth
+        let base = codes(panel: p, block: b)
+        var c = 0
+        switch codes {
+        case .nibbles:
+            while c + 8 <= count {
+                let s = source + c
+                let low = map[Int(s[0])] | map[Int(s[1])] << 8 | map[Int(s[2])] << 16 | map[Int(s[3])] << 24
+                let high = map[Int(s[4])] | map[Int(s[5])] << 8 | map[Int(s[6])] << 16 | map[Int(s[7])] << 24
+                base.storeBytes(of: low | high << 4, toByteOffset: (c / 8) * 64 + r * 4, as: UInt32.self)
+                c += 8
+            }
+        case .bytes:
+            while c + 4 <= count {
+                let s = source + c
+                let word = map[Int(s[0])] | map[Int(s[1])] << 8 | map[Int(s[2])] << 16 | map[Int(s[3])] << 24
+                base.storeBytes(of: word, toByteOffset: (c / 4) * 64 + r * 4, as: UInt32.self)
+                c += 4
+            }
+        case .halves:
+            break
+        }
+        while c < count {
+            setCode(row: row, col: b * block + c, Int32(bitPattern: map[Int(source[c])]))
+            c += 1
+        }
+    }
+
     /// Value of a stored code before scaling.
     @inline(__always) func value(ofCode code: Int32) -> Float {
         switch codes {

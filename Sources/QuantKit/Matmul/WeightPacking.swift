@@ -52,29 +52,40 @@ extension PackedMatrix {
             throw QuantError.unsupported("\(spec.name) weights are not served by the matmul kernels: multiply them as float")
         }
 
+        // Stored code -> packed code, for every value a stored code can take.
+        var map = [UInt32](repeating: 0, count: 256)
+        for c in 0..<min(256, levels.count) {
+            switch (spec.kind, matrix.codes) {
+            case (.integer, _): map[c] = UInt32(truncatingIfNeeded: Int32(levels[c]) - codeMin)
+            case (_, .halves): map[c] = UInt32(Float16Codec.f16Bits(levels[c]))
+            default: map[c] = UInt32(c)
+            }
+        }
+
         // Fill panel by panel; padding keeps the zero-initialised codes, scales and mins (value 0 *
         // scale 0). For nibble codes the padding code 0 is harmless: padded x and rows are zero.
-        Parallel.forEachChunk(count: matrix.panels, threads: threads) { panels in
-            for p in panels {
-                for r in 0..<PackedMatrix.panelWidth {
-                    let row = p * PackedMatrix.panelWidth + r
-                    guard row < n else { break }
-                    for b in 0..<matrix.blocks {
-                        let firstCol = b * matrix.block
-                        let group = geometry.group(row: row, col: firstCol)
-                        let s = scratch.scales[group]
-                        let si = matrix.scaleIndex(panel: p, block: b) + r
-                        matrix.scales[si] = s
-                        if let mins = matrix.mins { mins[si] = -s * Float(scratch.zeroPoints[group] - codeMin) }
-                        for col in firstCol..<min(k, firstCol + matrix.block) {
-                            let code = scratch.codes[geometry.element(row: row, col: col)]
-                            switch spec.kind {
-                            case .integer: matrix.setCode(row: row, col: col, Int32(levels[Int(code)]) - codeMin)
-                            default:
-                                if matrix.codes == .halves {
-                                    matrix.setCode(row: row, col: col, Int32(Float16Codec.f16Bits(levels[Int(code)])))
-                                } else {
-                                    matrix.setCode(row: row, col: col, Int32(code))
+        map.withUnsafeBufferPointer { table in
+            Parallel.forEachChunk(count: matrix.panels, threads: threads) { panels in
+                for p in panels {
+                    for r in 0..<PackedMatrix.panelWidth {
+                        let row = p * PackedMatrix.panelWidth + r
+                        guard row < n else { break }
+                        for b in 0..<matrix.blocks {
+                            let firstCol = b * matrix.block
+                            let group = geometry.group(row: row, col: firstCol)
+                            let s = scratch.scales[group]
+                            let si = matrix.scaleIndex(panel: p, block: b) + r
+                            matrix.scales[si] = s
+                            if let mins = matrix.mins { mins[si] = -s * Float(scratch.zeroPoints[group] - codeMin) }
+                            let count = min(k, firstCol + matrix.block) - firstCol
+                            if orientation == .nk {
+                                // The row's codes are contiguous: whole groups go a word at a time.
+                                matrix.fillBlock(row: row, block: b, codes: scratch.codes + geometry.element(row: row, col: firstCol),
+                                                 count: count, map: table.baseAddress!)
+                            } else {
+                                for col in firstCol..<(firstCol + count) {
+                                    let code = scratch.codes[geometry.element(row: row, col: col)]
+                                    matrix.setCode(row: row, col: col, Int32(bitPattern: table[Int(code)]))
                                 }
                             }
                         }
