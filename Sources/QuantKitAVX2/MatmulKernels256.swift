@@ -17,21 +17,21 @@ private let codesAhead = 4096
     if let mins { qk_prefetch(mins + (b + 16) * 16) }
 }
 
-@inline(__always) private func broadcast4(_ x: UnsafePointer<Int8>, _ offset: Int) -> __m256i {
+@inline(__always) func broadcast4(_ x: UnsafePointer<Int8>, _ offset: Int) -> __m256i {
     _mm256_set1_epi32(UnsafeRawPointer(x).loadUnaligned(fromByteOffset: offset, as: Int32.self))
 }
 
 #if AVXVNNI
 /// d + the dot products of 4 unsigned code bytes with 4 signed activation bytes, per lane.
-@inline(__always) private func dotNibbles(_ d: __m256i, _ u: __m256i, _ x: __m256i) -> __m256i { _mm256_dpbusd_avx_epi32(d, u, x) }
-@inline(__always) private func dotBytes(_ d: __m256i, _ u: __m256i, _ x: __m256i) -> __m256i { _mm256_dpbusd_avx_epi32(d, u, x) }
+@inline(__always) func dotNibbles(_ d: __m256i, _ u: __m256i, _ x: __m256i) -> __m256i { _mm256_dpbusd_avx_epi32(d, u, x) }
+@inline(__always) func dotBytes(_ d: __m256i, _ u: __m256i, _ x: __m256i) -> __m256i { _mm256_dpbusd_avx_epi32(d, u, x) }
 #else
 /// vpmaddubsw saturates at 16 bits: exact for codes up to 15 (15 * 127 * 2 < 32767).
-@inline(__always) private func dotNibbles(_ d: __m256i, _ u: __m256i, _ x: __m256i) -> __m256i {
+@inline(__always) func dotNibbles(_ d: __m256i, _ u: __m256i, _ x: __m256i) -> __m256i {
     _mm256_add_epi32(d, _mm256_madd_epi16(_mm256_maddubs_epi16(u, x), _mm256_set1_epi16(1)))
 }
 /// Byte codes go through their two nibbles (u = low + 16 * high) so that no pair saturates.
-@inline(__always) private func dotBytes(_ d: __m256i, _ u: __m256i, _ x: __m256i) -> __m256i {
+@inline(__always) func dotBytes(_ d: __m256i, _ u: __m256i, _ x: __m256i) -> __m256i {
     let mask = _mm256_set1_epi8(0x0F)
     let lo = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_and_si256(u, mask), x), _mm256_set1_epi16(1))
     let hi = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(u, 4), mask), x), _mm256_set1_epi16(16))
@@ -40,7 +40,7 @@ private let codesAhead = 4096
 #endif
 
 /// acc + float(dot - zero * sum) * (scale * sx)  (+ min * (sx * sum))
-@inline(__always) private func finishInt(_ acc: __m256, _ dot: __m256i, _ scale: __m256, _ mins: UnsafePointer<Float>?,
+@inline(__always) func finishInt(_ acc: __m256, _ dot: __m256i, _ scale: __m256, _ mins: UnsafePointer<Float>?,
                                          _ zero: Int32, _ sx: Float, _ sum: Int32) -> __m256 {
     var d = dot
     if zero != 0 { d = _mm256_sub_epi32(d, _mm256_set1_epi32(zero &* sum)) }

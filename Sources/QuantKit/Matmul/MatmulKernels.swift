@@ -58,7 +58,8 @@ struct MatmulKernels {
                                  floatBytes: avx2FloatBytes, floatHalves: avx2FloatHalves, quantizeActivations: avx2QuantizeActivations)
         case .avx2Vnni:
             return MatmulKernels(intNibbles: avxvnniIntNibbles, intBytes: avxvnniIntBytes, floatNibbles: avx2FloatNibbles,
-                                 floatBytes: avx2FloatBytes, floatHalves: avx2FloatHalves, quantizeActivations: avx2QuantizeActivations)
+                                 floatBytes: avx2FloatBytes, floatHalves: avx2FloatHalves, quantizeActivations: avx2QuantizeActivations,
+                                 intTileNibbles: avxvnniIntTileNibbles, intTileBytes: avxvnniIntTileBytes)
         case .avx512Vnni:
             return MatmulKernels(intNibbles: vnni512IntNibbles, intBytes: vnni512IntBytes, floatNibbles: vnni512FloatNibbles,
                                  floatBytes: vnni512FloatBytes, floatHalves: vnni512FloatHalves,
