@@ -32,7 +32,7 @@ let codesAhead = 4096
 }
 
 /// acc + partial * scale  (+ min * xSum)
-@inline(__always) private func finishFloat(_ acc: __m512, _ partial: __m512, _ scale: __m512, _ mins: UnsafePointer<Float>?,
+@inline(__always) func finishFloat(_ acc: __m512, _ partial: __m512, _ scale: __m512, _ mins: UnsafePointer<Float>?,
                                            _ sum: Float) -> __m512 {
     var a = _mm512_fmadd_ps(partial, scale, acc)
     if let mins { a = _mm512_fmadd_ps(_mm512_loadu_ps(mins), _mm512_set1_ps(sum), a) }
@@ -163,11 +163,11 @@ public func vnni512IntBytes(_ codes: UnsafeRawPointer, _ scales: UnsafePointer<F
 // MARK: - float activations
 
 /// The three code widths of the float kernels.
-private enum Decode { case nibbles, bytes, halves }
+enum Decode { case nibbles, bytes, halves }
 
 /// Four fused-multiply-add chains per row: chain j takes the K positions j, j+4, j+8, ... of a
 /// block (the reference sums them as (c0 + c1) + (c2 + c3)).
-private struct Chains {
+struct Chains {
     var c0 = _mm512_setzero_ps(), c1 = _mm512_setzero_ps(), c2 = _mm512_setzero_ps(), c3 = _mm512_setzero_ps()
 
     @inline(__always) mutating func add(_ w: __m512, _ x: Float, chain: Int) {

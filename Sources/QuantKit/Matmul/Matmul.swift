@@ -29,10 +29,13 @@ public enum Matmul {
         let y = inPlace ? denseY! : UnsafeMutablePointer<Float>.allocate(capacity: try checkedProduct([rows, ldo]))
         defer { if !inPlace { y.deallocate() } }
         let tile = integer ? (w.codes == .nibbles ? kernels.intTileNibbles : kernels.intTileBytes) : nil
+        // Float tiles pay a decode and a 24-chain finish per block: measured slower than the panel
+        // kernels for blocks of 32 and no faster at M = 16.
+        let floatTile = integer || w.block < 64 ? nil : kernels.floatTile(w.codes)
         // Rows in slices whose activations stay in L2 while every panel of a thread streams past.
         let rowsPerSlice = integer ? 256 : 64
-        // Threads take whole groups of 4 panels where the tile kernels may serve them.
-        let unit = tile == nil ? 1 : 4
+        // Threads take whole groups of panels where the tile kernels may serve them.
+        let unit = tile != nil ? 4 : floatTile != nil ? 2 : 1
         Parallel.forEachChunk(count: (w.panels + unit - 1) / unit, threads: threads) { units in
             let panels = units.lowerBound * unit..<min(units.upperBound * unit, w.panels)
             var first = 0
@@ -40,6 +43,8 @@ public enum Matmul {
                 let count = min(rowsPerSlice, rows - first)
                 if let tile, count >= tileMinRows {
                     runTiles(w, panels, tile, kernels: kernels, x: x, first: first, count: count, y: y, ldo: ldo)
+                } else if let floatTile, count >= floatTileMinRows {
+                    runFloatTiles(w, panels, floatTile, kernels: kernels, x: x, first: first, count: count, y: y, ldo: ldo)
                 } else {
                     for p in panels {
                         runPanel(w, p, kernels: kernels, integer: integer, x: x, first: first, count: count,
@@ -59,6 +64,7 @@ public enum Matmul {
     /// From this many rows of a slice on, the tile kernels (several panels per pass) beat the panel
     /// kernels (one panel, float accumulators in registers).
     static let tileMinRows = 8
+    static let floatTileMinRows = 32
 
     /// Panels in groups of 4 over every block; the tile kernel runs all rows of the slice over one
     /// block before the next, so the group's codes for that block stay in L1. Leftover panels go
@@ -78,6 +84,28 @@ public enum Matmul {
         }
         for q in p..<panels.upperBound {
             runPanel(w, q, kernels: kernels, integer: true, x: x, first: first, count: count, out: y + first * ldo + q * width, ldo: ldo)
+        }
+    }
+
+    /// Panels in pairs over every block; the float tile kernel decodes a block of the pair once
+    /// and runs all rows of the slice over it. A leftover panel goes through the panel kernel.
+    private static func runFloatTiles(_ w: PackedMatrix, _ panels: Range<Int>, _ tile: FloatTileKernel, kernels: MatmulKernels,
+                                      x: Activations, first: Int, count: Int, y: UnsafeMutablePointer<Float>, ldo: Int) {
+        guard let xf = x.x, let sums = x.floatSums else { return }
+        let ldx = x.kPadded, ldb = x.blocks, width = PackedMatrix.panelWidth
+        let buffer = UnsafeMutablePointer<Float>.allocate(capacity: 2 * width * w.block)
+        defer { buffer.deallocate() }
+        var p = panels.lowerBound
+        while p + 2 <= panels.upperBound {
+            let out = y + first * ldo + p * width
+            for m in 0..<count { (out + m * ldo).initialize(repeating: 0, count: 2 * width) }
+            let s = w.scaleIndex(panel: p, block: 0)
+            tile(w.codes(panel: p, block: 0), w.blocks * w.blockBytes, w.scales + s, w.blocks * width, w.mins.map { UnsafePointer($0 + s) },
+                 w.blocks, w.block, w.zero, w.lut, xf + first * ldx, ldx, sums + first * ldb, ldb, count, out, ldo, buffer)
+            p += 2
+        }
+        for q in p..<panels.upperBound {
+            runPanel(w, q, kernels: kernels, integer: false, x: x, first: first, count: count, out: y + first * ldo + q * width, ldo: ldo)
         }
     }
 

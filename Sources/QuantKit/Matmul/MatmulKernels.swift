@@ -34,6 +34,15 @@ typealias FloatPanelKernel = (_ codes: UnsafeRawPointer, _ scales: UnsafePointer
                               _ x: UnsafePointer<Float>, _ ldx: Int, _ xSum: UnsafePointer<Float>, _ ldb: Int,
                               _ rows: Int, _ out: UnsafeMutablePointer<Float>, _ ldo: Int) -> Void
 
+/// The float arithmetic of FloatPanelKernel for 2 consecutive panels and any number of rows over
+/// `blocks` consecutive blocks, continuing each output from its current value in `out` (zeroed by
+/// the driver). Pointers and strides as in IntTileKernel; `buffer` is scratch for 32 * block floats.
+/// Its scalar twin is ReferencePanels.float* through the panel path.
+typealias FloatTileKernel = (_ codes: UnsafeRawPointer, _ panelBytes: Int, _ scales: UnsafePointer<Float>, _ panelScales: Int,
+                             _ mins: UnsafePointer<Float>?, _ blocks: Int, _ block: Int, _ zero: Int32, _ lut: UnsafePointer<Float>,
+                             _ x: UnsafePointer<Float>, _ ldx: Int, _ xSum: UnsafePointer<Float>, _ ldb: Int,
+                             _ rows: Int, _ out: UnsafeMutablePointer<Float>, _ ldo: Int, _ buffer: UnsafeMutablePointer<Float>) -> Void
+
 /// The panel kernels of one ISA. Every variant computes exactly the arithmetic documented above, in
 /// the same order, so all variants give bit-identical results (tests compare them with `.scalar`).
 struct MatmulKernels {
@@ -46,6 +55,17 @@ struct MatmulKernels {
     /// Tile kernels for many rows; nil where the ISA has none (the panel kernels then serve every M).
     var intTileNibbles: IntTileKernel? = nil
     var intTileBytes: IntTileKernel? = nil
+    var floatTileNibbles: FloatTileKernel? = nil
+    var floatTileBytes: FloatTileKernel? = nil
+    var floatTileHalves: FloatTileKernel? = nil
+
+    func floatTile(_ codes: PackedMatrix.Codes) -> FloatTileKernel? {
+        switch codes {
+        case .nibbles: return floatTileNibbles
+        case .bytes: return floatTileBytes
+        case .halves: return floatTileHalves
+        }
+    }
 
     static func of(_ variant: MatmulVariant) -> MatmulKernels {
         switch variant {
@@ -63,7 +83,9 @@ struct MatmulKernels {
         case .avx512Vnni:
             return MatmulKernels(intNibbles: vnni512IntNibbles, intBytes: vnni512IntBytes, floatNibbles: vnni512FloatNibbles,
                                  floatBytes: vnni512FloatBytes, floatHalves: vnni512FloatHalves,
-                                 quantizeActivations: avx512QuantizeActivations, intTileNibbles: vnni512IntTileNibbles, intTileBytes: vnni512IntTileBytes)
+                                 quantizeActivations: avx512QuantizeActivations, intTileNibbles: vnni512IntTileNibbles, intTileBytes: vnni512IntTileBytes,
+                                 floatTileNibbles: vnni512FloatTileNibbles, floatTileBytes: vnni512FloatTileBytes,
+                                 floatTileHalves: vnni512FloatTileHalves)
         }
     }
 }
