@@ -62,50 +62,54 @@ public enum Matmul {
     }
 
     /// From this many rows of a slice on, the tile kernels (several panels per pass) beat the panel
-    /// kernels (one panel, float accumulators in registers).
+    /// kernels (one panel, float accumulators in registers); measured on AVX-512 at K = N = 4096.
     static let tileMinRows = 8
     static let floatTileMinRows = 32
 
-    /// Panels in groups of 4 over every block; the tile kernel runs all rows of the slice over one
-    /// block before the next, so the group's codes for that block stay in L1. Leftover panels go
-    /// through the panel kernel.
+    /// Int8 tiles take panels in groups of 4 over every block; the kernel runs all rows of the
+    /// slice over one block before the next, so the group's codes for that block stay in L1.
     private static func runTiles(_ w: PackedMatrix, _ panels: Range<Int>, _ tile: IntTileKernel, kernels: MatmulKernels,
                                  x: Activations, first: Int, count: Int, y: UnsafeMutablePointer<Float>, ldo: Int) {
         guard let xq = x.codes, let xs = x.scales, let sums = x.codeSums else { return }
-        let ldx = x.kPadded, ldb = x.blocks, width = PackedMatrix.panelWidth
-        var p = panels.lowerBound
-        while p + 4 <= panels.upperBound {
-            let out = y + first * ldo + p * width
-            for m in 0..<count { (out + m * ldo).initialize(repeating: 0, count: 4 * width) }
-            let s = w.scaleIndex(panel: p, block: 0)
-            tile(w.codes(panel: p, block: 0), w.blocks * w.blockBytes, w.scales + s, w.blocks * width, w.mins.map { UnsafePointer($0 + s) },
-                 w.blocks, w.block, w.zero, xq + first * ldx, ldx, xs + first * ldb, sums + first * ldb, ldb, count, out, ldo)
-            p += 4
-        }
-        for q in p..<panels.upperBound {
-            runPanel(w, q, kernels: kernels, integer: true, x: x, first: first, count: count, out: y + first * ldo + q * width, ldo: ldo)
+        let ldx = x.kPadded, ldb = x.blocks
+        runGroups(of: 4, w, panels, kernels: kernels, integer: true, x: x, first: first, count: count, y: y, ldo: ldo) { p, out, s in
+            tile(w.codes(panel: p, block: 0), w.blocks * w.blockBytes, w.scales + s, w.blocks * PackedMatrix.panelWidth,
+                 w.mins.map { UnsafePointer($0 + s) }, w.blocks, w.block, w.zero, xq + first * ldx, ldx, xs + first * ldb,
+                 sums + first * ldb, ldb, count, out, ldo)
         }
     }
 
-    /// Panels in pairs over every block; the float tile kernel decodes a block of the pair once
-    /// and runs all rows of the slice over it. A leftover panel goes through the panel kernel.
+    /// Float tiles take panels in pairs; the kernel decodes a block of the pair once and runs all
+    /// rows of the slice over it.
     private static func runFloatTiles(_ w: PackedMatrix, _ panels: Range<Int>, _ tile: FloatTileKernel, kernels: MatmulKernels,
                                       x: Activations, first: Int, count: Int, y: UnsafeMutablePointer<Float>, ldo: Int) {
         guard let xf = x.x, let sums = x.floatSums else { return }
-        let ldx = x.kPadded, ldb = x.blocks, width = PackedMatrix.panelWidth
-        let buffer = UnsafeMutablePointer<Float>.allocate(capacity: 2 * width * w.block)
+        let ldx = x.kPadded, ldb = x.blocks
+        let buffer = UnsafeMutablePointer<Float>.allocate(capacity: 2 * PackedMatrix.panelWidth * w.block)
         defer { buffer.deallocate() }
+        runGroups(of: 2, w, panels, kernels: kernels, integer: false, x: x, first: first, count: count, y: y, ldo: ldo) { p, out, s in
+            tile(w.codes(panel: p, block: 0), w.blocks * w.blockBytes, w.scales + s, w.blocks * PackedMatrix.panelWidth,
+                 w.mins.map { UnsafePointer($0 + s) }, w.blocks, w.block, w.zero, w.lut, xf + first * ldx, ldx, sums + first * ldb,
+                 ldb, count, out, ldo, buffer)
+        }
+    }
+
+    /// Calls `tile(first panel, its outputs, its scale index)` on whole groups of `size` panels,
+    /// with their outputs zeroed first (tile kernels continue from out); leftover panels go
+    /// through the panel kernel.
+    private static func runGroups(of size: Int, _ w: PackedMatrix, _ panels: Range<Int>, kernels: MatmulKernels, integer: Bool,
+                                  x: Activations, first: Int, count: Int, y: UnsafeMutablePointer<Float>, ldo: Int,
+                                  tile: (Int, UnsafeMutablePointer<Float>, Int) -> Void) {
+        let width = PackedMatrix.panelWidth
         var p = panels.lowerBound
-        while p + 2 <= panels.upperBound {
+        while p + size <= panels.upperBound {
             let out = y + first * ldo + p * width
-            for m in 0..<count { (out + m * ldo).initialize(repeating: 0, count: 2 * width) }
-            let s = w.scaleIndex(panel: p, block: 0)
-            tile(w.codes(panel: p, block: 0), w.blocks * w.blockBytes, w.scales + s, w.blocks * width, w.mins.map { UnsafePointer($0 + s) },
-                 w.blocks, w.block, w.zero, w.lut, xf + first * ldx, ldx, sums + first * ldb, ldb, count, out, ldo, buffer)
-            p += 2
+            for m in 0..<count { (out + m * ldo).initialize(repeating: 0, count: size * width) }
+            tile(p, out, w.scaleIndex(panel: p, block: 0))
+            p += size
         }
         for q in p..<panels.upperBound {
-            runPanel(w, q, kernels: kernels, integer: false, x: x, first: first, count: count, out: y + first * ldo + q * width, ldo: ldo)
+            runPanel(w, q, kernels: kernels, integer: integer, x: x, first: first, count: count, out: y + first * ldo + q * width, ldo: ldo)
         }
     }
 
