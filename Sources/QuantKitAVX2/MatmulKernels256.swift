@@ -41,7 +41,7 @@ private let codesAhead = 4096
 
 /// acc + float(dot - zero * sum) * (scale * sx)  (+ min * (sx * sum))
 @inline(__always) func finishInt(_ acc: __m256, _ dot: __m256i, _ scale: __m256, _ mins: UnsafePointer<Float>?,
-                                         _ zero: Int32, _ sx: Float, _ sum: Int32) -> __m256 {
+                                 _ zero: Int32, _ sx: Float, _ sum: Int32) -> __m256 {
     var d = dot
     if zero != 0 { d = _mm256_sub_epi32(d, _mm256_set1_epi32(zero &* sum)) }
     var a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), _mm256_mul_ps(scale, _mm256_set1_ps(sx)), acc)

@@ -23,7 +23,7 @@ let codesAhead = 4096
 
 /// acc + float(dot - zero * sum) * (scale * sx)  (+ min * (sx * sum))
 @inline(__always) func finishInt(_ acc: __m512, _ dot: __m512i, _ scale: __m512, _ mins: UnsafePointer<Float>?,
-                                         _ zero: Int32, _ sx: Float, _ sum: Int32) -> __m512 {
+                                 _ zero: Int32, _ sx: Float, _ sum: Int32) -> __m512 {
     var d = dot
     if zero != 0 { d = _mm512_sub_epi32(d, _mm512_set1_epi32(zero &* sum)) }
     var a = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_mul_ps(scale, _mm512_set1_ps(sx)), acc)
@@ -33,7 +33,7 @@ let codesAhead = 4096
 
 /// acc + partial * scale  (+ min * xSum)
 @inline(__always) func finishFloat(_ acc: __m512, _ partial: __m512, _ scale: __m512, _ mins: UnsafePointer<Float>?,
-                                           _ sum: Float) -> __m512 {
+                                   _ sum: Float) -> __m512 {
     var a = _mm512_fmadd_ps(partial, scale, acc)
     if let mins { a = _mm512_fmadd_ps(_mm512_loadu_ps(mins), _mm512_set1_ps(sum), a) }
     return a
