@@ -332,8 +332,9 @@ enum {
      * block_size along K (symmetric: scale = max|x| / 127, round half to even), and multiplied with
      * integer dot products, as ONNX Runtime's MatMulNBits accuracy_level 4. For each output the
      * difference from QK_COMPUTE_FLOAT is at most sum over blocks of (scale_x / 2) * sum |w| (plus
-     * float rounding). Served for the integer formats; the other formats compute as FLOAT. NaN or
-     * Inf in X -> QK_ERROR_NON_FINITE. */
+     * float rounding; a block whose max|x| is below 127 / FLT_MAX, about 3.7e-37, counts as zero).
+     * Served for the integer formats; the other formats compute as FLOAT. NaN or Inf in X ->
+     * QK_ERROR_NON_FINITE. */
     QK_COMPUTE_INT8 = 1
 };
 
