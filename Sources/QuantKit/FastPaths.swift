@@ -16,6 +16,10 @@ struct BlockKernels {
     let minMaxPerLane: (UnsafePointer<Float>, Int, UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>) -> Void
     let encodePerLane: (_ x: UnsafePointer<Float>, _ n: Int, _ scales: UnsafePointer<Float>, _ zeroPoints: UnsafePointer<Int32>,
                         _ coder: ElementCoder, _ tiesAway: Bool, _ codes: UnsafeMutablePointer<UInt8>) -> Void
+    /// Error sums of (reference, actual, n) into 4 x 16 lanes (see ErrorAccumulator).
+    let errorSums: (UnsafePointer<Float>, UnsafePointer<Float>, Int, UnsafeMutablePointer<Float>) -> Void
+    /// Transpose of a block of at most 16 × 16 floats (see MatrixSource.transposeBlock).
+    let transposeBlock: (UnsafeRawPointer, Int, Int, Int, UnsafeMutablePointer<Float>, Int) -> Void
 
     static func of(_ variant: KernelVariant) -> BlockKernels? {
         switch variant {
@@ -33,7 +37,9 @@ struct BlockKernels {
                 minMaxPerLane: avx2MinMaxPerLane,
                 encodePerLane: { x, n, s, z, coder, tiesAway, codes in
                     avx2EncodePerLane(x, n, scales: s, zeroPoints: z, codeMin: coder.codeMin, codeMax: coder.codeMax, codeMask: coder.mask, tiesAway: tiesAway, codes: codes)
-                })
+                },
+                errorSums: avx2ErrorSums,
+                transposeBlock: avx2TransposeBlock)
         case .avx512:
             return BlockKernels(
                 minMax: avx512MinMax,
@@ -47,7 +53,9 @@ struct BlockKernels {
                 minMaxPerLane: avx512MinMaxPerLane,
                 encodePerLane: { x, n, s, z, coder, tiesAway, codes in
                     avx512EncodePerLane(x, n, scales: s, zeroPoints: z, codeMin: coder.codeMin, codeMax: coder.codeMax, codeMask: coder.mask, tiesAway: tiesAway, codes: codes)
-                })
+                },
+                errorSums: avx512ErrorSums,
+                transposeBlock: avx512TransposeBlock)
         }
     }
 }
