@@ -25,13 +25,18 @@ public struct ErrorAccumulator: Sendable {
             let length = min(Self.pieceLength, n - start)
             sums.initialize(repeating: 0, count: 64)
             kernel(reference + start, actual + start, length, sums)
-            for lane in 0..<16 {
-                maxAbs = maxAbs.isNaN ? maxAbs : max(maxAbs, Double(sums[lane]))
-                sumAbs += Double(sums[16 + lane])
-                sumSq += Double(sums[32 + lane])
-                signal += Double(sums[48 + lane])
-            }
+            add(lanes: sums, count: length)
             start += length
+        }
+    }
+
+    /// Adds the 4 × 16 lane sums an error-sum kernel accumulated over `n` elements.
+    mutating func add(lanes sums: UnsafePointer<Float>, count n: Int) {
+        for lane in 0..<16 {
+            maxAbs = maxAbs.isNaN ? maxAbs : max(maxAbs, Double(sums[lane]))
+            sumAbs += Double(sums[16 + lane])
+            sumSq += Double(sums[32 + lane])
+            signal += Double(sums[48 + lane])
         }
         // A NaN error can slip past max (the kernels' max keeps the other operand): keep it visible.
         if sumAbs.isNaN { maxAbs = .nan }

@@ -88,7 +88,10 @@ final class TiledQuantizerTests: XCTestCase {
             Case(format: .int4, layout: .onnx, rows: 301, columns: 45),
         ]
         for c in cases {
-            let stored = rng.normal(count: c.rows * c.columns, scale: 0.05)
+            var stored = rng.normal(count: c.rows * c.columns, scale: 0.05)
+            // Zero-scale groups: two stored rows, and the first stored columns (rows when transposed).
+            for i in 0..<(2 * c.columns) { stored[i] = 0 }
+            for r in 0..<c.rows { for col in 0..<min(c.columns, 40) { stored[r * c.columns + col] = 0 } }
             let bytes: [UInt8]
             switch c.type {
             case .f32: bytes = stored.withUnsafeBytes { [UInt8]($0) }
@@ -112,7 +115,7 @@ final class TiledQuantizerTests: XCTestCase {
             let whole = try QuantizedTensor(quantizing: matrix, shape: [readRows, padded], params: params)
             let expectedError = try whole.error(against: matrix)
             for variant in [KernelVariant.scalar] + variants {
-                for threads in [1, 2, 3] {
+                for (threads, bandElements) in [(1, 4096), (2, 4096), (3, 20000), (2, TiledQuantizer.bandElements)] {
                     params.threads = threads
                     let plan = try QuantPlan(params: params, shape: [readRows, padded])
                     var data = [UInt8](repeating: 0xA5, count: plan.dataBytes), scales = [UInt8](repeating: 0xA5, count: plan.scaleBytes)
@@ -124,12 +127,12 @@ final class TiledQuantizerTests: XCTestCase {
                             try scales.withUnsafeMutableBytes { s in
                                 try zeroPoints.withUnsafeMutableBytes { z in
                                     try TiledQuantizer.quantize(plan, from: source, into: QuantizedBuffers(data: d, scales: s, zeroPoints: plan.storesZeroPoints ? z : nil),
-                                                                measureError: true, variant: variant)
+                                                                measureError: true, variant: variant, bandElements: bandElements)
                                 }
                             }
                         }
                     }
-                    let label = "\(c) \(variant.name) threads \(threads)"
+                    let label = "\(c) \(variant.name) threads \(threads) band \(bandElements)"
                     XCTAssertEqual(data, whole.data, label)
                     XCTAssertEqual(scales, whole.scales, label)
                     XCTAssertEqual(zeroPoints, whole.zeroPoints, label)
@@ -155,7 +158,8 @@ final class TiledQuantizerTests: XCTestCase {
             try data.withUnsafeMutableBytes { d in
                 try scales.withUnsafeMutableBytes { s in
                     try TiledQuantizer.quantize(plan, from: try MatrixSource(bytes: raw, type: .f32, rows: 300, columns: 256),
-                                                into: QuantizedBuffers(data: d, scales: s, zeroPoints: nil), measureError: true)
+                                                into: QuantizedBuffers(data: d, scales: s, zeroPoints: nil), measureError: true,
+                                                variant: Runtime.kernelVariant, bandElements: 4096)
                 }
             }
         }) { error in
