@@ -44,10 +44,11 @@ final class BandRowQuantizer {
         for p in [lo, hi, poison, sums, decoded] { p.deallocate() }
     }
 
-    /// Quantizes `rows` rows of `values` into the band's buffers (`bandPlan`'s layout); adds the
-    /// error to `error` when given. Throws on NaN/Inf or an overflowing scale (the caller then
+    /// Quantizes the band's rows of `values` into its buffers (`bandPlan`'s layout); adds the
+    /// error of every `foldRows` rows to the next accumulator of `errors` when given. Throws on NaN/Inf or an overflowing scale (the caller then
     /// reports what quantizing the whole matrix reports).
-    func quantize(_ values: UnsafePointer<Float>, _ bandPlan: QuantPlan, into out: QuantizedBuffers, error: UnsafeMutablePointer<ErrorAccumulator>?) throws {
+    func quantize(_ values: UnsafePointer<Float>, _ bandPlan: QuantPlan, into out: QuantizedBuffers,
+                  errors: UnsafeMutablePointer<ErrorAccumulator>?, foldRows: Int) throws {
         let (rows, columns) = (bandPlan.shape[0], bandPlan.shape[1])
         let (blocks, block) = (bandPlan.blocksPerDim, bandPlan.block)
         guard let data = out.data.baseAddress?.assumingMemoryBound(to: UInt8.self), rows > 0 else { return }
@@ -80,19 +81,16 @@ final class BandRowQuantizer {
             if matMulNBits { (destination + written).update(repeating: 0, count: groupStride - written) }  // block padding
         }
         Quantizer.writeScales(bandPlan, scratch, into: out)
-        guard let error else { return }
-        // Float lane sums over at most about ErrorAccumulator.pieceLength elements, then Doubles.
-        var pending = 0
-        sums.initialize(repeating: 0, count: 64)
-        for r in 0..<rows {
-            kernels.rowErrorSums(values + r * columns, columns, block, data + r * dataPerRow, groupStride, nibbles, signed,
-                                 scales + r * blocks, zeroPoints + r * blocks, decoded, sums)
-            pending += columns
-            if pending + columns > ErrorAccumulator.pieceLength || r == rows - 1 {
-                error.pointee.add(lanes: sums, count: pending)
-                sums.initialize(repeating: 0, count: 64)
-                pending = 0
+        guard let errors else { return }
+        // Float lane sums over `foldRows` rows (about ErrorAccumulator.pieceLength floats), then Doubles.
+        for r0 in stride(from: 0, to: rows, by: foldRows) {
+            sums.initialize(repeating: 0, count: 64)
+            let end = min(rows, r0 + foldRows)
+            for r in r0..<end {
+                kernels.rowErrorSums(values + r * columns, columns, block, data + r * dataPerRow, groupStride, nibbles, signed,
+                                     scales + r * blocks, zeroPoints + r * blocks, decoded, sums)
             }
+            errors[r0 / foldRows].add(lanes: sums, count: (end - r0) * columns)
         }
     }
 }

@@ -27,14 +27,15 @@ public enum TiledQuantizer {
 
     /// Quantizes `source` (read as `plan.shape`: rows × paddedColumns) into `out`. Returns the
     /// error of the dequantized values against the source when `measureError` is set.
+    /// `workspace` keeps the band buffers for the next call (nil: freed when this call returns).
     public static func quantize(_ plan: QuantPlan, from source: MatrixSource, into out: QuantizedBuffers,
-                                measureError: Bool) throws -> ErrorStats? {
-        try quantize(plan, from: source, into: out, measureError: measureError, variant: Runtime.kernelVariant)
+                                measureError: Bool, workspace: BandWorkspace? = nil) throws -> ErrorStats? {
+        try quantize(plan, from: source, into: out, measureError: measureError, variant: Runtime.kernelVariant, workspace: workspace)
     }
 
     /// `bandElements`: tests make bands small to have many.
     static func quantize(_ plan: QuantPlan, from source: MatrixSource, into out: QuantizedBuffers, measureError: Bool,
-                         variant: KernelVariant, bandElements: Int = bandElements) throws -> ErrorStats? {
+                         variant: KernelVariant, bandElements: Int = bandElements, workspace: BandWorkspace? = nil) throws -> ErrorStats? {
         guard plan.shape.count == 2, source.rows == plan.shape[0], source.paddedColumns == plan.shape[1] else {
             throw QuantError(.shapeMismatch, "the source is \(source.rows)×\(source.paddedColumns), the plan's shape is \(plan.shape)")
         }
@@ -43,7 +44,9 @@ public enum TiledQuantizer {
         guard splitsIntoRows(plan), columns > 0 else {
             return try quantizeWhole(plan, from: source, into: out, measureError: measureError, variant: variant)
         }
-        let bandRows = Self.bandRows(columns: columns, elements: bandElements)
+        let threads = plan.params.threads > 0 ? plan.params.threads : Runtime.defaultThreadCount
+        let foldRows = Self.foldRows(columns: columns)
+        let bandRows = Self.bandRows(rows: rows, columns: columns, elements: bandElements, threads: threads, alignment: foldRows)
         let bands = (rows + bandRows - 1) / bandRows
         var bandParams = plan.params
         bandParams.threads = 1  // the bands are the parallel work
@@ -56,17 +59,22 @@ public enum TiledQuantizer {
             return try quantizeWhole(plan, from: source, into: out, measureError: measureError, variant: variant)
         }
 
-        let errors = UnsafeMutableBufferPointer<ErrorAccumulator>.allocate(capacity: bands)
+        let workspace = workspace ?? BandWorkspace()
+        // Error sums per fold of `foldRows` rows, added in order at the end: the statistics do not
+        // depend on how the rows were cut into bands (which follows the thread count).
+        let folds = (rows + foldRows - 1) / foldRows
+        let errors = UnsafeMutableBufferPointer<ErrorAccumulator>.allocate(capacity: folds)
         errors.initialize(repeating: ErrorAccumulator())
         var failures = [(any Error)?](repeating: nil, count: bands)
         defer { errors.deallocate() }
         failures.withUnsafeMutableBufferPointer { failed in
-            Parallel.forEachChunk(count: bands, threads: plan.params.threads) { range in
+            Parallel.forEachDynamic(count: bands, threads: threads) { next in
                 let rowQuantizer = BandRowQuantizer.supports(fullPlan, variant: variant) ? BandRowQuantizer(fullPlan, variant: variant) : nil
-                let values = UnsafeMutablePointer<Float>.allocate(capacity: bandRows * columns)
-                let restored = UnsafeMutablePointer<Float>.allocate(capacity: measureError && rowQuantizer == nil ? bandRows * columns : 1)
-                defer { values.deallocate(); restored.deallocate() }
-                for band in range {
+                let valuesBuffer = workspace.take(bandRows * columns)
+                let restoredBuffer = workspace.take(measureError && rowQuantizer == nil ? bandRows * columns : 1)
+                defer { workspace.give(valuesBuffer); workspace.give(restoredBuffer) }
+                let (values, restored) = (valuesBuffer.pointer, restoredBuffer.pointer)
+                while let band = next() {
                     let first = band * bandRows
                     let bandPlan = band == bands - 1 ? lastPlan : fullPlan
                     let count = bandPlan.count
@@ -77,15 +85,18 @@ public enum TiledQuantizer {
                     let buffers = QuantizedBuffers(data: part(out.data, perRow.data, bandPlan.dataBytes),
                                                    scales: part(out.scales, perRow.scales, bandPlan.scaleBytes),
                                                    zeroPoints: out.zeroPoints.map { part($0, perRow.zeroPoints, bandPlan.zeroPointBytes) })
+                    let bandErrors = measureError ? errors.baseAddress! + first / foldRows : nil
                     do {
                         if let rowQuantizer {
-                            try rowQuantizer.quantize(values, bandPlan, into: buffers, error: measureError ? errors.baseAddress! + band : nil)
+                            try rowQuantizer.quantize(values, bandPlan, into: buffers, errors: bandErrors, foldRows: foldRows)
                             continue
                         }
                         try Quantizer.quantize(bandPlan, input: UnsafeBufferPointer(start: values, count: count), into: buffers, variant: variant)
-                        if measureError {
-                            try Quantizer.dequantize(bandPlan, buffers.readOnly, into: UnsafeMutableBufferPointer(start: restored, count: count), variant: variant)
-                            errors[band].add(reference: values, actual: restored, count: count, variant: variant)
+                        guard let bandErrors else { continue }
+                        try Quantizer.dequantize(bandPlan, buffers.readOnly, into: UnsafeMutableBufferPointer(start: restored, count: count), variant: variant)
+                        for r in stride(from: 0, to: bandPlan.shape[0], by: foldRows) {
+                            let n = min(foldRows, bandPlan.shape[0] - r) * columns
+                            bandErrors[r / foldRows].add(reference: values + r * columns, actual: restored + r * columns, count: n, variant: variant)
                         }
                     } catch {
                         failed[band] = error
@@ -102,15 +113,26 @@ public enum TiledQuantizer {
         }
         guard measureError else { return nil }
         var total = ErrorAccumulator()
-        for band in 0..<bands { total.merge(errors[band]) }
+        for fold in 0..<folds { total.merge(errors[fold]) }
         return total.stats
     }
 
-    /// Rows per band: about `elements` floats, in multiples of 16 rows when rows are short
-    /// (a transposed read then takes whole cache lines from each stored row).
-    static func bandRows(columns: Int, elements: Int) -> Int {
-        let rows = max(1, elements / columns)
-        return rows >= 16 ? rows / 16 * 16 : rows
+    /// Rows whose error sums are folded together: a power of two, about one kernel piece.
+    static func foldRows(columns: Int) -> Int {
+        var rows = 1
+        while rows * 2 * columns <= ErrorAccumulator.pieceLength { rows *= 2 }
+        return rows
+    }
+
+    /// Rows per band: at most about `elements` floats (L2), and small enough for 4 bands per
+    /// thread (dynamic hand-out then evens out uneven cores); a multiple of 16 rows (a transposed
+    /// read takes whole cache lines of each stored row) and of `alignment` (a power of two).
+    static func bandRows(rows: Int, columns: Int, elements: Int, threads: Int, alignment: Int) -> Int {
+        let unit = max(16, alignment)
+        let byCache = max(1, elements / max(columns, 1))
+        let byThreads = (rows + 4 * threads - 1) / (4 * threads)
+        let wanted = min(byCache, byThreads)
+        return max(unit, wanted / unit * unit)
     }
 
     /// The matrix read whole, quantized, and compared whole: plans that do not split into rows.

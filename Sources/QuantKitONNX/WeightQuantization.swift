@@ -19,7 +19,7 @@ extension LinearLayer {
     /// when `transposed` (the MatMulNBits and bnb4 layouts), alpha folded in, rows padded with
     /// zeros to `shape[1]`. The bytes equal quantizing `weightMatrix` / `transposedWeightMatrix`.
     public func quantizeWeight(_ params: QuantParams, shape: [Int], transposed: Bool, external: ExternalDataReader?,
-                               measureError: Bool) throws -> QuantizedWeight {
+                               measureError: Bool, workspace: BandWorkspace? = nil) throws -> QuantizedWeight {
         let plan = try QuantPlan(params: params, shape: shape)
         var data = Data(count: plan.dataBytes)
         var scales = Data(count: plan.scaleBytes)
@@ -31,7 +31,7 @@ extension LinearLayer {
                 try scales.withUnsafeMutableBytes { s in
                     try zeroPoints.withUnsafeMutableBytes { z in
                         let buffers = QuantizedBuffers(data: d, scales: s, zeroPoints: plan.storesZeroPoints ? z : nil)
-                        return try TiledQuantizer.quantize(plan, from: source, into: buffers, measureError: measureError)
+                        return try TiledQuantizer.quantize(plan, from: source, into: buffers, measureError: measureError, workspace: workspace)
                     }
                 }
             }
