@@ -1,3 +1,10 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import FoundationEssentials
 import QuantKit
 
@@ -21,9 +28,11 @@ extension LinearLayer {
     public func quantizeWeight(_ params: QuantParams, shape: [Int], transposed: Bool, external: ExternalDataReader?,
                                measureError: Bool, workspace: BandWorkspace? = nil) throws -> QuantizedWeight {
         let plan = try QuantPlan(params: params, shape: shape)
-        var data = Data(count: plan.dataBytes)
-        var scales = Data(count: plan.scaleBytes)
-        var zeroPoints = Data(count: plan.zeroPointBytes)
+        // The quantizer writes every byte (block padding included): no zero fill needed, and the
+        // pages fault in on the threads that write them.
+        var data = Self.uninitializedData(plan.dataBytes)
+        var scales = Self.uninitializedData(plan.scaleBytes)
+        var zeroPoints = Self.uninitializedData(plan.zeroPointBytes)
         let error = try withStoredValues(external: external) { bytes, type in
             let source = try MatrixSource(bytes: bytes, type: type, rows: weightTransposed ? n : k, columns: weightTransposed ? k : n,
                                           transposed: transposed != weightTransposed, factor: alpha, paddedColumns: shape[1])
@@ -37,6 +46,11 @@ extension LinearLayer {
             }
         }
         return QuantizedWeight(plan: plan, data: data, scales: scales, zeroPoints: zeroPoints, error: error)
+    }
+
+    static func uninitializedData(_ count: Int) -> Data {
+        guard count > 0, let bytes = malloc(count) else { return Data(count: count) }
+        return Data(bytesNoCopy: bytes, count: count, deallocator: .free)
     }
 
     /// Calls `body` with the weight's stored little-endian values and their type: mapped bytes for
