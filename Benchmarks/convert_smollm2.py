@@ -167,14 +167,14 @@ def print_table(rows: list[dict], fp32_ppl: float, n_tokens: int) -> None:
     for r in rows:
         if r["code"] != 0 or "out_mb" not in r:
             check = f"failed (exit {r['code']})"
-            print(f"| {r['tool']} | {r['kind']} | {r['s']:.1f} | {r['rss']:.0f} | {r['in_mb']:.0f} | "
+            print(f"| {r['tool']} | {r['kind']} | {r['s']:.2f} | {r['rss']:.0f} | {r['in_mb']:.0f} | "
                   f"{r['rss'] / r['in_mb']:.2f} | - | {check} | - | - | - |")
             continue
         if "error" in r:
             checks = f"does not run: {r['error']} | - | - | -"
         else:
             checks = f"{r['nbits']} ({r['matmul']}) | {r['diff']:.2f} | {r['top1']:.1%} | {r['ppl']:.2f}"
-        print(f"| {r['tool']} | {r['kind']} | {r['s']:.1f} | {r['rss']:.0f} | {r['in_mb']:.0f} | "
+        print(f"| {r['tool']} | {r['kind']} | {r['s']:.2f} | {r['rss']:.0f} | {r['in_mb']:.0f} | "
               f"{r['rss'] / r['in_mb']:.2f} | {r['out_mb']:.0f} | {checks} |")
     by = {(r["tool"], r["kind"]): r for r in rows if r["code"] == 0}
     for kind in dict.fromkeys(r["kind"] for r in rows):

@@ -38,13 +38,20 @@ public struct ErrorStats: Sendable, Equatable {
             total.sumSq += p.sumSq
             total.signal += p.signal
         }
+        return ErrorStats(count: n, maxAbsError: total.maxAbs, sumAbs: total.sumAbs, sumSq: total.sumSq, signal: total.signal)
+    }
+}
+
+extension ErrorStats {
+    /// The statistics of `n` errors from their sums.
+    init(count n: Int, maxAbsError: Double, sumAbs: Double, sumSq: Double, signal: Double) {
         let count = Double(max(n, 1))
         let sqnr: Double
-        if total.sumSq == 0 { sqnr = .infinity } else if total.signal == 0 { sqnr = -.infinity } else {
-            sqnr = 10 * log10(total.signal / total.sumSq)
+        if sumSq == 0 { sqnr = .infinity } else if signal == 0 { sqnr = -.infinity } else {
+            sqnr = 10 * log10(signal / sumSq)
         }
-        return ErrorStats(count: n, maxAbsError: total.maxAbs, meanAbsError: total.sumAbs / count,
-                          rmse: (total.sumSq / count).squareRoot(), sqnrDB: sqnr, signalRMS: (total.signal / count).squareRoot())
+        self.init(count: n, maxAbsError: maxAbsError, meanAbsError: sumAbs / count,
+                  rmse: (sumSq / count).squareRoot(), sqnrDB: sqnr, signalRMS: (signal / count).squareRoot())
     }
 }
 

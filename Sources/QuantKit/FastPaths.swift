@@ -16,6 +16,18 @@ struct BlockKernels {
     let minMaxPerLane: (UnsafePointer<Float>, Int, UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>) -> Void
     let encodePerLane: (_ x: UnsafePointer<Float>, _ n: Int, _ scales: UnsafePointer<Float>, _ zeroPoints: UnsafePointer<Int32>,
                         _ coder: ElementCoder, _ tiesAway: Bool, _ codes: UnsafeMutablePointer<UInt8>) -> Void
+    /// Error sums of (reference, actual, n) into 4 x 16 lanes (see ErrorAccumulator).
+    let errorSums: (UnsafePointer<Float>, UnsafePointer<Float>, Int, UnsafeMutablePointer<Float>) -> Void
+    /// Transpose of a block of at most 16 × 16 floats (see MatrixSource.transposeBlock).
+    let transposeBlock: (UnsafeRawPointer, Int, Int, Int, UnsafeMutablePointer<Float>, Int) -> Void
+    /// One row of contiguous groups per call (see TiledQuantizer): per-group min/max, codes of the
+    /// groups with a finite non-zero scale, error sums of the decoded codes.
+    let rowMinMax: (UnsafePointer<Float>, Int, Int, UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>) -> Void
+    let rowEncode: (_ x: UnsafePointer<Float>, _ n: Int, _ block: Int, _ scales: UnsafePointer<Float>, _ zeroPoints: UnsafePointer<Int32>,
+                    _ coder: ElementCoder, _ tiesAway: Bool, _ nibbles: Bool, _ out: UnsafeMutablePointer<UInt8>, _ groupStride: Int) -> Void
+    let rowErrorSums: (_ x: UnsafePointer<Float>, _ n: Int, _ block: Int, _ codes: UnsafePointer<UInt8>, _ groupStride: Int, _ nibbles: Bool,
+                       _ signed: Bool, _ scales: UnsafePointer<Float>, _ zeroPoints: UnsafePointer<Int32>, _ scratch: UnsafeMutablePointer<Float>,
+                       _ sums: UnsafeMutablePointer<Float>) -> Void
 
     static func of(_ variant: KernelVariant) -> BlockKernels? {
         switch variant {
@@ -33,7 +45,15 @@ struct BlockKernels {
                 minMaxPerLane: avx2MinMaxPerLane,
                 encodePerLane: { x, n, s, z, coder, tiesAway, codes in
                     avx2EncodePerLane(x, n, scales: s, zeroPoints: z, codeMin: coder.codeMin, codeMax: coder.codeMax, codeMask: coder.mask, tiesAway: tiesAway, codes: codes)
-                })
+                },
+                errorSums: avx2ErrorSums,
+                transposeBlock: avx2TransposeBlock,
+                rowMinMax: avx2RowMinMax,
+                rowEncode: { x, n, block, s, z, coder, tiesAway, nibbles, out, stride in
+                    avx2RowEncode(x, n, block, s, z, codeMin: coder.codeMin, codeMax: coder.codeMax, codeMask: coder.mask, tiesAway: tiesAway,
+                                   nibbles: nibbles, out, stride)
+                },
+                rowErrorSums: { avx2RowErrorSums($0, $1, $2, $3, $4, nibbles: $5, signed: $6, $7, $8, $9, $10) })
         case .avx512:
             return BlockKernels(
                 minMax: avx512MinMax,
@@ -47,7 +67,15 @@ struct BlockKernels {
                 minMaxPerLane: avx512MinMaxPerLane,
                 encodePerLane: { x, n, s, z, coder, tiesAway, codes in
                     avx512EncodePerLane(x, n, scales: s, zeroPoints: z, codeMin: coder.codeMin, codeMax: coder.codeMax, codeMask: coder.mask, tiesAway: tiesAway, codes: codes)
-                })
+                },
+                errorSums: avx512ErrorSums,
+                transposeBlock: avx512TransposeBlock,
+                rowMinMax: avx512RowMinMax,
+                rowEncode: { x, n, block, s, z, coder, tiesAway, nibbles, out, stride in
+                    avx512RowEncode(x, n, block, s, z, codeMin: coder.codeMin, codeMax: coder.codeMax, codeMask: coder.mask, tiesAway: tiesAway,
+                                   nibbles: nibbles, out, stride)
+                },
+                rowErrorSums: { avx512RowErrorSums($0, $1, $2, $3, $4, nibbles: $5, signed: $6, $7, $8, $9, $10) })
         }
     }
 }

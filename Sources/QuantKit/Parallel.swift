@@ -1,4 +1,5 @@
 import Dispatch
+import Synchronization
 
 /// Splits index ranges over threads. Results never depend on the thread count: every element is
 /// computed by exactly one chunk, with the same arithmetic.
@@ -17,5 +18,23 @@ enum Parallel {
             let start = c * per
             if start < count { body(start..<min(count, start + per)) }
         }
+    }
+
+    /// Runs `worker` on up to `threads` threads; each takes indices of 0..<count one at a time
+    /// from `next` (nil when none is left), so a core busy with something else takes fewer.
+    /// Each index is handed out exactly once; which thread gets it varies from run to run.
+    static func forEachDynamic(count: Int, threads: Int, _ worker: (_ next: () -> Int?) -> Void) {
+        guard count > 0 else { return }
+        let workers = min(count, threads > 0 ? threads : Runtime.defaultThreadCount)
+        let counter = Atomic<Int>(0)
+        let next = { () -> Int? in
+            let i = counter.wrappingAdd(1, ordering: .relaxed).oldValue
+            return i < count ? i : nil
+        }
+        if workers == 1 {
+            worker(next)
+            return
+        }
+        DispatchQueue.concurrentPerform(iterations: workers) { _ in worker(next) }
     }
 }

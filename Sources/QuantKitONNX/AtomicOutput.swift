@@ -19,6 +19,11 @@ final class AtomicOutput {
     private static let bufferSize = 1 << 20
     /// Bytes written so far (the offset of the next write).
     private(set) var size = 0
+    /// Bytes handed to the kernel (written to the descriptor), and how far writeback was started.
+    private var written = 0, flushStarted = 0
+    /// Writeback starts every this many bytes, so the disk works while later bytes are copied
+    /// and the final fsync waits for the tail only (it was ~80 ms after 131 MB otherwise).
+    private static let writebackStep = 8 << 20
     private var committed = false
 
     /// Checks `path` (not a directory; absent unless `overwrite`) and creates the temporary file.
@@ -107,6 +112,11 @@ final class AtomicOutput {
             }
             offset += n
         }
+        written += bytes.count
+        if written - flushStarted >= Self.writebackStep {
+            startWriteback(fd, flushStarted, written - flushStarted)
+            flushStarted = written
+        }
     }
 
     /// Flushes and closes the temporary file (still under its temporary name).
@@ -145,6 +155,21 @@ final class AtomicOutput {
         }
     }
 }
+
+/// Starts writing a range of the file to disk without waiting (Linux sync_file_range; no
+/// durability promise: `finish` still calls fsync). Failures are ignored: fsync reports them.
+private func startWriteback(_ fd: Int32, _ offset: Int, _ count: Int) {
+    #if os(Linux)
+    _ = linuxSyncFileRange(fd, Int64(offset), Int64(count), 2)  // SYNC_FILE_RANGE_WRITE
+    #endif
+}
+
+#if os(Linux)
+/// glibc's sync_file_range(int, off64_t, off64_t, unsigned): declared by fcntl.h only under
+/// _GNU_SOURCE, which the Glibc module does not set, so it is named here.
+@_silgen_name("sync_file_range")
+private func linuxSyncFileRange(_ fd: Int32, _ offset: Int64, _ count: Int64, _ flags: UInt32) -> Int32
+#endif
 
 /// The C library's write(2), named apart from `AtomicOutput.write`.
 private func systemWrite(_ fd: Int32, _ buffer: UnsafeRawPointer, _ count: Int) -> Int {

@@ -10,6 +10,8 @@ public struct RewriteContext {
     public let opset: Int
     public let measureError: Bool
     public let threads: Int
+    /// Band buffers reused from layer to layer.
+    public let workspace = BandWorkspace()
 }
 
 /// What a pass produced for one layer: the nodes that replace it (in order) and new initializers.

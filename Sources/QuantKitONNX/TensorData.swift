@@ -136,11 +136,16 @@ public enum TensorData {
 
     /// A tensor with raw little-endian data.
     public static func make(name: String, type: ONNXType, dims: [Int], raw: [UInt8]) -> Onnx_TensorProto {
+        make(name: name, type: type, dims: dims, data: Data(raw))
+    }
+
+    /// A tensor holding `data` as its raw data (not copied).
+    public static func make(name: String, type: ONNXType, dims: [Int], data: Data) -> Onnx_TensorProto {
         var tensor = Onnx_TensorProto()
         tensor.name = name
         tensor.dataType = type.rawValue
         tensor.dims = dims.map { Int64($0) }
-        tensor.rawData = Data(raw)
+        tensor.rawData = data
         return tensor
     }
 

@@ -59,6 +59,8 @@ struct SummaryText {
         }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        // A layer quantized exactly has an infinite SQNR, which JSON has no number for.
+        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
         let data = try encoder.encode(Document(input: input, output: output, report: report))
         return String(decoding: data, as: UTF8.self)
     }

@@ -152,3 +152,14 @@ def test_matmul_inside_if_subgraph_is_converted(tmp_path):
     assert np.abs(y - a @ w).max() < 0.2 * np.abs(a @ w).max()
     (y,) = run(out, {"A": a, "cond": np.array(False)}, **EXACT)
     np.testing.assert_array_equal(y, a)
+
+
+def test_json_summary_of_an_exactly_quantized_layer(tmp_path):
+    # Every value 0.5: int4 codes represent it exactly, so the SQNR is infinite (JSON: "inf").
+    model = linear_model(k=64, n=8)
+    model.graph.initializer[0].CopyFrom(numpy_helper.from_array(np.full((64, 8), 0.5, np.float32), "W"))
+    src = save(model, tmp_path / "exact.onnx")
+    report = quantkit("convert", src, "-o", tmp_path / "exact.q.onnx", "--json")
+    import json
+    (layer,) = json.loads(report.stdout)["report"]["layers"]
+    assert layer["sqnrDB"] == "inf" and layer["maxAbsError"] == 0

@@ -1,3 +1,4 @@
+import FoundationEssentials
 import QuantKit
 
 /// Embedding `Gather(table, ids)` → `com.microsoft::GatherBlockQuantized`.
@@ -59,8 +60,6 @@ public struct GatherBlockQuantizedPass: LinearRewritePass {
         }
         let spec = settings.format.spec
         let block = Self.blockSize(settings, columns: layer.n)
-        let table = try layer.weightMatrix(external: context.external)  // [rows, d]
-
         var params = QuantParams(format: settings.format)
         params.scheme = spec.isInteger ? settings.scheme : .symmetric
         params.granularity = .blocked
@@ -71,13 +70,11 @@ public struct GatherBlockQuantizedPass: LinearRewritePass {
         params.method = settings.method
         params.scaleType = scaleType
         params.threads = context.threads
-        let q = try QuantizedTensor(quantizing: table, shape: [layer.k, layer.n], params: params)
-
-        var data = q.data
-        var zeroPoints = q.zeroPoints
+        var q = try layer.quantizeWeight(params, shape: [layer.k, layer.n], transposed: false, external: context.external,
+                                         measureError: context.measureError, workspace: context.workspace)  // the table [rows, d]
         if storage.type == .uint8 && spec.isInteger && !spec.isUnsignedInteger {
-            for i in data.indices { data[i] ^= 0x80 }
-            for i in zeroPoints.indices { zeroPoints[i] ^= 0x80 }
+            Self.offsetBy128(&q.data)
+            Self.offsetBy128(&q.zeroPoints)
         }
 
         var out = Rewrite()
@@ -85,14 +82,14 @@ public struct GatherBlockQuantizedPass: LinearRewritePass {
         let weightName = layer.weight.name
         let blocks = q.plan.scalesShape.last ?? 1
         let quantized = TensorData.make(name: context.names.unique("\(weightName)_Q\(bits)"), type: storage.type,
-                                        dims: [layer.k, layer.n], raw: data)
+                                        dims: [layer.k, layer.n], data: q.data)
         let scales = TensorData.make(name: context.names.unique("\(weightName)_scales"), type: layer.weightType,
-                                     dims: [layer.k, blocks], raw: q.scales)
+                                     dims: [layer.k, blocks], data: q.scales)
         var inputs = [quantized.name, layer.activation, scales.name]
         out.initializers = [quantized, scales]
         if q.plan.storesZeroPoints {
             let tensor = TensorData.make(name: context.names.unique("\(weightName)_zero_points"), type: storage.type,
-                                         dims: [layer.k, blocks], raw: zeroPoints)
+                                         dims: [layer.k, blocks], data: q.zeroPoints)
             inputs.append(tensor.name)
             out.initializers.append(tensor)
         }
@@ -103,8 +100,16 @@ public struct GatherBlockQuantizedPass: LinearRewritePass {
         out.nodes = [Onnx_NodeProto("GatherBlockQuantized", domain: "com.microsoft", name: nodeName,
                                     inputs: inputs, outputs: [layer.output], attributes: attributes)]
         out.quantizedBytes = q.byteCount
-        out.error = try q.measuredError(against: table, when: context.measureError)
+        out.error = q.error
         out.opsets = ["com.microsoft": 1]
         return out
+    }
+
+    /// Signed 8-bit codes stored as uint8: x ^ 0x80 on every byte (a loop the compiler vectorizes).
+    static func offsetBy128(_ bytes: inout Data) {
+        bytes.withUnsafeMutableBytes { raw in
+            guard let base = raw.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return }
+            for i in 0..<raw.count { base[i] ^= 0x80 }
+        }
     }
 }

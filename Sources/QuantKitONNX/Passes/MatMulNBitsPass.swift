@@ -28,9 +28,6 @@ public struct MatMulNBitsPass: LinearRewritePass {
         let block = settings.blockSize
         let blocks = (layer.k + block - 1) / block
         let paddedK = blocks * block
-        var weights = try layer.transposedWeightMatrix(external: context.external)  // [N, K]
-        if paddedK != layer.k { weights = Self.padRows(weights, rows: layer.n, from: layer.k, to: paddedK) }
-
         var params = QuantParams(format: settings.format)
         params.scheme = settings.scheme
         params.granularity = .blocked
@@ -41,19 +38,22 @@ public struct MatMulNBitsPass: LinearRewritePass {
         params.method = settings.method
         params.scaleType = layer.weightType.scaleType!
         params.threads = context.threads
-        let q = try QuantizedTensor(quantizing: weights, shape: [layer.n, paddedK], params: params)
+        // Wᵀ [N, K], each row padded with zeros to whole blocks (as ONNX Runtime's quantizer pads
+        // K, so the codes after K are the code of 0).
+        let q = try layer.quantizeWeight(params, shape: [layer.n, paddedK], transposed: true, external: context.external,
+                                         measureError: context.measureError, workspace: context.workspace)
 
         var out = Rewrite()
         let weightName = layer.weight.name
         let packed = TensorData.make(name: context.names.unique("\(weightName)_Q\(bits)"), type: .uint8,
-                                     dims: [layer.n, blocks, block * bits / 8], raw: q.data)
+                                     dims: [layer.n, blocks, block * bits / 8], data: q.data)
         let scales = TensorData.make(name: context.names.unique("\(weightName)_scales"), type: layer.weightType,
-                                     dims: [layer.n, blocks], raw: q.scales)
+                                     dims: [layer.n, blocks], data: q.scales)
         var inputs = [layer.activation, packed.name, scales.name]
         out.initializers = [packed, scales]
         if q.plan.storesZeroPoints {
             let zeroPoints = TensorData.make(name: context.names.unique("\(weightName)_zero_points"), type: .uint8,
-                                             dims: [layer.n, (blocks * bits + 7) / 8], raw: q.zeroPoints)
+                                             dims: [layer.n, (blocks * bits + 7) / 8], data: q.zeroPoints)
             inputs.append(zeroPoints.name)
             out.initializers.append(zeroPoints)
         }
@@ -79,18 +79,8 @@ public struct MatMulNBitsPass: LinearRewritePass {
             out.nodes.append(Onnx_NodeProto("Add", name: context.names.unique("\(layer.baseName)_bias_add"), inputs: [output, c], outputs: [layer.output]))
         }
         out.quantizedBytes = q.byteCount
-        out.error = try q.measuredError(against: weights, when: context.measureError)
+        out.error = q.error
         out.opsets = ["com.microsoft": 1]
         return out
-    }
-
-    /// Rows of `rows` × `from` values, each padded with zeros to `to` values (ONNX Runtime's
-    /// quantizer pads K this way, so the codes after K are the code of 0).
-    static func padRows(_ values: [Float], rows: Int, from: Int, to: Int) -> [Float] {
-        var padded = [Float](repeating: 0, count: rows * to)
-        for r in 0..<rows {
-            padded[(r * to)..<(r * to + from)] = values[(r * from)..<(r * from + from)]
-        }
-        return padded
     }
 }

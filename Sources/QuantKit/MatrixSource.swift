@@ -1,0 +1,108 @@
+/// A row-major matrix of f32, f16 or bf16 values in raw little-endian bytes (for example a
+/// weight in a memory-mapped model file, at any alignment), read a band of rows at a time as
+/// floats: either as stored or transposed, times a factor, each row padded with zeros.
+/// `TiledQuantizer` reads its input this way, so no float copy of the whole matrix is ever made.
+public struct MatrixSource: @unchecked Sendable {
+    public let bytes: UnsafeRawBufferPointer
+    public let type: FloatType
+    /// The matrix as stored.
+    public let storedRows: Int, storedColumns: Int
+    /// Read the transpose ([storedColumns, storedRows]).
+    public let transposed: Bool
+    /// Every value is multiplied by this (1: left as it is).
+    public let factor: Float
+    /// Length of each row read; columns past the matrix's are zeros.
+    public let paddedColumns: Int
+
+    /// Throws `.invalidArgument` when `bytes` does not hold exactly the matrix.
+    public init(bytes: UnsafeRawBufferPointer, type: FloatType, rows: Int, columns: Int, transposed: Bool = false,
+                factor: Float = 1, paddedColumns: Int? = nil) throws {
+        let (count, overflow) = rows.multipliedReportingOverflow(by: columns)
+        guard rows >= 0, columns >= 0, !overflow, count <= Int.max / 4, bytes.count == count * type.byteCount else {
+            throw QuantError(.invalidArgument, "a \(rows)×\(columns) matrix of \(type) needs \(rows &* columns &* type.byteCount) bytes, got \(bytes.count)")
+        }
+        let readColumns = transposed ? rows : columns
+        guard (paddedColumns ?? readColumns) >= readColumns else {
+            throw QuantError(.invalidArgument, "padded row length \(paddedColumns ?? 0) is shorter than the \(readColumns) columns")
+        }
+        self.bytes = bytes
+        self.type = type
+        (storedRows, storedColumns) = (rows, columns)
+        self.transposed = transposed
+        self.factor = factor
+        self.paddedColumns = paddedColumns ?? readColumns
+    }
+
+    /// Rows and columns as read (before padding).
+    public var rows: Int { transposed ? storedColumns : storedRows }
+    public var columns: Int { transposed ? storedRows : storedColumns }
+
+    /// Writes rows `band` as read, `paddedColumns` floats each, to `out`.
+    public func read(rows band: Range<Int>, into out: UnsafeMutablePointer<Float>) {
+        read(rows: band, into: out, variant: Runtime.kernelVariant)
+    }
+
+    func read(rows band: Range<Int>, into out: UnsafeMutablePointer<Float>, variant: KernelVariant) {
+        guard let base = bytes.baseAddress else {
+            out.update(repeating: 0, count: band.count * paddedColumns)
+            return
+        }
+        let width = type.byteCount
+        if transposed && type == .f32 {
+            // 16 × 16 blocks: stored rows c0..<c0+16 become columns of the band's rows.
+            let transpose = BlockKernels.of(variant)?.transposeBlock ?? Self.transposeBlock
+            for c0 in stride(from: 0, to: storedRows, by: 16) {
+                for j0 in stride(from: 0, to: band.count, by: 16) {
+                    transpose(base + (c0 * storedColumns + band.lowerBound + j0) * 4, storedColumns * 4, min(16, storedRows - c0),
+                              min(16, band.count - j0), out + j0 * paddedColumns + c0, paddedColumns)
+                }
+            }
+        } else if transposed {
+            // Row r of the transpose is column r of the stored matrix: walk the stored rows, each
+            // contributing one contiguous run of `band.count` values.
+            for c in 0..<storedRows {
+                let source = base + (c * storedColumns + band.lowerBound) * width
+                var target = out + c
+                for j in 0..<band.count {
+                    target.pointee = load(source, j)
+                    target += paddedColumns
+                }
+            }
+        } else {
+            for (j, r) in band.enumerated() {
+                let source = base + r * storedColumns * width
+                let target = out + j * paddedColumns
+                if type == .f32 {
+                    UnsafeMutableRawPointer(target).copyMemory(from: source, byteCount: storedColumns * 4)
+                } else {
+                    for c in 0..<storedColumns { target[c] = load(source, c) }
+                }
+            }
+        }
+        for j in 0..<band.count {
+            let row = out + j * paddedColumns
+            if factor != 1 { for c in 0..<columns { row[c] *= factor } }
+            (row + columns).update(repeating: 0, count: paddedColumns - columns)
+        }
+    }
+
+    /// The scalar twin of the transpose kernels (avx512TransposeBlock, avx2TransposeBlock): the
+    /// transpose of a rows × columns block (at most 16 × 16) of floats at any alignment, source
+    /// rows `sourceStride` bytes apart, target rows `targetStride` floats apart.
+    static func transposeBlock(_ source: UnsafeRawPointer, _ sourceStride: Int, _ rows: Int, _ columns: Int,
+                               _ target: UnsafeMutablePointer<Float>, _ targetStride: Int) {
+        for i in 0..<rows {
+            for j in 0..<columns {
+                target[j * targetStride + i] = source.loadUnaligned(fromByteOffset: i * sourceStride + j * 4, as: Float.self)
+            }
+        }
+    }
+
+    @inline(__always) private func load(_ p: UnsafeRawPointer, _ i: Int) -> Float {
+        switch type {
+        case .f32: return p.loadUnaligned(fromByteOffset: i * 4, as: Float.self)
+        case .f16: return Float16Codec.fromF16(p.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self))
+        case .bf16: return Float16Codec.fromBF16(p.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self))
+        }
+    }
+}

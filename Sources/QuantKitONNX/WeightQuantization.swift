@@ -1,0 +1,91 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import FoundationEssentials
+import QuantKit
+
+/// A quantized weight in the buffers its initializers will hold (no copy when they are made).
+public struct QuantizedWeight {
+    public let plan: QuantPlan
+    public var data: Data
+    public var scales: Data
+    public var zeroPoints: Data
+    /// Error against the weight (nil when not measured).
+    public var error: ErrorStats?
+
+    public var byteCount: Int { data.count + scales.count + zeroPoints.count }
+}
+
+extension LinearLayer {
+    /// Quantizes the weight straight from where it is stored (the mapped model file, a side file,
+    /// or the tensor's raw data), band by band with `TiledQuantizer`: as W [K, N], or as Wᵀ [N, K]
+    /// when `transposed` (the MatMulNBits and bnb4 layouts), alpha folded in, rows padded with
+    /// zeros to `shape[1]`. The bytes equal quantizing `weightMatrix` / `transposedWeightMatrix`.
+    public func quantizeWeight(_ params: QuantParams, shape: [Int], transposed: Bool, external: ExternalDataReader?,
+                               measureError: Bool, workspace: BandWorkspace? = nil) throws -> QuantizedWeight {
+        let plan = try QuantPlan(params: params, shape: shape)
+        // The quantizer writes every byte (block padding included): no zero fill needed, and the
+        // pages fault in on the threads that write them.
+        var data = Self.uninitializedData(plan.dataBytes)
+        var scales = Self.uninitializedData(plan.scaleBytes)
+        var zeroPoints = Self.uninitializedData(plan.zeroPointBytes)
+        let error = try withStoredValues(external: external) { bytes, type in
+            let source = try MatrixSource(bytes: bytes, type: type, rows: weightTransposed ? n : k, columns: weightTransposed ? k : n,
+                                          transposed: transposed != weightTransposed, factor: alpha, paddedColumns: shape[1])
+            return try data.withUnsafeMutableBytes { d in
+                try scales.withUnsafeMutableBytes { s in
+                    try zeroPoints.withUnsafeMutableBytes { z in
+                        let buffers = QuantizedBuffers(data: d, scales: s, zeroPoints: plan.storesZeroPoints ? z : nil)
+                        return try TiledQuantizer.quantize(plan, from: source, into: buffers, measureError: measureError, workspace: workspace)
+                    }
+                }
+            }
+        }
+        return QuantizedWeight(plan: plan, data: data, scales: scales, zeroPoints: zeroPoints, error: error)
+    }
+
+    static func uninitializedData(_ count: Int) -> Data {
+        guard count > 0, let bytes = malloc(count) else { return Data(count: count) }
+        return Data(bytesNoCopy: bytes, count: count, deallocator: .free)
+    }
+
+    /// Calls `body` with the weight's stored little-endian values and their type: mapped bytes for
+    /// external data (released afterwards, so resident memory stays bounded), the raw data, or
+    /// the typed fields decoded to float32.
+    func withStoredValues<R>(external: ExternalDataReader?, _ body: (UnsafeRawBufferPointer, FloatType) throws -> R) throws -> R {
+        let type: FloatType
+        switch weightType {
+        case .float: type = .f32
+        case .float16: type = .f16
+        case .bfloat16: type = .bf16
+        default:
+            // Other float types (float64) take the decoding path.
+            let values = try TensorData.floats(of: weight, external: external)
+            return try values.withUnsafeBytes { try body($0, .f32) }
+        }
+        let count = try TensorData.elementCount(of: weight)
+        func checked(_ bytes: UnsafeRawBufferPointer) throws -> UnsafeRawBufferPointer {
+            guard bytes.count == count * type.byteCount else {
+                throw QuantError(.invalidModel, "tensor '\(weight.name)' has \(bytes.count) bytes of data, its shape needs \(count * type.byteCount)")
+            }
+            return bytes
+        }
+        if TensorData.isExternal(weight) {
+            guard let external else {
+                throw QuantError(.invalidModel, "tensor '\(weight.name)' is stored externally, but no model folder is known")
+            }
+            let bytes = try external.bytes(of: weight)
+            defer { external.release(bytes) }
+            return try body(try checked(bytes), type)
+        }
+        if !weight.rawData.isEmpty || count == 0 {
+            return try weight.rawData.withUnsafeBytes { try body(try checked($0), type) }
+        }
+        let values = try TensorData.floats(of: weight, external: external)
+        return try values.withUnsafeBytes { try body($0, .f32) }
+    }
+}

@@ -1,0 +1,179 @@
+@testable import QuantKit
+import XCTest
+
+/// The band-by-band quantizer and its kernels: the transpose and error-sum kernels of every ISA
+/// variant give the scalar twin's bits, and `TiledQuantizer` writes the bytes that quantizing the
+/// materialized matrix writes, for every variant and thread count.
+final class TiledQuantizerTests: XCTestCase {
+    var variants: [KernelVariant] { [KernelVariant.avx2, .avx512].filter { $0 <= Runtime.kernelVariant } }
+
+    func testTransposeBlocksMatchTheScalarTwin() {
+        var rng = SplitMix(seed: 31)
+        let stride = 21  // floats per source row, plus a byte offset: unaligned rows
+        let source = rng.normal(count: 17 * stride + 1)
+        for offset in [0, 1, 3] {
+            let bytes = source.withUnsafeBytes { [UInt8]($0) }
+            for rows in [1, 2, 7, 8, 9, 15, 16] {
+                for columns in [1, 3, 8, 13, 16] {
+                    let targetStride = 19
+                    func run(_ kernel: (UnsafeRawPointer, Int, Int, Int, UnsafeMutablePointer<Float>, Int) -> Void) -> [UInt32] {
+                        var target = [Float](repeating: .nan, count: 16 * targetStride)
+                        bytes.withUnsafeBytes { raw in
+                            target.withUnsafeMutableBufferPointer { kernel(raw.baseAddress! + offset, stride * 4, rows, columns, $0.baseAddress!, targetStride) }
+                        }
+                        return target.map(\.bitPattern)
+                    }
+                    let reference = run(MatrixSource.transposeBlock)
+                    let corner = bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: offset + (rows - 1) * stride * 4 + (columns - 1) * 4, as: Float.self) }
+                    XCTAssertEqual(reference[(columns - 1) * targetStride + rows - 1], corner.bitPattern)
+                    for variant in variants {
+                        XCTAssertEqual(run(BlockKernels.of(variant)!.transposeBlock), reference, "\(variant.name) \(rows)x\(columns) offset \(offset)")
+                    }
+                }
+            }
+        }
+    }
+
+    func testErrorSumsMatchTheScalarTwinAndCompare() {
+        var rng = SplitMix(seed: 32)
+        for n in [0, 1, 15, 16, 17, 100, 4095, 4096, 4097, 10_000] {
+            let reference = rng.normal(count: n)
+            let actual = reference.map { $0 + (rng.uniform() - 0.5) * 0.01 }
+            func stats(_ variant: KernelVariant) -> ErrorStats {
+                var total = ErrorAccumulator()
+                reference.withUnsafeBufferPointer { r in
+                    actual.withUnsafeBufferPointer { a in
+                        if n > 0 { total.add(reference: r.baseAddress!, actual: a.baseAddress!, count: n, variant: variant) }
+                    }
+                }
+                return total.stats
+            }
+            let scalar = stats(.scalar)
+            for variant in variants { XCTAssertEqual(stats(variant), scalar, "\(variant.name) n=\(n)") }
+            let exact = reference.withUnsafeBufferPointer { r in actual.withUnsafeBufferPointer { ErrorStats.compare(reference: r, actual: $0) } }
+            XCTAssertEqual(scalar.count, exact.count)
+            XCTAssertEqual(scalar.maxAbsError, exact.maxAbsError)
+            guard n > 0 else { continue }
+            XCTAssertEqual(scalar.sqnrDB, exact.sqnrDB, accuracy: 1e-4, "n=\(n)")
+            XCTAssertEqual(scalar.rmse, exact.rmse, accuracy: exact.rmse * 1e-5)
+        }
+    }
+
+    struct Case {
+        var format: QuantFormat
+        var layout: PackingLayout
+        var scheme: QuantScheme = .symmetric
+        var block = 32
+        var rows: Int
+        var columns: Int
+        var padded: Int? = nil
+        var transposed = false
+        var factor: Float = 1
+        var type = FloatType.f32
+    }
+
+    func testBandsWriteTheBytesOfTheWholeMatrix() throws {
+        var rng = SplitMix(seed: 33)
+        let cases = [
+            // Several bands (32768 floats each), a short last one; read transposed, padded to blocks.
+            Case(format: .int4, layout: .matMulNBits, rows: 300, columns: 200, padded: 320, transposed: true),
+            Case(format: .int4, layout: .matMulNBits, scheme: .asymmetric, block: 16, rows: 100, columns: 700, padded: 112, transposed: true, factor: 0.5),
+            Case(format: .int8, layout: .matMulNBits, rows: 40, columns: 2000, transposed: true),
+            Case(format: .int2, layout: .matMulNBits, scheme: .asymmetric, block: 64, rows: 50, columns: 1500, padded: 1536),
+            Case(format: .int8, layout: .onnx, rows: 1000, columns: 96),
+            Case(format: .uint4, layout: .onnx, scheme: .asymmetric, rows: 700, columns: 128, type: .f16),
+            Case(format: .int4, layout: .matMulNBits, rows: 33, columns: 1100, padded: 64, transposed: true, type: .bf16),
+            Case(format: .fp8E4M3FN, layout: .onnx, rows: 200, columns: 300),
+            // Not split into rows: odd 4-bit rows in the ONNX layout, one band.
+            Case(format: .int4, layout: .onnx, rows: 301, columns: 45),
+        ]
+        for c in cases {
+            var stored = rng.normal(count: c.rows * c.columns, scale: 0.05)
+            // Zero-scale groups: two stored rows, and the first stored columns (rows when transposed).
+            for i in 0..<(2 * c.columns) { stored[i] = 0 }
+            for r in 0..<c.rows { for col in 0..<min(c.columns, 40) { stored[r * c.columns + col] = 0 } }
+            let bytes: [UInt8]
+            switch c.type {
+            case .f32: bytes = stored.withUnsafeBytes { [UInt8]($0) }
+            case .f16: bytes = stored.map { Float16Codec.f16Bits($0) }.withUnsafeBytes { [UInt8]($0) }
+            case .bf16: bytes = stored.map { Float16Codec.bf16Bits($0) }.withUnsafeBytes { [UInt8]($0) }
+            }
+            let (readRows, readColumns) = c.transposed ? (c.columns, c.rows) : (c.rows, c.columns)
+            let padded = c.padded ?? readColumns
+            // The matrix as the passes used to build it: decoded, transposed, scaled, padded.
+            var matrix = [Float](repeating: 0, count: readRows * padded)
+            for r in 0..<readRows {
+                for col in 0..<readColumns {
+                    let i = c.transposed ? col * c.columns + r : r * c.columns + col
+                    let value = Float16Codec.load(bytes, index: i, type: c.type)
+                    matrix[r * padded + col] = value * c.factor
+                }
+            }
+            var params = QuantParams(format: c.format)
+            (params.layout, params.scheme, params.blockSize, params.rounding) = (c.layout, c.scheme, c.block, c.layout == .matMulNBits ? .halfAway : .halfEven)
+            if c.format == .fp8E4M3FN { params.granularity = .blocked }
+            let whole = try QuantizedTensor(quantizing: matrix, shape: [readRows, padded], params: params)
+            let expectedError = try whole.error(against: matrix)
+            for variant in [KernelVariant.scalar] + variants {
+                var firstError: ErrorStats?
+                for (threads, bandElements) in [(1, 4096), (2, 4096), (3, 20000), (2, TiledQuantizer.bandElements)] {
+                    params.threads = threads
+                    let plan = try QuantPlan(params: params, shape: [readRows, padded])
+                    var data = [UInt8](repeating: 0xA5, count: plan.dataBytes), scales = [UInt8](repeating: 0xA5, count: plan.scaleBytes)
+                    var zeroPoints = [UInt8](repeating: 0xA5, count: plan.zeroPointBytes)
+                    let error = try bytes.withUnsafeBytes { raw in
+                        let source = try MatrixSource(bytes: raw, type: c.type, rows: c.rows, columns: c.columns, transposed: c.transposed,
+                                                      factor: c.factor, paddedColumns: padded)
+                        return try data.withUnsafeMutableBytes { d in
+                            try scales.withUnsafeMutableBytes { s in
+                                try zeroPoints.withUnsafeMutableBytes { z in
+                                    try TiledQuantizer.quantize(plan, from: source, into: QuantizedBuffers(data: d, scales: s, zeroPoints: plan.storesZeroPoints ? z : nil),
+                                                                measureError: true, variant: variant, bandElements: bandElements)
+                                }
+                            }
+                        }
+                    }
+                    let label = "\(c) \(variant.name) threads \(threads) band \(bandElements)"
+                    XCTAssertEqual(data, whole.data, label)
+                    XCTAssertEqual(scales, whole.scales, label)
+                    XCTAssertEqual(zeroPoints, whole.zeroPoints, label)
+                    XCTAssertEqual(error?.count, expectedError.count, label)
+                    XCTAssertEqual(error?.maxAbsError, expectedError.maxAbsError, label)
+                    XCTAssertEqual(error?.sqnrDB ?? 0, expectedError.sqnrDB, accuracy: 1e-4, label)
+                    // Sums are folded per fixed group of rows: the same bits however rows were banded.
+                    if let firstError { XCTAssertEqual(error, firstError, label) } else { firstError = error }
+                }
+            }
+        }
+    }
+
+    func testErrorsNameTheWholeMatrixPosition() throws {
+        // A NaN in a late band fails the call with the message quantizing the whole matrix gives.
+        var values = [Float](repeating: 0.25, count: 300 * 256)
+        values[250 * 256 + 7] = .nan
+        var params = QuantParams(format: .int4)
+        params.layout = .matMulNBits
+        let plan = try QuantPlan(params: params, shape: [300, 256])
+        var whole: QuantError?
+        XCTAssertThrowsError(try QuantizedTensor(quantizing: values, shape: [300, 256], params: params)) { whole = $0 as? QuantError }
+        var data = [UInt8](repeating: 0, count: plan.dataBytes), scales = [UInt8](repeating: 0, count: plan.scaleBytes)
+        XCTAssertThrowsError(try values.withUnsafeBytes { raw in
+            try data.withUnsafeMutableBytes { d in
+                try scales.withUnsafeMutableBytes { s in
+                    try TiledQuantizer.quantize(plan, from: try MatrixSource(bytes: raw, type: .f32, rows: 300, columns: 256),
+                                                into: QuantizedBuffers(data: d, scales: s, zeroPoints: nil), measureError: true,
+                                                variant: Runtime.kernelVariant, bandElements: 4096)
+                }
+            }
+        }) { error in
+            XCTAssertEqual((error as? QuantError)?.status, .nonFinite)
+            XCTAssertEqual((error as? QuantError)?.message, whole?.message)
+        }
+    }
+
+    func testSourceSizeIsChecked() {
+        let bytes = [UInt8](repeating: 0, count: 10)
+        XCTAssertThrowsStatus(.invalidArgument, try bytes.withUnsafeBytes { try MatrixSource(bytes: $0, type: .f32, rows: 2, columns: 2) })
+        XCTAssertThrowsStatus(.invalidArgument, try bytes.withUnsafeBytes { try MatrixSource(bytes: $0, type: .f16, rows: 1, columns: 5, paddedColumns: 4) })
+    }
+}
