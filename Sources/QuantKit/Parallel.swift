@@ -14,9 +14,13 @@ enum Parallel {
             return
         }
         let per = (count + chunks - 1) / chunks
-        DispatchQueue.concurrentPerform(iterations: chunks) { c in
+        let chunk = { (c: Int) in
             let start = c * per
             if start < count { body(start..<min(count, start + per)) }
+        }
+        // The spinning pool first; Dispatch when it is busy (nested or concurrent calls).
+        if !WorkerPool.shared.run(chunks: chunks, threads: chunks, chunk) {
+            DispatchQueue.concurrentPerform(iterations: chunks, execute: chunk)
         }
     }
 
