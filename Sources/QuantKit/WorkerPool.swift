@@ -37,14 +37,17 @@ final class WorkerPool: @unchecked Sendable {
         pthread_cond_init(&wakeUp, nil)
     }
 
-    /// Runs body(0..<chunks) on the calling thread and up to `threads - 1` workers. Returns false,
+    /// Runs body(0..<chunks) on the calling thread and up to `threads - 1` workers (at most one
+    /// per core besides the caller). Returns false,
     /// having run nothing, when the pool is busy or cannot be used (for example after fork).
     func run(chunks: Int, threads: Int, _ body: (Int) -> Void) -> Bool {
         guard getpid() == owner, busy.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged else {
             return false
         }
         defer { busy.store(false, ordering: .releasing) }
-        guard startWorkers(upTo: min(threads, chunks) - 1) else { return false }
+        // Spinning workers beyond the cores would take turns with the ones working: chunks past
+        // the worker count are simply taken by whoever finishes first.
+        guard startWorkers(upTo: min(threads, chunks, Runtime.cpuCount) - 1) else { return false }
         withoutActuallyEscaping(body) { body in
             self.body = body
             chunkCount.store(chunks, ordering: .relaxed)
