@@ -38,8 +38,8 @@ final class WorkerPool: @unchecked Sendable {
     }
 
     /// Runs body(0..<chunks) on the calling thread and up to `threads - 1` workers (at most one
-    /// per core besides the caller). Returns false,
-    /// having run nothing, when the pool is busy or cannot be used (for example after fork).
+    /// per core besides the caller). Returns false, having run nothing, when the pool is busy or
+    /// cannot be used (for example after fork).
     func run(chunks: Int, threads: Int, _ body: (Int) -> Void) -> Bool {
         guard getpid() == owner, busy.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged else {
             return false
@@ -53,8 +53,10 @@ final class WorkerPool: @unchecked Sendable {
             chunkCount.store(chunks, ordering: .relaxed)
             unfinished.store(chunks, ordering: .relaxed)
             nextChunk.store(0, ordering: .releasing)
-            generation.add(1, ordering: .releasing)
-            if sleepers.load(ordering: .acquiring) > 0 {
+            // Sequentially consistent with the sleeper's side: either this load sees the sleeper,
+            // or the sleeper's load sees the new generation (no lost wake-up).
+            generation.add(1, ordering: .sequentiallyConsistent)
+            if sleepers.load(ordering: .sequentiallyConsistent) > 0 {
                 pthread_mutex_lock(&mutex)
                 pthread_cond_broadcast(&wakeUp)
                 pthread_mutex_unlock(&mutex)
@@ -119,8 +121,8 @@ final class WorkerPool: @unchecked Sendable {
             if spins & 255 == 0 && Self.now() &- start > Self.spinNanoseconds { break }
         }
         pthread_mutex_lock(&mutex)
-        sleepers.add(1, ordering: .acquiringAndReleasing)
-        var current = generation.load(ordering: .acquiring)
+        sleepers.add(1, ordering: .sequentiallyConsistent)
+        var current = generation.load(ordering: .sequentiallyConsistent)
         while current == seen {
             pthread_cond_wait(&wakeUp, &mutex)
             current = generation.load(ordering: .acquiring)

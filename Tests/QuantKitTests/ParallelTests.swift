@@ -1,5 +1,6 @@
 @testable import QuantKit
 import Dispatch
+import Glibc
 import Synchronization
 import XCTest
 
@@ -22,6 +23,8 @@ final class ParallelTests: XCTestCase {
     func testEveryIndexRunsOnceForAnyThreadCount() {
         for threads in [1, 2, 3, 8] {
             for round in 0..<50 {
+                // Now and then long enough a pause for the workers to stop spinning and sleep.
+                if round % 10 == 0 { usleep(1000) }
                 let counts = Counts(97)
                 Parallel.forEachChunk(count: 97, threads: threads) { range in for i in range { counts.bump(i) } }
                 XCTAssertEqual(counts.all(), [Int](repeating: 1, count: 97), "threads \(threads) round \(round)")
