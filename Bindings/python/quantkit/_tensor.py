@@ -32,7 +32,8 @@ class TensorView:
         if writable and not array.flags.writeable:
             raise ValueError(f"{what} is read-only")
         itemsize = array.dtype.itemsize
-        if any(s % itemsize for s in array.strides):
+        contiguous = array.flags.c_contiguous
+        if not contiguous and any(s % itemsize for s in array.strides):
             # Byte strides that are not whole elements cannot be described to the library: read
             # such inputs from a copy.
             if writable:
@@ -41,17 +42,18 @@ class TensorView:
         self.array = array
         self._shape = (ctypes.c_int64 * max(array.ndim, 1))(*array.shape)
         self._strides = None
-        if not array.flags.c_contiguous:
+        if not contiguous:
             # Pass element strides instead of copying: the header allows any strides, negative ones
             # included, with data pointing at element [0,...,0] -- which is numpy's data pointer.
             self._strides = (ctypes.c_int64 * array.ndim)(*(s // itemsize for s in array.strides))
+        # ctypes arrays convert to the POINTER(c_int64) fields directly (no ctypes.cast: a decode
+        # loop pays this on every call).
         self.struct = qk_tensor(
             data=array.ctypes.data if array.size else None,
             dtype=int(code),
             ndim=array.ndim,
-            shape=ctypes.cast(self._shape, ctypes.POINTER(ctypes.c_int64)),
-            strides=ctypes.cast(self._strides, ctypes.POINTER(ctypes.c_int64))
-            if self._strides is not None else None,
+            shape=self._shape,
+            strides=self._strides,
         )
 
     def ref(self):
