@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
-for tool in gcc g++ make; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+for tool in gcc g++ make strace; do command -v "$tool" >/dev/null || missing+=("$tool"); done
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "setup: installing Debian packages: ${missing[*]}"

@@ -37,28 +37,30 @@ extension ONNXModel {
     /// failure both temporary files are removed. Without `overwrite`, an existing model or side
     /// file is an error (`ModelFileError.outputExists`) before anything is written.
     ///
+    /// `sync`: when the files are forced to disk before they take their names (`OutputSync`).
+    ///
     /// Returns the paths written: the model, then the side file if there is one.
     @discardableResult
     public func save(to path: String, overwrite: Bool = false, externalData policy: ExternalDataPolicy,
-                     reader: ExternalDataReader? = nil) throws -> [String] {
+                     reader: ExternalDataReader? = nil, sync: OutputSync = .always) throws -> [String] {
         let reader = reader ?? dataReader
         switch policy {
         case .inline:
             let plan = try InlinePlan(proto, reader: reader)
             try plan.checkSize()
-            try plan.write(to: path, overwrite: overwrite)
+            try plan.write(to: path, overwrite: overwrite, sync: sync)
             return [path]
         case let .external(location, threshold):
-            return try saveExternal(to: path, location: location, threshold: threshold, overwrite: overwrite, reader: reader)
+            return try saveExternal(to: path, location: location, threshold: threshold, overwrite: overwrite, reader: reader, sync: sync)
         case .automatic:
             if loadedWithExternalData || Self.usesSideFiles(proto) {
-                return try saveExternal(to: path, location: nil, threshold: ExternalDataPolicy.defaultThreshold, overwrite: overwrite, reader: reader)
+                return try saveExternal(to: path, location: nil, threshold: ExternalDataPolicy.defaultThreshold, overwrite: overwrite, reader: reader, sync: sync)
             }
             let plan = try InlinePlan(proto, reader: reader)
             if plan.total > Self.protobufLimit {
-                return try saveExternal(to: path, location: nil, threshold: ExternalDataPolicy.defaultThreshold, overwrite: overwrite, reader: reader)
+                return try saveExternal(to: path, location: nil, threshold: ExternalDataPolicy.defaultThreshold, overwrite: overwrite, reader: reader, sync: sync)
             }
-            try plan.write(to: path, overwrite: overwrite)
+            try plan.write(to: path, overwrite: overwrite, sync: sync)
             return [path]
         }
     }
@@ -127,8 +129,14 @@ extension ONNXModel {
         }
     }
 
+    /// How a model and its side file are synced: when either replaces a file, both are, so that a
+    /// replaced model never ends up naming a side file lost to a power cut.
+    static func pairSync(_ requested: OutputSync, replacingModel: Bool, replacingSide: Bool) -> OutputSync {
+        replacingModel || replacingSide ? .always : requested
+    }
+
     private func saveExternal(to path: String, location: String?, threshold: Int, overwrite: Bool,
-                              reader: ExternalDataReader?) throws -> [String] {
+                              reader: ExternalDataReader?, sync: OutputSync) throws -> [String] {
         let (folder, name) = FileIO.split(path)
         let location = location ?? "\(name).data"
         try Self.checkSideFileName(location)
@@ -136,10 +144,11 @@ extension ONNXModel {
         guard location != name else {
             throw QuantError(.invalidArgument, "the external data file '\(sidePath)' cannot be the model file itself")
         }
-        try AtomicOutput.checkTarget(path, overwrite: overwrite)
-        try AtomicOutput.checkTarget(sidePath, overwrite: overwrite)
+        let replacingModel = try AtomicOutput.checkTarget(path, overwrite: overwrite)
+        let replacingSide = try AtomicOutput.checkTarget(sidePath, overwrite: overwrite)
+        let sync = Self.pairSync(sync, replacingModel: replacingModel, replacingSide: replacingSide)
 
-        let side = try AtomicOutput(path: sidePath, overwrite: overwrite)
+        let side = try AtomicOutput(path: sidePath, overwrite: overwrite, sync: sync)
         var proto = self.proto
         var externalCount = 0
         // Like onnx's save (convert_attribute=False): initializers move to the side file, attribute
@@ -188,7 +197,7 @@ extension ONNXModel {
             try Self.forEachAttributeTensor(in: &proto.functions[f].node) { try place(&$0, initializer: false) }
         }
         let bytes = try ONNXModel(proto).serializedBytesChecked()
-        let model = try AtomicOutput(path: path, overwrite: overwrite)
+        let model = try AtomicOutput(path: path, overwrite: overwrite, sync: sync)
         try model.write(bytes)
         try model.finish()
         if externalCount > 0 {
@@ -340,8 +349,8 @@ struct InlinePlan {
         }
     }
 
-    func write(to path: String, overwrite: Bool) throws {
-        let out = try AtomicOutput(path: path, overwrite: overwrite)
+    func write(to path: String, overwrite: Bool, sync: OutputSync) throws {
+        let out = try AtomicOutput(path: path, overwrite: overwrite, sync: sync)
         for piece in pieces {
             switch piece {
             case .bytes(let bytes): try out.write(bytes)

@@ -10,7 +10,9 @@ struct ConvertCommand: ParsableCommand {
         discussion: """
             Defaults: int4, block 32, symmetric, com.microsoft::MatMulNBits; the output projection \
             (lm_head) and embeddings at 8 bits. The output is written atomically: a failed run leaves \
-            nothing behind, and the input is never modified.
+            nothing behind, and the input is never modified. An output that replaces a file (--force) \
+            is synced to disk before it takes the old one's place; a new output is left to the \
+            kernel's writeback, like cp's, unless --sync is given.
 
             Exit codes: 0 success, 2 input unreadable, 3 invalid or truncated model, 4 unsupported \
             model or request, 5 external data outside the model's folder, 6 external data file \
@@ -66,6 +68,9 @@ struct ConvertCommand: ParsableCommand {
     @Flag(help: "Replace the output if it exists.")
     var force = false
 
+    @Flag(help: "Sync the output to disk before exiting even when it replaces no file (by default only a replaced file is).")
+    var sync = false
+
     @Flag(help: "Print the summary as JSON on stdout.")
     var json = false
 
@@ -116,7 +121,8 @@ struct ConvertCommand: ParsableCommand {
         }
         let written: [String]
         do {
-            written = try converted.save(to: output, overwrite: force, externalData: externalData, reader: external)
+            written = try converted.save(to: output, overwrite: force, externalData: externalData, reader: external,
+                                         sync: sync ? .always : .whenReplacing)
         } catch {
             throw fail(error, during: .writing)
         }

@@ -269,6 +269,31 @@ final class ExternalDataTests: XCTestCase {
         XCTAssertEqual(try readBytes("\(folder)/m.onnx.data"), try readBytes("\(external)/model.onnx.data"))
     }
 
+    func testOutputsAreSyncedWhenTheyReplaceAFileOrWhenAsked() throws {
+        let path = "\(folder)/out.onnx"
+        XCTAssertFalse(try AtomicOutput(path: path, overwrite: false, sync: .whenReplacing).durable)
+        XCTAssertFalse(try AtomicOutput(path: path, overwrite: true, sync: .whenReplacing).durable)
+        XCTAssertTrue(try AtomicOutput(path: path, overwrite: false, sync: .always).durable)
+        writeBytes(Array("old".utf8), path)
+        XCTAssertTrue(try AtomicOutput(path: path, overwrite: true, sync: .whenReplacing).durable)
+        XCTAssertEqual(listing(folder), ["out.onnx"])  // unfinished outputs left no temporary file
+
+        XCTAssertEqual(ONNXModel.pairSync(.whenReplacing, replacingModel: false, replacingSide: false), .whenReplacing)
+        XCTAssertEqual(ONNXModel.pairSync(.whenReplacing, replacingModel: true, replacingSide: false), .always)
+        XCTAssertEqual(ONNXModel.pairSync(.whenReplacing, replacingModel: false, replacingSide: true), .always)
+        XCTAssertEqual(ONNXModel.pairSync(.always, replacingModel: false, replacingSide: false), .always)
+
+        // The bytes do not depend on it.
+        let model = try ONNXModel.load(path: "\(external)/model.onnx")
+        try model.save(to: "\(folder)/m.onnx", externalData: .external(), sync: .whenReplacing)
+        XCTAssertEqual(try readBytes("\(folder)/m.onnx.data"), try readBytes("\(external)/model.onnx.data"))
+        try model.save(to: "\(folder)/a.onnx", externalData: .inline, sync: .whenReplacing)
+        try model.save(to: "\(folder)/b.onnx", externalData: .inline, sync: .always)
+        XCTAssertEqual(try readBytes("\(folder)/a.onnx"), try readBytes("\(folder)/b.onnx"))
+        try model.save(to: "\(folder)/a.onnx", overwrite: true, externalData: .inline, sync: .whenReplacing)
+        XCTAssertEqual(try readBytes("\(folder)/a.onnx"), try readBytes("\(folder)/b.onnx"))
+    }
+
     func testSideFileMustBeAPlainName() throws {
         let model = try ONNXModel.load(path: "\(external)/inline.onnx")
         for location in ["../x.data", "sub/x.data", "/tmp/x.data", "", "m.onnx"] {
