@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what building and testing QuantKit needs on a fresh Debian 12 machine with Swift 6.3:
-# a C/C++ compiler (Debian packages) and a Python virtual environment (.venv) with the packages in
+# a C/C++ compiler and strace (Debian packages) and a Python virtual environment (.venv) with the packages in
 # requirements.txt. Safe to run again: it only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
