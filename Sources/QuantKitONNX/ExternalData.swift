@@ -29,6 +29,17 @@ public final class ExternalDataReader: @unchecked Sendable {
     struct Mapping {
         let base: UnsafeMutableRawPointer?
         let size: Int
+
+        /// The whole file, read-only (an empty file maps to nothing); `message` words the error
+        /// from the system's reason.
+        init(_ fd: Int32, size: Int, message: (String) -> String) throws {
+            self.size = size
+            guard size > 0 else { base = nil; return }
+            guard let base = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), base != MAP_FAILED else {
+                throw QuantError(.io, message(FileIO.errorText(errno)))
+            }
+            self.base = base
+        }
     }
 
     /// A location no file can have (it holds a NUL): "the model file itself". A model that
@@ -149,14 +160,7 @@ public final class ExternalDataReader: @unchecked Sendable {
         guard FileIO.isRegular(st.st_mode) else {
             throw QuantError(.io, "cannot map model '\(modelPath)': not a regular file")
         }
-        let size = Int(st.st_size)
-        var mapping = Mapping(base: nil, size: 0)
-        if size > 0 {
-            guard let base = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), base != MAP_FAILED else {
-                throw QuantError(.io, "cannot map model '\(modelPath)': \(FileIO.errorText(errno))")
-            }
-            mapping = Mapping(base: base, size: size)
-        }
+        let mapping = try Mapping(fd, size: Int(st.st_size)) { "cannot map model '\(modelPath)': \($0)" }
         mappings[Self.modelFileLocation] = mapping
         return mapping
     }
@@ -183,14 +187,7 @@ public final class ExternalDataReader: @unchecked Sendable {
         guard FileIO.isRegular(st.st_mode) else {
             throw QuantError(.invalidModel, "tensor '\(tensor)': external data '\(path)' is not a regular file")
         }
-        let size = Int(st.st_size)
-        var mapping = Mapping(base: nil, size: 0)
-        if size > 0 {
-            guard let base = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), base != MAP_FAILED else {
-                throw QuantError(.io, "cannot map external data file '\(path)': \(FileIO.errorText(errno))")
-            }
-            mapping = Mapping(base: base, size: size)
-        }
+        let mapping = try Mapping(fd, size: Int(st.st_size)) { "cannot map external data file '\(path)': \($0)" }
         mappings[location] = mapping
         return mapping
     }
