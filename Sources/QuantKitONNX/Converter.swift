@@ -30,13 +30,16 @@ public struct Converter {
     }
 
     /// Converts `model` in place and reports what happened to every candidate node. `external`
-    /// reads weights stored in side files (nil for a model without a folder).
-    public func convert(_ model: inout Onnx_ModelProto, external: ExternalDataReader?) throws -> ConversionReport {
+    /// reads weights stored in side files (nil for a model without a folder). With a `spool`, the
+    /// new weight tensors go into the output's side file as each layer is done; save the model
+    /// with `ONNXModel.save(spool:reader:)` afterwards.
+    public func convert(_ model: inout Onnx_ModelProto, external: ExternalDataReader?,
+                        spool: ExternalDataSpool? = nil) throws -> ConversionReport {
         var report = ConversionReport()
         let opset = Self.opsetVersion(of: model, domain: "")
         report.opsetBefore = opset
         var context = RewriteContext(names: ModelNames(model), external: external, opset: opset,
-                                     measureError: options.measureError, threads: options.threads)
+                                     measureError: options.measureError, threads: options.threads, spool: spool)
         let policy = LayerPolicy(options: options, model: model)
         var state = WalkState(total: Self.candidateCount(model.graph, opTypes: options.opTypes), irVersion: model.irVersion)
 
@@ -100,7 +103,11 @@ public struct Converter {
                     let pass: any LinearRewritePass = layer.kind == .gather && settings.target != .qdq
                         ? GatherBlockQuantizedPass(target: settings.target) : try Self.pass(for: settings.target)
                     try pass.check(layer, settings)
-                    let rewrite = try pass.rewrite(layer, settings, &context)
+                    var rewrite = try pass.rewrite(layer, settings, &context)
+                    if let spool = context.spool {
+                        // In place, so the spooled buffers are freed here, for the next layer to reuse.
+                        for i in rewrite.initializers.indices { try spool.take(&rewrite.initializers[i]) }
+                    }
                     replacements[index] = rewrite.nodes
                     newInitializers += rewrite.initializers
                     state.replacedWeights.insert(layer.weight.name)

@@ -53,8 +53,8 @@ extension ONNXModel {
         case let .external(location, threshold):
             return try saveExternal(to: path, location: location, threshold: threshold, overwrite: overwrite, reader: reader, sync: sync)
         case .automatic:
-            if loadedWithExternalData || Self.usesSideFiles(proto) {
-                return try saveExternal(to: path, location: nil, threshold: ExternalDataPolicy.defaultThreshold, overwrite: overwrite, reader: reader, sync: sync)
+            if let side = sideFile(for: policy) {
+                return try saveExternal(to: path, location: side.location, threshold: side.threshold, overwrite: overwrite, reader: reader, sync: sync)
             }
             let plan = try InlinePlan(proto, reader: reader)
             if plan.total > Self.protobufLimit {
@@ -121,14 +121,6 @@ extension ONNXModel {
         return try reader.bytes(of: tensor)
     }
 
-    /// A side-file name: one plain file name in the output's folder.
-    static func checkSideFileName(_ location: String) throws {
-        guard !location.isEmpty, location != ".", location != "..", !location.contains("/"),
-              !location.contains("\0"), !location.contains("\\") else {
-            throw QuantError(.invalidArgument, "external data location '\(location)' must be a plain file name (it goes in the output's folder)")
-        }
-    }
-
     /// How a model and its side file are synced: when either replaces a file, both are, so that a
     /// replaced model never ends up naming a side file lost to a power cut.
     static func pairSync(_ requested: OutputSync, replacingModel: Bool, replacingSide: Bool) -> OutputSync {
@@ -137,80 +129,39 @@ extension ONNXModel {
 
     private func saveExternal(to path: String, location: String?, threshold: Int, overwrite: Bool,
                               reader: ExternalDataReader?, sync: OutputSync) throws -> [String] {
-        let (folder, name) = FileIO.split(path)
-        let location = location ?? "\(name).data"
-        try Self.checkSideFileName(location)
-        let sidePath = "\(folder)/\(location)"
-        guard location != name else {
-            throw QuantError(.invalidArgument, "the external data file '\(sidePath)' cannot be the model file itself")
-        }
-        let replacingModel = try AtomicOutput.checkTarget(path, overwrite: overwrite)
-        let replacingSide = try AtomicOutput.checkTarget(sidePath, overwrite: overwrite)
-        let sync = Self.pairSync(sync, replacingModel: replacingModel, replacingSide: replacingSide)
+        let spool = try ExternalDataSpool(modelPath: path, location: location, threshold: threshold, overwrite: overwrite, sync: sync)
+        return try save(spool: spool, reader: reader)
+    }
 
-        let side = try AtomicOutput(path: sidePath, overwrite: overwrite, sync: sync)
+    /// Writes the model with external data into `spool` (which may already hold tensors a
+    /// conversion put there) and commits it: every other tensor is placed as `save` with
+    /// `.external` places it. Returns the paths written: the model, then the side file if any
+    /// tensor is in it.
+    @discardableResult
+    public func save(spool: ExternalDataSpool, reader: ExternalDataReader? = nil) throws -> [String] {
+        let reader = reader ?? dataReader
         var proto = self.proto
-        var externalCount = 0
-        // Like onnx's save (convert_attribute=False): initializers move to the side file, attribute
-        // tensors only stay there when the input already had them there.
-        func place(_ tensor: inout Onnx_TensorProto, initializer: Bool) throws {
-            var mapped: UnsafeRawBufferPointer?
-            if tensor.dataLocation == .external {
-                let bytes = try Self.externalBytes(tensor, reader)
-                guard bytes.count >= threshold else {
-                    // Small tensors from the input's side file come back inline.
-                    tensor.rawData = Data(bytes)
-                    tensor.clearDataLocation()
-                    tensor.externalData = []
-                    return
-                }
-                mapped = bytes
-            } else if !initializer || !tensor.hasRawData || tensor.rawData.count < threshold {
-                return
-            }
-            let count = mapped?.count ?? tensor.rawData.count
-            if count >= ExternalDataPolicy.alignThreshold {
-                let pad = (ExternalDataPolicy.alignment - side.size % ExternalDataPolicy.alignment) % ExternalDataPolicy.alignment
-                try side.writeZeros(pad)
-            }
-            let offset = side.size
-            if let mapped {
-                try Self.stream(mapped, to: side, reader: reader)
-            } else {
-                try tensor.rawData.withUnsafeBytes { try side.write($0) }
-            }
-            tensor.clearRawData()
-            tensor.dataLocation = .external
-            tensor.externalData = [("location", location), ("offset", String(offset)), ("length", String(count))].map { key, value in
-                var entry = Onnx_StringStringEntryProto()
-                entry.key = key
-                entry.value = value
-                return entry
-            }
-            externalCount += 1
-        }
+        var usesSideFile = false
         if proto.hasGraph {
-            try Self.forEachInitializer(in: &proto.graph) { try place(&$0, initializer: true) }
-            try Self.forEachAttributeTensor(in: &proto.graph.node) { try place(&$0, initializer: false) }
+            try Self.forEachInitializer(in: &proto.graph) { usesSideFile = try spool.place(&$0, initializer: true, reader: reader) || usesSideFile }
+            try Self.forEachAttributeTensor(in: &proto.graph.node) { usesSideFile = try spool.place(&$0, initializer: false, reader: reader) || usesSideFile }
         }
         for f in proto.functions.indices {
-            try Self.forEachAttributeTensor(in: &proto.functions[f].node) { try place(&$0, initializer: false) }
+            try Self.forEachAttributeTensor(in: &proto.functions[f].node) { usesSideFile = try spool.place(&$0, initializer: false, reader: reader) || usesSideFile }
         }
-        let bytes = try ONNXModel(proto).serializedBytesChecked()
-        let model = try AtomicOutput(path: path, overwrite: overwrite, sync: sync)
-        try model.write(bytes)
-        try model.finish()
-        if externalCount > 0 {
-            try side.finish()
-            try side.commit(overwrite: overwrite)
+        return try spool.commit(model: try ONNXModel(proto).serializedBytesChecked(), usesSideFile: usesSideFile)
+    }
+
+    /// Whether `save` with `policy` writes a side file whatever a conversion changes, and with
+    /// which name and threshold: `.external`, or `.automatic` for a model that has side files.
+    /// nil when it depends on the converted model's size (`.automatic`) or never (`.inline`).
+    public func sideFile(for policy: ExternalDataPolicy) -> (location: String?, threshold: Int)? {
+        switch policy {
+        case .inline: return nil
+        case let .external(location, threshold): return (location, threshold)
+        case .automatic:
+            return loadedWithExternalData || Self.usesSideFiles(proto) ? (nil, ExternalDataPolicy.defaultThreshold) : nil
         }
-        do {
-            try model.commit(overwrite: overwrite)
-        } catch {
-            if externalCount > 0 && !overwrite { unlink(sidePath) }  // ours: it did not exist before
-            throw error
-        }
-        return externalCount > 0 ? [path, sidePath] : [path]
     }
 
     /// Copies mapped bytes to `out` in slices, dropping each slice's pages once written so that

@@ -12,6 +12,8 @@ public struct RewriteContext {
     public let threads: Int
     /// Band buffers reused from layer to layer.
     public let workspace = BandWorkspace()
+    /// Where new initializers go as soon as they are made (nil: they stay in memory until saved).
+    public var spool: ExternalDataSpool?
 }
 
 /// What a pass produced for one layer: the nodes that replace it (in order) and new initializers.

@@ -14,7 +14,7 @@ struct ConvertCommand: ParsableCommand {
             is synced to disk before it takes the old one's place; a new output is left to the \
             kernel's writeback, like cp's, unless --sync is given.
 
-            Exit codes: 0 success, 2 input unreadable, 3 invalid or truncated model, 4 unsupported \
+            Exit codes: 0 success, 2 input unreadable, 3 invalid or truncated model (or a NaN or infinite weight), 4 unsupported \
             model or request, 5 external data outside the model's folder, 6 external data file \
             missing, 7 output exists (use --force), 8 disk full, 9 other write failure, 64 bad \
             command line, 1 internal error.
@@ -105,6 +105,17 @@ struct ConvertCommand: ParsableCommand {
         // The loaded model's reader maps the input's side files and its large inline tensors.
         let external = model.dataReader ?? ExternalDataReader(modelPath: input)
         var converted = model
+        let syncPolicy: OutputSync = sync ? .always : .whenReplacing
+        // An output that surely gets a side file has it opened now: each quantized weight goes
+        // to disk as its layer is done (see ExternalDataSpool).
+        var spool: ExternalDataSpool?
+        if let side = model.sideFile(for: externalData) {
+            do {
+                spool = try ExternalDataSpool(modelPath: output, location: side.location, threshold: side.threshold, overwrite: force, sync: syncPolicy)
+            } catch {
+                throw fail(error, during: .writing)
+            }
+        }
         var report: ConversionReport
         do {
             if options.defaults.format == .fp16 || options.defaults.format == .bf16 {
@@ -114,15 +125,18 @@ struct ConvertCommand: ParsableCommand {
                 var converter = Converter(options: options)
                 var bar = ProgressBar(enabled: !quiet && !json)
                 converter.progress = { done, total, name in bar.update(done: done, total: total, label: name) }
-                report = try converter.convert(&converted.proto, external: external)
+                report = try converter.convert(&converted.proto, external: external, spool: spool)
             }
         } catch {
-            throw fail(error, during: .converting)
+            throw fail(error, during: spool?.writeFailed == true ? .writing : .converting)
         }
         let written: [String]
         do {
-            written = try converted.save(to: output, overwrite: force, externalData: externalData, reader: external,
-                                         sync: sync ? .always : .whenReplacing)
+            if let spool {
+                written = try converted.save(spool: spool, reader: external)
+            } else {
+                written = try converted.save(to: output, overwrite: force, externalData: externalData, reader: external, sync: syncPolicy)
+            }
         } catch {
             throw fail(error, during: .writing)
         }

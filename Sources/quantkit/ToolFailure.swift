@@ -44,6 +44,8 @@ func classify(_ error: any Error, during phase: Phase) -> (ToolExit, String) {
         case (.io, .reading): return (.unreadableInput, error.message)
         case (.io, .writing): return (.writeFailed, error.message)
         case (.invalidModel, _): return (.invalidModel, error.message)
+        // A NaN or infinite weight: the model's values cannot be quantized.
+        case (.nonFinite, .converting): return (.invalidModel, error.message)
         case (.unsupported, _): return (.unsupported, error.message)
         case (.invalidArgument, _): return (.usage, error.message)
         default: return (phase == .writing ? .writeFailed : .internalError, error.message)

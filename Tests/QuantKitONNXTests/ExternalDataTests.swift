@@ -294,6 +294,57 @@ final class ExternalDataTests: XCTestCase {
         XCTAssertEqual(try readBytes("\(folder)/a.onnx"), try readBytes("\(folder)/b.onnx"))
     }
 
+    /// The bytes of a tensor wherever they are stored.
+    func storedBytes(_ model: ONNXModel, _ tensor: Onnx_TensorProto) throws -> [UInt8] {
+        tensor.dataLocation == .external ? Array(try XCTUnwrap(model.dataReader).bytes(of: tensor)) : Array(tensor.rawData)
+    }
+
+    /// A conversion that writes each new weight into the spool as it goes saves the tensors that
+    /// converting first and saving at the end saves.
+    func testConvertingIntoASpoolEqualsSavingAtTheEnd() throws {
+        let model = try ONNXModel.load(path: "\(external)/model.onnx")
+        var atEnd = model
+        _ = try Converter(options: ConversionOptions()).convert(&atEnd.proto, external: model.dataReader)
+        try atEnd.save(to: "\(folder)/end.onnx", externalData: .external())
+
+        var spooled = model
+        let spool = try ExternalDataSpool(modelPath: "\(folder)/spooled.onnx", overwrite: false)
+        _ = try Converter(options: ConversionOptions()).convert(&spooled.proto, external: model.dataReader, spool: spool)
+        let packed = try initializer(spooled, "W_Q4")  // 64 × 1 × 16 bytes: at the 1 KiB threshold
+        XCTAssertEqual(packed.externalData.map(\.value), ["spooled.onnx.data", "0", "1024"], "written during the conversion")
+        XCTAssertFalse(packed.hasRawData)
+        XCTAssertEqual(try initializer(spooled, "W2_Q4").dataLocation, .default, "256 bytes: under the threshold")
+        let pending = listing(folder).filter { $0.hasPrefix(".spooled.onnx.data.tmp-") }
+        XCTAssertEqual(listing(folder), (["end.onnx", "end.onnx.data"] + pending).sorted())
+        XCTAssertEqual(pending.count, 1, "nothing under a final name before the commit")
+
+        XCTAssertEqual(try spooled.save(spool: spool, reader: model.dataReader), ["\(folder)/spooled.onnx", "\(folder)/spooled.onnx.data"])
+        XCTAssertEqual(listing(folder), ["end.onnx", "end.onnx.data", "spooled.onnx", "spooled.onnx.data"])
+        let (a, b) = (try ONNXModel.load(path: "\(folder)/end.onnx"), try ONNXModel.load(path: "\(folder)/spooled.onnx"))
+        XCTAssertEqual(a.proto.graph.initializer.map(\.name), b.proto.graph.initializer.map(\.name))
+        XCTAssertEqual(a.proto.graph.node, b.proto.graph.node)
+        for (x, y) in zip(a.proto.graph.initializer, b.proto.graph.initializer) {
+            XCTAssertEqual(try storedBytes(a, x), try storedBytes(b, y), x.name)
+            XCTAssertEqual(x.dataLocation, y.dataLocation, x.name)
+        }
+    }
+
+    /// A spool dropped before its commit (a failed conversion) leaves nothing; one that would
+    /// replace a file without permission fails before writing anything.
+    func testUncommittedSpoolLeavesNothing() throws {
+        do {
+            let spool = try ExternalDataSpool(modelPath: "\(folder)/m.onnx", overwrite: false)
+            var tensor = TensorData.make(name: "t", type: .uint8, dims: [4096], raw: [UInt8](repeating: 3, count: 4096))
+            try spool.take(&tensor)
+            XCTAssertEqual(tensor.dataLocation, .external)
+            XCTAssertEqual(listing(folder).count, 1)
+        }
+        XCTAssertEqual(listing(folder), [])
+        writeBytes(Array("old".utf8), "\(folder)/m.onnx.data")
+        assertFails(.outputExists, mentioning: "m.onnx.data") { _ = try ExternalDataSpool(modelPath: "\(folder)/m.onnx", overwrite: false) }
+        XCTAssertEqual(listing(folder), ["m.onnx.data"])
+    }
+
     func testSideFileMustBeAPlainName() throws {
         let model = try ONNXModel.load(path: "\(external)/inline.onnx")
         for location in ["../x.data", "sub/x.data", "/tmp/x.data", "", "m.onnx"] {

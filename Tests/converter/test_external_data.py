@@ -161,3 +161,42 @@ def test_existing_side_file_is_not_replaced_without_force(tmp_path, rng):
     result = convert(src, dst, "--force")
     assert result.returncode == 0, result.stderr
     onnx.checker.check_model(str(dst))
+
+
+def test_quantized_tensors_written_during_conversion_equal_an_inline_conversion(tmp_path, rng):
+    """With a side file, each quantized weight goes to disk as its layer is done (ExternalDataSpool):
+    the tensors must be those of the same conversion written inline at the end."""
+    model = mlp(rng)
+    inline_src = tmp_path / "inline.onnx"
+    onnx.save(model, str(inline_src))
+    src = save_external(model, tmp_path / "in")  # (moves the model's tensors to the side file)
+    spooled, inline = tmp_path / "spooled.onnx", tmp_path / "inline-q.onnx"
+    for a, b in [(src, spooled), (inline_src, inline)]:
+        result = convert(a, b)
+        assert result.returncode == 0, result.stderr
+    assert os.path.exists(str(spooled) + ".data") and not os.path.exists(str(inline) + ".data")
+    onnx.checker.check_model(str(spooled))
+    ours = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(spooled)).graph.initializer}
+    theirs = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(inline)).graph.initializer}
+    assert sorted(ours) == sorted(theirs)
+    for name, values in theirs.items():
+        np.testing.assert_array_equal(ours[name], values, err_msg=name)
+    stored = onnx.load(str(spooled), load_external_data=False)
+    external = [t.name for t in stored.graph.initializer if t.data_location == TensorProto.EXTERNAL]
+    # (the last MatMul is taken for the output projection: 8 bits by default)
+    assert sorted(external) == ["w1_Q4", "w2_Q8"], "weights at or over 1 KiB go to the side file, scales stay inline"
+
+
+def test_failed_conversion_leaves_no_side_file(tmp_path, rng):
+    """The first layer's weights are written before the second fails (a NaN): nothing may remain."""
+    model = mlp(rng)
+    w2 = numpy_helper.to_array(model.graph.initializer[1]).copy()
+    w2[5, 7] = np.nan
+    model.graph.initializer[1].CopyFrom(numpy_helper.from_array(w2, "w2"))
+    src = save_external(model, tmp_path / "in")
+    out = tmp_path / "out"
+    out.mkdir()
+    result = convert(src, out / "q.onnx")
+    assert result.returncode == 3, (result.returncode, result.stderr)
+    assert "node 'mm2'" in result.stderr and "nan" in result.stderr
+    assert os.listdir(out) == []
