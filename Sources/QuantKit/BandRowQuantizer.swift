@@ -10,8 +10,8 @@ final class BandRowQuantizer {
     let selector: ScaleSelector
     let scratch: GroupScratch
     let lo: UnsafeMutablePointer<Float>, hi: UnsafeMutablePointer<Float>
-    let poison: UnsafeMutablePointer<Float>, sums: UnsafeMutablePointer<Float>, decoded: UnsafeMutablePointer<Float>
-    let nibbles: Bool, signed: Bool, tiesAway: Bool, matMulNBits: Bool
+    let poison: UnsafeMutablePointer<Float>, sums: UnsafeMutablePointer<Float>
+    let nibbles: Bool, tiesAway: Bool, matMulNBits: Bool
     /// Bytes between groups' codes, and per row.
     let groupStride: Int, dataPerRow: Int
 
@@ -30,9 +30,8 @@ final class BandRowQuantizer {
         scratch = GroupScratch(bandPlan, withCodes: false)
         let groups = max(bandPlan.groupCount, 1)
         (lo, hi) = (.allocate(capacity: groups), .allocate(capacity: groups))
-        (poison, sums, decoded) = (.allocate(capacity: 16), .allocate(capacity: 64), .allocate(capacity: max(bandPlan.block, 16)))
+        (poison, sums) = (.allocate(capacity: 16), .allocate(capacity: 64))
         nibbles = bandPlan.codeSpec.bits == 4
-        signed = bandPlan.codeSpec.flags.contains(.signed)
         tiesAway = bandPlan.params.rounding == .halfAway
         matMulNBits = bandPlan.params.layout == .matMulNBits
         groupStride = bandPlan.block * bandPlan.codeSpec.bits / 8
@@ -41,7 +40,7 @@ final class BandRowQuantizer {
 
     deinit {
         scratch.deallocate()
-        for p in [lo, hi, poison, sums, decoded] { p.deallocate() }
+        for p in [lo, hi, poison, sums] { p.deallocate() }
     }
 
     /// Quantizes the band's rows of `values` into its buffers (`bandPlan`'s layout); adds the
@@ -60,9 +59,22 @@ final class BandRowQuantizer {
             (scales[g], zeroPoints[g]) = selector.fromRange(lo: lo[g], hi: hi[g])
             guard scales[g].isFinite else { throw QuantError(.overflow, "a scale overflows") }
         }
-        for r in 0..<rows {
-            kernels.rowEncode(values + r * columns, columns, block, scales + r * blocks, zeroPoints + r * blocks, coder, tiesAway, nibbles,
-                              data + r * dataPerRow, groupStride)
+        if let errors {
+            // Float lane sums over `foldRows` rows (about ErrorAccumulator.pieceLength floats), then Doubles.
+            for r0 in stride(from: 0, to: rows, by: foldRows) {
+                sums.initialize(repeating: 0, count: 64)
+                let end = min(rows, r0 + foldRows)
+                for r in r0..<end {
+                    kernels.rowEncodeMeasuring(values + r * columns, columns, block, scales + r * blocks, zeroPoints + r * blocks, coder, tiesAway,
+                                               nibbles, data + r * dataPerRow, groupStride, sums)
+                }
+                errors[r0 / foldRows].add(lanes: sums, count: (end - r0) * columns)
+            }
+        } else {
+            for r in 0..<rows {
+                kernels.rowEncode(values + r * columns, columns, block, scales + r * blocks, zeroPoints + r * blocks, coder, tiesAway, nibbles,
+                                  data + r * dataPerRow, groupStride)
+            }
         }
         // What the row kernel leaves to the caller, as FastPaths does it: zero-scale groups, and
         // the padding of a short last block.
@@ -81,16 +93,5 @@ final class BandRowQuantizer {
             if matMulNBits { (destination + written).update(repeating: 0, count: groupStride - written) }  // block padding
         }
         Quantizer.writeScales(bandPlan, scratch, into: out)
-        guard let errors else { return }
-        // Float lane sums over `foldRows` rows (about ErrorAccumulator.pieceLength floats), then Doubles.
-        for r0 in stride(from: 0, to: rows, by: foldRows) {
-            sums.initialize(repeating: 0, count: 64)
-            let end = min(rows, r0 + foldRows)
-            for r in r0..<end {
-                kernels.rowErrorSums(values + r * columns, columns, block, data + r * dataPerRow, groupStride, nibbles, signed,
-                                     scales + r * blocks, zeroPoints + r * blocks, decoded, sums)
-            }
-            errors[r0 / foldRows].add(lanes: sums, count: (end - r0) * columns)
-        }
     }
 }

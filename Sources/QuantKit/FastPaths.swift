@@ -25,9 +25,11 @@ struct BlockKernels {
     let rowMinMax: (UnsafePointer<Float>, Int, Int, UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>) -> Void
     let rowEncode: (_ x: UnsafePointer<Float>, _ n: Int, _ block: Int, _ scales: UnsafePointer<Float>, _ zeroPoints: UnsafePointer<Int32>,
                     _ coder: ElementCoder, _ tiesAway: Bool, _ nibbles: Bool, _ out: UnsafeMutablePointer<UInt8>, _ groupStride: Int) -> Void
-    let rowErrorSums: (_ x: UnsafePointer<Float>, _ n: Int, _ block: Int, _ codes: UnsafePointer<UInt8>, _ groupStride: Int, _ nibbles: Bool,
-                       _ signed: Bool, _ scales: UnsafePointer<Float>, _ zeroPoints: UnsafePointer<Int32>, _ scratch: UnsafeMutablePointer<Float>,
-                       _ sums: UnsafeMutablePointer<Float>) -> Void
+    /// rowEncode that also adds the error of the codes' values against x into 4 × 16 lane sums
+    /// (see ErrorAccumulator), zero-scale groups included (their values are 0).
+    let rowEncodeMeasuring: (_ x: UnsafePointer<Float>, _ n: Int, _ block: Int, _ scales: UnsafePointer<Float>, _ zeroPoints: UnsafePointer<Int32>,
+                             _ coder: ElementCoder, _ tiesAway: Bool, _ nibbles: Bool, _ out: UnsafeMutablePointer<UInt8>, _ groupStride: Int,
+                             _ sums: UnsafeMutablePointer<Float>) -> Void
 
     static func of(_ variant: KernelVariant) -> BlockKernels? {
         switch variant {
@@ -53,7 +55,10 @@ struct BlockKernels {
                     avx2RowEncode(x, n, block, s, z, codeMin: coder.codeMin, codeMax: coder.codeMax, codeMask: coder.mask, tiesAway: tiesAway,
                                    nibbles: nibbles, out, stride)
                 },
-                rowErrorSums: { avx2RowErrorSums($0, $1, $2, $3, $4, nibbles: $5, signed: $6, $7, $8, $9, $10) })
+                rowEncodeMeasuring: { x, n, block, s, z, coder, tiesAway, nibbles, out, stride, sums in
+                    avx2RowEncodeMeasuring(x, n, block, s, z, codeMin: coder.codeMin, codeMax: coder.codeMax, codeMask: coder.mask, tiesAway: tiesAway,
+                                   nibbles: nibbles, out, stride, sums)
+                })
         case .avx512:
             return BlockKernels(
                 minMax: avx512MinMax,
@@ -75,7 +80,10 @@ struct BlockKernels {
                     avx512RowEncode(x, n, block, s, z, codeMin: coder.codeMin, codeMax: coder.codeMax, codeMask: coder.mask, tiesAway: tiesAway,
                                    nibbles: nibbles, out, stride)
                 },
-                rowErrorSums: { avx512RowErrorSums($0, $1, $2, $3, $4, nibbles: $5, signed: $6, $7, $8, $9, $10) })
+                rowEncodeMeasuring: { x, n, block, s, z, coder, tiesAway, nibbles, out, stride, sums in
+                    avx512RowEncodeMeasuring(x, n, block, s, z, codeMin: coder.codeMin, codeMax: coder.codeMax, codeMask: coder.mask, tiesAway: tiesAway,
+                                   nibbles: nibbles, out, stride, sums)
+                })
         }
     }
 }

@@ -4,7 +4,7 @@ import _Builtin_intrinsics.intel
 // eight lanes at a time. Intrinsics and plain scalar code only (no generic stdlib calls).
 
 /// Lanes 0..<count set (all ones), for maskload/maskstore.
-@inline(__always) private func laneMask(_ count: Int) -> __m256i {
+@inline(__always) func laneMask(_ count: Int) -> __m256i {
     _mm256_cmpgt_epi32(_mm256_set1_epi32(Int32(truncatingIfNeeded: count)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
 }
 
@@ -67,6 +67,11 @@ public struct Encoding256 {
 
     /// Eight codes (0...255) as the bytes of a UInt64, element 0 in the low byte.
     @inline(__always) func codes(_ x: __m256) -> UInt64 {
+        bytes(of: clamped(x))
+    }
+
+    /// The codes before masking: the integer each stored code decodes back to.
+    @inline(__always) func clamped(_ x: __m256) -> __m256i {
         var q: __m256i
         if tiesAway {
             let t = _mm256_add_ps(_mm256_mul_ps(x, reciprocal), zeroPointFloat)
@@ -76,7 +81,12 @@ public struct Encoding256 {
         } else {
             q = _mm256_add_epi32(_mm256_cvtps_epi32(_mm256_div_ps(x, scale)), zeroPoint)
         }
-        q = _mm256_and_si256(_mm256_min_epi32(_mm256_max_epi32(q, codeMin), codeMax), codeMask)
+        return _mm256_min_epi32(_mm256_max_epi32(q, codeMin), codeMax)
+    }
+
+    /// The stored codes of clamped codes, as the bytes of a UInt64.
+    @inline(__always) func bytes(of clamped: __m256i) -> UInt64 {
+        let q = _mm256_and_si256(clamped, codeMask)
         // Pack to u16, to u8, then gather dword 0 of each 128-bit lane.
         let words = _mm256_packus_epi32(q, q)
         let bytes = _mm256_permutevar8x32_epi32(_mm256_packus_epi16(words, words), _mm256_setr_epi32(0, 4, 0, 4, 0, 4, 0, 4))

@@ -5,7 +5,7 @@ import _Builtin_intrinsics.intel
 // specializations would be compiled for AVX-512 and could be picked by the linker for baseline code).
 // Every kernel computes exactly what the scalar reference in QuantKit computes.
 
-@inline(__always) private func tailMask16(_ n: Int) -> __mmask16 { __mmask16(truncatingIfNeeded: (1 << n) - 1) }
+@inline(__always) func tailMask16(_ n: Int) -> __mmask16 { __mmask16(truncatingIfNeeded: (1 << n) - 1) }
 
 /// Smallest and largest of n floats (n >= 1). Also adds x - x of every element into the 16
 /// floats at `poison`: 0 for finite x, NaN for NaN or Inf (min/max alone would skip a NaN). The
@@ -53,6 +53,11 @@ public struct Encoding512 {
     }
 
     @inline(__always) func codes(_ x: __m512) -> __m512i {
+        _mm512_and_si512(clamped(x), codeMask)
+    }
+
+    /// The codes before masking: the integer each stored code decodes back to.
+    @inline(__always) func clamped(_ x: __m512) -> __m512i {
         var q: __m512i
         if tiesAway {
             // Half away from zero without changing the rounding mode:
@@ -65,7 +70,7 @@ public struct Encoding512 {
             // cvtps rounds with MXCSR's default mode: to nearest, ties to even.
             q = _mm512_add_epi32(_mm512_cvtps_epi32(_mm512_div_ps(x, scale)), zeroPoint)
         }
-        return _mm512_and_si512(_mm512_min_epi32(_mm512_max_epi32(q, codeMin), codeMax), codeMask)
+        return _mm512_min_epi32(_mm512_max_epi32(q, codeMin), codeMax)
     }
 }
 

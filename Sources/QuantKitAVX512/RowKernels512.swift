@@ -36,43 +36,46 @@ public func avx512RowEncode(_ x: UnsafePointer<Float>, _ n: Int, _ block: Int, _
     }
 }
 
-/// Adds the error of the decoded codes against x into `sums` (4 × 16 lanes, element j of a
-/// group in lane j % 16): avx512DecodeBlock then avx512ErrorSums on each group, fused so that the
-/// decoded values and the sums stay in registers (same operations, same bits). `scratch` is unused
-/// here (the AVX2 version decodes into it).
-public func avx512RowErrorSums(_ x: UnsafePointer<Float>, _ n: Int, _ block: Int, _ codes: UnsafePointer<UInt8>, _ groupStride: Int,
-                               nibbles: Bool, signed: Bool, _ scales: UnsafePointer<Float>, _ zeroPoints: UnsafePointer<Int32>,
-                               _ scratch: UnsafeMutablePointer<Float>, _ sums: UnsafeMutablePointer<Float>) {
+/// avx512RowEncode that also adds the error of what the codes decode to against x into `sums`
+/// (4 × 16 lanes, element j of a group in lane j % 16, as avx512ErrorSums): (code - zp) * scale
+/// from the clamped codes still in registers, the value avx512DecodeBlock gives for the stored
+/// code, so the sums have the bits of decoding the row and calling avx512ErrorSums per group.
+/// Groups with a zero scale decode to 0 (their codes are the caller's, as in avx512RowEncode).
+public func avx512RowEncodeMeasuring(_ x: UnsafePointer<Float>, _ n: Int, _ block: Int, _ scales: UnsafePointer<Float>,
+                                     _ zeroPoints: UnsafePointer<Int32>, codeMin: Int32, codeMax: Int32, codeMask: Int32, tiesAway: Bool,
+                                     nibbles: Bool, _ out: UnsafeMutablePointer<UInt8>, _ groupStride: Int, _ sums: UnsafeMutablePointer<Float>) {
     var maxAbs = _mm512_loadu_ps(sums), sumAbs = _mm512_loadu_ps(sums + 16)
     var sumSq = _mm512_loadu_ps(sums + 32), signal = _mm512_loadu_ps(sums + 48)
-    let signBit = _mm512_set1_epi32(nibbles ? 8 : 128)
     var g = 0, start = 0
     while start < n {
         let length = n - start < block ? n - start : block
-        let vscale = _mm512_set1_ps(scales[g]), vzp = _mm512_set1_ps(Float(zeroPoints[g]))
-        let data = codes + g * groupStride
+        let scale = scales[g]
+        let encodes = scale != 0 && scale.isFinite
+        let e = Encoding512(scale: encodes ? scale : 1, zeroPoint: zeroPoints[g], codeMin: codeMin, codeMax: codeMax, codeMask: codeMask,
+                            tiesAway: tiesAway)
+        let (group, target) = (x + start, out + g * groupStride)
         var i = 0
         while i < length {
             let count = length - i < 16 ? length - i : 16
-            let lanes = __mmask16(truncatingIfNeeded: count < 16 ? (1 << count) - 1 : 0xFFFF)
-            var bytes: __m128i
-            if nibbles {
-                let raw = UInt64(bitPattern: _mm_cvtsi128_si64(_mm_maskz_loadu_epi8(__mmask16(truncatingIfNeeded: (1 << ((count + 1) / 2)) - 1), data + i / 2)))
-                let lo = _pdep_u64(raw & 0xFFFF_FFFF, 0x0F0F_0F0F_0F0F_0F0F)
-                let hi = _pdep_u64(raw >> 32, 0x0F0F_0F0F_0F0F_0F0F)
-                bytes = _mm_set_epi64x(Int64(bitPattern: hi), Int64(bitPattern: lo))
-            } else {
-                bytes = _mm_maskz_loadu_epi8(lanes, data + i)
+            let lanes = tailMask16(count)
+            let r = _mm512_maskz_loadu_ps(lanes, group + i)
+            var decoded = _mm512_setzero_ps()
+            if encodes {
+                let q = _mm512_maskz_mov_epi32(lanes, e.clamped(r))  // lanes past the group: code 0, the padding nibble
+                let codes = _mm512_and_si512(q, e.codeMask)
+                if nibbles {
+                    let pairs = _mm512_or_si512(codes, _mm512_srli_epi64(codes, 28))  // as avx512EncodeNibbles
+                    _mm512_mask_cvtepi64_storeu_epi8(target + i / 2, __mmask8(truncatingIfNeeded: (1 << ((count + 1) / 2)) - 1), pairs)
+                } else {
+                    _mm512_mask_cvtepi32_storeu_epi8(target + i, lanes, codes)
+                }
+                decoded = _mm512_maskz_mov_ps(lanes, _mm512_mul_ps(_mm512_sub_ps(_mm512_cvtepi32_ps(q), e.zeroPointFloat), e.scale))
             }
-            var q = _mm512_cvtepu8_epi32(bytes)
-            if signed { q = _mm512_sub_epi32(_mm512_xor_si512(q, signBit), signBit) }
-            let decoded = _mm512_maskz_mov_ps(lanes, _mm512_mul_ps(_mm512_sub_ps(_mm512_cvtepi32_ps(q), vzp), vscale))
-            let r = _mm512_maskz_loadu_ps(lanes, x + start + i)
-            let e = _mm512_sub_ps(decoded, r)
-            let magnitude = _mm512_abs_ps(e)
+            let error = _mm512_sub_ps(decoded, r)
+            let magnitude = _mm512_abs_ps(error)
             maxAbs = _mm512_max_ps(maxAbs, magnitude)
             sumAbs = _mm512_add_ps(sumAbs, magnitude)
-            sumSq = _mm512_add_ps(sumSq, _mm512_mul_ps(e, e))
+            sumSq = _mm512_add_ps(sumSq, _mm512_mul_ps(error, error))
             signal = _mm512_add_ps(signal, _mm512_mul_ps(r, r))
             i += 16
         }
