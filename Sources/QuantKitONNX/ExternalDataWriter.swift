@@ -140,6 +140,7 @@ extension ONNXModel {
     @discardableResult
     public func save(spool: ExternalDataSpool, reader: ExternalDataReader? = nil) throws -> [String] {
         let reader = reader ?? dataReader
+        try spool.finishWrites()
         var proto = self.proto
         var usesSideFile = false
         if proto.hasGraph {

@@ -8,6 +8,12 @@ import QuantKit
 @testable import QuantKitONNX
 import XCTest
 
+#if canImport(Glibc)
+let RLIMIT_FSIZE_ID = __rlimit_resource_t(RLIMIT_FSIZE.rawValue)
+#else
+let RLIMIT_FSIZE_ID = RLIMIT_FSIZE
+#endif
+
 /// External data (tensors in side files) and large tensors left in the mapped model file, checked
 /// against files Python's `onnx` wrote (Fixtures/make_external_fixtures.py).
 final class ExternalDataTests: XCTestCase {
@@ -343,6 +349,36 @@ final class ExternalDataTests: XCTestCase {
         writeBytes(Array("old".utf8), "\(folder)/m.onnx.data")
         assertFails(.outputExists, mentioning: "m.onnx.data") { _ = try ExternalDataSpool(modelPath: "\(folder)/m.onnx", overwrite: false) }
         XCTAssertEqual(listing(folder), ["m.onnx.data"])
+    }
+
+    /// A write that fails on the spool's writer thread (here: over a file size limit) is thrown
+    /// by a later `take` or by `finishWrites`, and the spool still leaves nothing behind.
+    func testFailedBackgroundWriteIsReportedAndLeavesNothing() throws {
+        var saved = rlimit()
+        XCTAssertEqual(getrlimit(RLIMIT_FSIZE_ID, &saved), 0)
+        let oldHandler = signal(SIGXFSZ, SIG_IGN)  // the write then fails with EFBIG instead of killing the process
+        defer {
+            var restore = saved
+            _ = setrlimit(RLIMIT_FSIZE_ID, &restore)
+            signal(SIGXFSZ, oldHandler)
+        }
+        var limit = saved
+        limit.rlim_cur = 2 << 20
+        XCTAssertEqual(setrlimit(RLIMIT_FSIZE_ID, &limit), 0)
+        do {
+            let spool = try ExternalDataSpool(modelPath: "\(folder)/m.onnx", overwrite: false)
+            var thrown: (any Error)?
+            for i in 0..<8 where thrown == nil {
+                // 1.5 MB: over AtomicOutput's buffer, so each is written when its job runs.
+                var tensor = TensorData.make(name: "t\(i)", type: .uint8, dims: [3 << 19], raw: [UInt8](repeating: 1, count: 3 << 19))
+                do { try spool.take(&tensor) } catch { thrown = error }
+            }
+            if thrown == nil { XCTAssertThrowsError(try spool.finishWrites()) { thrown = $0 } }
+            XCTAssertEqual((thrown as? QuantError)?.status, .io, "\(String(describing: thrown))")
+            XCTAssertTrue(spool.writeFailed)
+            XCTAssertEqual(listing(folder).count, 1)
+        }
+        XCTAssertEqual(listing(folder), [])
     }
 
     func testSideFileMustBeAPlainName() throws {
