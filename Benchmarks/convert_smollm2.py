@@ -8,7 +8,8 @@ and .onnx + one external data file (ORT then saves with external data too). Afte
 output is loaded in ONNX Runtime and compared with the fp32 model on the fixed text (max |logit
 difference|, top-1 agreement, perplexity) and by its greedy answer to "What is the capital of
 France?". Times include the child's start-up (Python imports for ORT); with --repeat N the table
-shows the fastest run and the largest RSS.
+shows the fastest run and the largest RSS. Before each run the previous output is deleted and
+flushed (sync), so that no run shares the CPUs with the writeback of an earlier run's output.
 
 Note: the fp32 weights were dequantized from a Q4_1 GGUF (block 32, asymmetric), so they already
 sit on a 4-bit grid; symmetric block-32 INT4 is a different grid, but errors here are smaller than
@@ -127,6 +128,9 @@ def main() -> int:
             for _ in range(args.repeat):
                 for f in (dst, dst.with_name(dst.name + ".data")):
                     f.unlink(missing_ok=True)  # QuantKit refuses to overwrite
+                # Flush what earlier runs wrote (up to 200 MB): on a 2-core machine the kernel's
+                # writeback of the previous output would otherwise compete with this run.
+                os.sync()
                 runs.append(run_child(argv(dst)))
             seconds, rss = min(r[0] for r in runs), max(r[1] for r in runs)
             code, tail = max(runs, key=lambda r: r[2] != 0)[2:]  # a failure, if any
