@@ -39,12 +39,7 @@ public func avx2RowEncode(_ x: UnsafePointer<Float>, _ n: Int, _ block: Int, _ s
 public func avx2RowEncodeMeasuring(_ x: UnsafePointer<Float>, _ n: Int, _ block: Int, _ scales: UnsafePointer<Float>,
                                    _ zeroPoints: UnsafePointer<Int32>, codeMin: Int32, codeMax: Int32, codeMask: Int32, tiesAway: Bool,
                                    nibbles: Bool, _ out: UnsafeMutablePointer<UInt8>, _ groupStride: Int, _ sums: UnsafeMutablePointer<Float>) {
-    let magnitudeBits = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFF_FFFF))
-    var maxAbs = (_mm256_loadu_ps(sums), _mm256_loadu_ps(sums + 8)), sumAbs = (_mm256_loadu_ps(sums + 16), _mm256_loadu_ps(sums + 24))
-    var sumSq = (_mm256_loadu_ps(sums + 32), _mm256_loadu_ps(sums + 40)), signal = (_mm256_loadu_ps(sums + 48), _mm256_loadu_ps(sums + 56))
-    @inline(__always) func add(_ sum: inout (__m256, __m256), _ high: Bool, _ v: __m256) {
-        if high { sum.1 = _mm256_add_ps(sum.1, v) } else { sum.0 = _mm256_add_ps(sum.0, v) }
-    }
+    var low = ErrorLanes256(sums, half: 0), high = ErrorLanes256(sums, half: 1)
     var g = 0, start = 0
     while start < n {
         let length = n - start < block ? n - start : block
@@ -72,24 +67,13 @@ public func avx2RowEncodeMeasuring(_ x: UnsafePointer<Float>, _ n: Int, _ block:
                 let value = _mm256_mul_ps(_mm256_sub_ps(_mm256_cvtepi32_ps(q), e.zeroPointFloat), e.scale)
                 decoded = _mm256_and_ps(value, _mm256_castsi256_ps(mask))
             }
-            let error = _mm256_sub_ps(decoded, r)
-            let magnitude = _mm256_and_ps(error, magnitudeBits)
-            let high = i % 16 >= 8
-            if high { maxAbs.1 = _mm256_max_ps(maxAbs.1, magnitude) } else { maxAbs.0 = _mm256_max_ps(maxAbs.0, magnitude) }
-            add(&sumAbs, high, magnitude)
-            add(&sumSq, high, _mm256_mul_ps(error, error))
-            add(&signal, high, _mm256_mul_ps(r, r))
+            // Element i of the group is in lane i % 16: the low half, then the high one.
+            if i % 16 < 8 { low.add(error: _mm256_sub_ps(decoded, r), reference: r) } else { high.add(error: _mm256_sub_ps(decoded, r), reference: r) }
             i += 8
         }
         g += 1
         start += block
     }
-    _mm256_storeu_ps(sums, maxAbs.0)
-    _mm256_storeu_ps(sums + 8, maxAbs.1)
-    _mm256_storeu_ps(sums + 16, sumAbs.0)
-    _mm256_storeu_ps(sums + 24, sumAbs.1)
-    _mm256_storeu_ps(sums + 32, sumSq.0)
-    _mm256_storeu_ps(sums + 40, sumSq.1)
-    _mm256_storeu_ps(sums + 48, signal.0)
-    _mm256_storeu_ps(sums + 56, signal.1)
+    low.store(sums, half: 0)
+    high.store(sums, half: 1)
 }

@@ -44,8 +44,7 @@ public func avx512RowEncode(_ x: UnsafePointer<Float>, _ n: Int, _ block: Int, _
 public func avx512RowEncodeMeasuring(_ x: UnsafePointer<Float>, _ n: Int, _ block: Int, _ scales: UnsafePointer<Float>,
                                      _ zeroPoints: UnsafePointer<Int32>, codeMin: Int32, codeMax: Int32, codeMask: Int32, tiesAway: Bool,
                                      nibbles: Bool, _ out: UnsafeMutablePointer<UInt8>, _ groupStride: Int, _ sums: UnsafeMutablePointer<Float>) {
-    var maxAbs = _mm512_loadu_ps(sums), sumAbs = _mm512_loadu_ps(sums + 16)
-    var sumSq = _mm512_loadu_ps(sums + 32), signal = _mm512_loadu_ps(sums + 48)
+    var errors = ErrorLanes512(sums)
     var g = 0, start = 0
     while start < n {
         let length = n - start < block ? n - start : block
@@ -71,19 +70,11 @@ public func avx512RowEncodeMeasuring(_ x: UnsafePointer<Float>, _ n: Int, _ bloc
                 }
                 decoded = _mm512_maskz_mov_ps(lanes, _mm512_mul_ps(_mm512_sub_ps(_mm512_cvtepi32_ps(q), e.zeroPointFloat), e.scale))
             }
-            let error = _mm512_sub_ps(decoded, r)
-            let magnitude = _mm512_abs_ps(error)
-            maxAbs = _mm512_max_ps(maxAbs, magnitude)
-            sumAbs = _mm512_add_ps(sumAbs, magnitude)
-            sumSq = _mm512_add_ps(sumSq, _mm512_mul_ps(error, error))
-            signal = _mm512_add_ps(signal, _mm512_mul_ps(r, r))
+            errors.add(error: _mm512_sub_ps(decoded, r), reference: r)
             i += 16
         }
         g += 1
         start += block
     }
-    _mm512_storeu_ps(sums, maxAbs)
-    _mm512_storeu_ps(sums + 16, sumAbs)
-    _mm512_storeu_ps(sums + 32, sumSq)
-    _mm512_storeu_ps(sums + 48, signal)
+    errors.store(sums)
 }
