@@ -120,7 +120,8 @@ public struct Converter {
                     entry.maxAbsError = rewrite.error?.maxAbsError
                 } catch let reason as SkipReason {
                     entry.skipped = reason.description
-                } catch let error as QuantError {
+                } catch let error as QuantError where context.spool?.writeFailed != true {
+                    // (A failed write to the spool, reported at a later `take`, is no node's error.)
                     throw QuantError(error.status, "node '\(layer.name)': \(error.message)")
                 }
             }

@@ -88,6 +88,9 @@ struct ConvertCommand: ParsableCommand {
 
     func run() throws {
         let started = now()
+        // Over a file size limit (ulimit -f), a write then fails with EFBIG, which is reported and
+        // cleaned up like any write failure, instead of the signal killing the process mid-write.
+        signal(SIGXFSZ, SIG_IGN)
         let options: ConversionOptions
         do {
             options = try conversionOptions()

@@ -200,3 +200,24 @@ def test_failed_conversion_leaves_no_side_file(tmp_path, rng):
     assert result.returncode == 3, (result.returncode, result.stderr)
     assert "node 'mm2'" in result.stderr and "nan" in result.stderr
     assert os.listdir(out) == []
+
+
+def test_write_over_the_file_size_limit_fails_cleanly(tmp_path, rng):
+    """A side-file write that fails (here: over `ulimit -f`, EFBIG) on the spool's writer thread is
+    reported as a write failure (exit 9), not as a node's error or a signal, and leaves nothing."""
+    import resource
+
+    big = mlp(rng, k=512, n=1024)  # 1024 x 512 int4 codes: 256 KiB per weight
+    src = save_external(big, tmp_path / "in")
+    out = tmp_path / "out"
+    out.mkdir()
+    limit = 200 << 10
+
+    def small_files():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+
+    result = subprocess.run([cli(), "convert", str(src), "-o", str(out / "q.onnx"), "--quiet"],
+                            capture_output=True, text=True, timeout=300, preexec_fn=small_files)
+    assert result.returncode == 9, (result.returncode, result.stderr)
+    assert "File too large" in result.stderr and "node '" not in result.stderr, result.stderr
+    assert os.listdir(out) == []
