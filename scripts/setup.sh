@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs what building and testing QuantKit needs on a fresh Debian 12 machine with Swift 6.3:
-# a C/C++ compiler and strace (Debian packages) and a Python virtual environment (.venv) with the packages in
+# a C/C++ compiler, strace and GNU time (Debian packages) and a Python virtual environment (.venv) with the packages in
 # requirements.txt. Safe to run again: it only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
 for tool in gcc g++ make strace; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+[ -x /usr/bin/time ] || missing+=(time)  # GNU time: peak memory of a child (tests, benchmarks)
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "setup: installing Debian packages: ${missing[*]}"

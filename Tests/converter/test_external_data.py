@@ -221,3 +221,32 @@ def test_write_over_the_file_size_limit_fails_cleanly(tmp_path, rng):
     assert result.returncode == 9, (result.returncode, result.stderr)
     assert "File too large" in result.stderr and "node '" not in result.stderr, result.stderr
     assert os.listdir(out) == []
+
+
+def peak_rss_mb(argv) -> tuple[float, subprocess.CompletedProcess]:
+    """Max RSS of a command, from GNU time (a small parent: a child forked from this Python
+    process would inherit its high-water mark)."""
+    result = subprocess.run(["/usr/bin/time", "-f", "%M", *argv], capture_output=True, text=True, timeout=300)
+    return int(result.stderr.strip().splitlines()[-1]) / 1024, result
+
+
+def test_peak_memory_stays_far_below_the_model(tmp_path, rng):
+    """12 weights of 16 MB in a side file (192 MB): the converter maps one weight at a time and
+    drops its pages when done, and writes each quantized weight out as it goes, so its peak
+    resident memory grows by far less than the model's size."""
+    if not os.access("/usr/bin/time", os.X_OK):
+        pytest.skip("GNU time is missing (scripts/setup.sh installs it)")
+    k, n, layers = 1024, 4096, 12
+    weights = [numpy_helper.from_array(rng.standard_normal((k, n) if i % 2 == 0 else (n, k)).astype(np.float32), f"w{i}")
+               for i in range(layers)]
+    nodes = [helper.make_node("MatMul", [f"h{i}", f"w{i}"], [f"h{i + 1}"], name=f"mm{i}") for i in range(layers)]
+    graph = helper.make_graph(nodes, "deep", [helper.make_tensor_value_info("h0", TensorProto.FLOAT, [1, k])],
+                              [helper.make_tensor_value_info(f"h{layers}", TensorProto.FLOAT, [1, k])], weights)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
+    model.ir_version = 10
+    src = save_external(model, tmp_path / "in")
+    model_mb = os.path.getsize(str(src) + ".data") / 2**20
+    baseline, _ = peak_rss_mb([cli(), "--version"])
+    peak, result = peak_rss_mb([cli(), "convert", str(src), "-o", str(tmp_path / "q.onnx"), "--quiet"])
+    assert result.returncode == 0, result.stderr
+    assert peak - baseline < 0.35 * model_mb, f"peak {peak:.0f} MB, start-up {baseline:.0f} MB, model {model_mb:.0f} MB"
