@@ -13,6 +13,7 @@ These run under every QUANTKIT_KERNELS variant (scripts/test.sh).
 
 import gc
 import os
+import sys
 import threading
 from dataclasses import dataclass, field
 
@@ -419,6 +420,64 @@ def test_strided_activations_equal_contiguous(compute):
             expected = qk.matmul(np.ascontiguousarray(x), packed, compute=compute)
             assert got.shape == x.shape[:-1] + (n,), what
             np.testing.assert_array_equal(got, expected, err_msg=what)
+
+
+def _read_only(array):
+    view = array.view()
+    view.flags.writeable = False
+    return view
+
+
+@pytest.mark.parametrize("compute", ["float", "int8"])
+def test_dense_fast_path_equals_general_path(compute):
+    """Dense, writable float32 arguments take matmul()'s fast path (per-thread ctypes structs);
+    read-only ones take the general path. Both must give the same bits for every argument mix."""
+    from quantkit import _dense_call
+
+    case = CASE_BY_NAME["int4-sym-b32"]
+    k, n = 77, 33
+    qt, _ = quantize_case(case, k, n)
+    bias = np.random.default_rng(4).standard_normal(n).astype(np.float32)
+    calls = []
+    real = _dense_call.try_dense_matmul
+
+    def counting(*args):
+        y = real(*args)
+        calls.append(y is not None)
+        return y
+
+    with qk.pack_weights(qt) as packed, pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sys.modules["quantkit.matmul"], "try_dense_matmul", counting)
+        for x in (activations(1, k, seed=5), activations(9, k, seed=6), activations(1, k, seed=7)[0]):
+            for b in (None, bias):
+                calls.clear()
+                fast = qk.matmul(x, packed, b, compute=compute)
+                general = qk.matmul(_read_only(x), packed, None if b is None else _read_only(b), compute=compute)
+                assert calls == [True, False], "the first call must take the fast path, the second not"
+                np.testing.assert_array_equal(fast, general)
+                out = np.full(fast.shape, np.nan, np.float32)
+                assert qk.matmul(x, packed, b, compute=compute, out=out) is out
+                np.testing.assert_array_equal(out, general)
+
+
+def test_fast_path_errors_and_reentry(int4_packed):
+    from quantkit import _dense_call
+
+    x = activations(2, 77, seed=8)
+    x[1, 5] = np.nan
+    with pytest.raises(qk.QuantKitError, match="NON_FINITE"):
+        qk.matmul(x, int4_packed, compute="int8")
+    x[1, 5] = 0
+    expected = qk.matmul(x, int4_packed)
+    # A call that arrives while this thread's structs are in use (a signal handler running between
+    # the fill and the C call) must not overwrite them: it takes the general path.
+    structs = _dense_call._local.structs
+    structs.busy = True
+    try:
+        assert _dense_call.try_dense_matmul(x, int4_packed, None, "float", 0, None, np.float32) is None
+        np.testing.assert_array_equal(qk.matmul(x, int4_packed), expected)
+    finally:
+        structs.busy = False
 
 
 def test_batch_dimensions_and_vectors():

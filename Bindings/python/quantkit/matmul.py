@@ -17,6 +17,7 @@ import numpy as np
 
 from . import _ffi
 from ._constants import COMPUTE_NAMES, ORIENTATION_NAMES, Compute, DType, WeightOrientation
+from ._dense_call import try_dense_matmul
 from ._dtypes import float_dtype_code, numpy_dtype
 from ._tensor import TensorView
 from .errors import check
@@ -280,6 +281,10 @@ def matmul(x, packed, bias=None, *, compute="float", num_threads=0, out=None, ou
               to write into; else a new array of out_dtype
     Results do not depend on num_threads (0 = quantkit.get_num_threads()).
     """
+    if type(packed) is PackedMatrix:
+        y = try_dense_matmul(x, packed, bias, compute, num_threads, out, out_dtype)
+        if y is not None:
+            return y
     if not isinstance(packed, PackedMatrix):
         raise TypeError(f"matmul expects a PackedMatrix (quantkit.pack_weights), not {type(packed).__name__}")
     if not isinstance(x, np.ndarray):
