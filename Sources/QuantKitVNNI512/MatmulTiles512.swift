@@ -1,9 +1,10 @@
 import _Builtin_intrinsics.intel
 
 // AVX-512 VNNI tile kernels for the fused matmul at larger M (contract: IntTileKernel in
-// QuantKit/Matmul/MatmulKernels.swift). 4 panels x up to 4 activation rows per pass: each 64-byte
-// code load serves 4 rows and each activation broadcast serves 4 panels, so 16 independent integer
-// accumulators keep vpdpbusd busy. The float outputs stay in memory (L1) between blocks.
+// QuantKit/Matmul/MatmulKernels.swift). 4 panels x up to 4 activation rows (6 for byte codes) per
+// pass: each 64-byte code load serves 4 (6) rows and each activation broadcast serves 4 panels, so
+// 16 (24) independent integer accumulators keep both vpdpbusd ports busy. The float outputs stay
+// in memory (L1) between blocks.
 // Module rules (DESIGN.md): intrinsics, while loops and plain scalar code only.
 
 /// The same 64-byte slot of 4 consecutive panels.
@@ -59,14 +60,16 @@ private struct RowDots {
     }
 }
 
-/// `rows` (1...4) activation rows times 4 panels over one block.
+/// `rows` activation rows times 4 panels over one block: 1...4 rows for nibbles (their low and high
+/// codes take 8 registers), 1...6 for bytes (24 accumulators, 4 codes and a broadcast fill 29 of the
+/// 32 registers; each code load then serves 6 rows).
 @inline(__always)
 private func tileBlock(_ rows: Int, nibbles: Bool, _ codes: UnsafeRawPointer, _ panelBytes: Int,
                        _ scales: UnsafePointer<Float>, _ panelScales: Int, _ mins: UnsafePointer<Float>?, _ block: Int, _ zero: Int32,
                        _ xq: UnsafePointer<Int8>, _ ldx: Int, _ xScale: UnsafePointer<Float>, _ xSum: UnsafePointer<Int32>, _ ldb: Int,
                        _ out: UnsafeMutablePointer<Float>, _ ldo: Int) {
-    var r0 = RowDots(), r1 = RowDots(), r2 = RowDots(), r3 = RowDots()
-    let x0 = xq, x1 = xq + ldx, x2 = xq + 2 * ldx, x3 = xq + 3 * ldx
+    var r0 = RowDots(), r1 = RowDots(), r2 = RowDots(), r3 = RowDots(), r4 = RowDots(), r5 = RowDots()
+    let x0 = xq, x1 = xq + ldx, x2 = xq + 2 * ldx, x3 = xq + 3 * ldx, x4 = xq + 4 * ldx, x5 = xq + 5 * ldx
     var w = codes
     var o = 0
     if nibbles {
@@ -88,6 +91,8 @@ private func tileBlock(_ rows: Int, nibbles: Bool, _ codes: UnsafeRawPointer, _ 
             if rows > 1 { r1.add(v, broadcast4(x1, o)) }
             if rows > 2 { r2.add(v, broadcast4(x2, o)) }
             if rows > 3 { r3.add(v, broadcast4(x3, o)) }
+            if rows > 4 { r4.add(v, broadcast4(x4, o)) }
+            if rows > 5 { r5.add(v, broadcast4(x5, o)) }
             w += 64
             o += 4
         }
@@ -96,6 +101,8 @@ private func tileBlock(_ rows: Int, nibbles: Bool, _ codes: UnsafeRawPointer, _ 
     if rows > 1 { r1.finish(scales, panelScales, mins, zero, xScale[ldb], xSum[ldb], out + ldo) }
     if rows > 2 { r2.finish(scales, panelScales, mins, zero, xScale[2 * ldb], xSum[2 * ldb], out + 2 * ldo) }
     if rows > 3 { r3.finish(scales, panelScales, mins, zero, xScale[3 * ldb], xSum[3 * ldb], out + 3 * ldo) }
+    if rows > 4 { r4.finish(scales, panelScales, mins, zero, xScale[4 * ldb], xSum[4 * ldb], out + 4 * ldo) }
+    if rows > 5 { r5.finish(scales, panelScales, mins, zero, xScale[5 * ldb], xSum[5 * ldb], out + 5 * ldo) }
 }
 
 /// Block by block; inside a block every group of 4 rows passes over the same codes, which stay in L1.
@@ -110,16 +117,19 @@ private func intTile(nibbles: Bool, _ codes: UnsafeRawPointer, _ panelBytes: Int
     while b < blocks {
         let c = codes + b * blockBytes, s = scales + b * 16
         let mb: UnsafePointer<Float>? = mins == nil ? nil : mins! + b * 16
+        let step = nibbles ? 4 : 6
         var m = 0
         while m < rows {
             let x = xq + m * ldx + b * block, xs = xScale + m * ldb + b, q = xSum + m * ldb + b, y = out + m * ldo
-            switch rows - m {
+            switch rows - m < step ? rows - m : step {  // (no generic stdlib calls in ISA modules)
             case 1: tileBlock(1, nibbles: nibbles, c, panelBytes, s, panelScales, mb, block, zero, x, ldx, xs, q, ldb, y, ldo)
             case 2: tileBlock(2, nibbles: nibbles, c, panelBytes, s, panelScales, mb, block, zero, x, ldx, xs, q, ldb, y, ldo)
             case 3: tileBlock(3, nibbles: nibbles, c, panelBytes, s, panelScales, mb, block, zero, x, ldx, xs, q, ldb, y, ldo)
-            default: tileBlock(4, nibbles: nibbles, c, panelBytes, s, panelScales, mb, block, zero, x, ldx, xs, q, ldb, y, ldo)
+            case 4: tileBlock(4, nibbles: nibbles, c, panelBytes, s, panelScales, mb, block, zero, x, ldx, xs, q, ldb, y, ldo)
+            case 5: tileBlock(5, nibbles: false, c, panelBytes, s, panelScales, mb, block, zero, x, ldx, xs, q, ldb, y, ldo)
+            default: tileBlock(6, nibbles: false, c, panelBytes, s, panelScales, mb, block, zero, x, ldx, xs, q, ldb, y, ldo)
             }
-            m += 4
+            m += step
         }
         b += 1
     }
