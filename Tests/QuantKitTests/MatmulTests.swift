@@ -40,7 +40,7 @@ final class MatmulTests: XCTestCase {
     ]
 
     /// (m, n, k): M across 1..70, N and K odd and off the tile and block grids, K below one block;
-    /// (9, 33, 700) gives per-channel weights a kernel block of 512 over a padded K.
+    /// (9, 33, 700) gives per-channel weights two kernel blocks of 352 over a padded K.
     /// (35, 131, 160) takes the int8 tiles (groups of 4 panels, 1 and 2 threads) and the float tiles (pairs of panels, 3 rows a pass) through leftover panels and rows;
     /// with (8, 64, 40) and (10, 67, 96) every row count the int8 tiles take in one pass (1...4 for nibbles, 1...6 for bytes) is a tail somewhere.
     static let shapes: [(Int, Int, Int)] = [(1, 16, 64), (1, 17, 40), (2, 33, 100), (3, 5, 7), (4, 16, 256), (5, 31, 129),
