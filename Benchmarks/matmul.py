@@ -27,6 +27,10 @@ the weights as each method stores them / time), QK/peer = QuantKit's time / the 
 (below 1: QuantKit is faster), and max|err| of the first rows against a float64 product with the
 same (dequantized) weights -- the arithmetic's error, not the quantization's.
 
+For M = 1 with one thread, a hot read probe (numpy max over a buffer of the INT4 b128 weights'
+size, which stays in cache between calls as the weights do) gives the GB/s a plain read loop
+streams from there, and each method's share of it (%hot read): the ceiling of a decode step.
+
 Then a memory-bandwidth probe (single-thread reads of a buffer much larger than L3) and a cold
 decode: M = 1 through L distinct 4096x4096 INT4 layers in turn (each output feeds the next layer;
 ORT runs them as one chained model, so one thread pool), L chosen so the layers exceed L3 (at least
@@ -248,7 +252,8 @@ def bench_shape(k, n, ms, threads_list, blas, target_s, err_rows, rows_out):
             call8()
             record("QK W8A8 int8", measure(call8, target_s), q8_bytes, y_qk.copy(), "int8")
             rows_out.append((k, n, m, threads, results))
-            print_group(k, n, m, threads, results)
+            hot = hot_read_probe(int4_bytes(k, n, 128), target_s) if m == 1 and threads == 1 else None
+            print_group(k, n, m, threads, results, hot)
         del sessions
     wts.close()
 
@@ -263,17 +268,31 @@ ORDER = ["numpy fp32", "ORT int4 b32 acc0", "QK int4 b32 float", "ORT int4 b32 a
          "ORT W8A8 dynamic", "QK W8A8 int8"]
 
 
-def print_group(k, n, m, threads, results):
+def hot_read_probe(nbytes, target_s):
+    """GB/s of numpy's max over a uint8 buffer of `nbytes`, read again and again from the cache
+    (one thread): what a plain read loop streams from where an M = 1 product finds its weights."""
+    buf = np.ones(nbytes, np.uint8)
+    seconds = measure(lambda: buf.max(), target_s, min_reps=20)
+    return nbytes / seconds / 1e9
+
+
+def print_group(k, n, m, threads, results, hot=None):
+    """hot: GB/s of hot_read_probe over a buffer of the weights' size; adds each method's share."""
     flops = 2.0 * m * k * n
     print(f"\nK={k} N={n} M={m} threads={threads}")
-    print(f"  {'method':<20} {'ms':>9} {'GFLOP/s':>9} {'wGB/s':>8} {'QK/peer':>8} {'QK/fp32':>8} {'max|err|':>10}")
+    share = f" {'%hot read':>9}" if hot else ""
+    print(f"  {'method':<20} {'ms':>9} {'GFLOP/s':>9} {'wGB/s':>8} {'QK/peer':>8} {'QK/fp32':>8} {'max|err|':>10}{share}")
     fp32 = results["numpy fp32"][0]
     for name in ORDER:
         seconds, wbytes, err = results[name]
         ratio = f"{seconds / results[PEERS[name]][0]:8.2f}" if name in PEERS else " " * 8
         vs_np = f"{seconds / fp32:8.3f}" if name.startswith("QK") else " " * 8
+        cell = f" {100 * wbytes / seconds / 1e9 / hot:8.0f}%" if hot else ""
         print(f"  {name:<20} {seconds * 1e3:9.3f} {flops / seconds / 1e9:9.1f} {wbytes / seconds / 1e9:8.1f} "
-              f"{ratio} {vs_np} {err:10.2e}")
+              f"{ratio} {vs_np} {err:10.2e}{cell}")
+    if hot:
+        print(f"  hot read probe: numpy max over {int4_bytes(k, n, 128) / 1e6:.1f} MB, read again and again "
+              f"from cache by one thread: {hot:.1f} GB/s")
     sys.stdout.flush()
 
 
