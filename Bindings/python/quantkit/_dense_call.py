@@ -7,7 +7,8 @@ and re-checking every argument cost about 18 us a call, as much as ONNX Runtime'
 `session.run` of a small MatMulNBits; after a large product has flushed the CPU caches that same
 Python work took several times longer. This path fills per-thread structs that are built once and
 takes data pointers through the buffer protocol. Anything it does not cover returns None, and
-matmul() takes the general path, which also raises the errors.
+matmul() takes the general path, which checks the arguments and raises their errors; errors of
+the C call itself are raised here.
 """
 
 import ctypes
