@@ -12,6 +12,8 @@ public struct RewriteContext {
     public let threads: Int
     /// Band buffers reused from layer to layer.
     public let workspace = BandWorkspace()
+    /// Buffers of new initializers, reused once a spool has written them.
+    public let tensorBuffers = TensorBufferPool()
     /// Where new initializers go as soon as they are made (nil: they stay in memory until saved).
     public var spool: ExternalDataSpool?
 }

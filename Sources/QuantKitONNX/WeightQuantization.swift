@@ -26,13 +26,14 @@ extension LinearLayer {
     /// when `transposed` (the MatMulNBits and bnb4 layouts), alpha folded in, rows padded with
     /// zeros to `shape[1]`. The bytes equal quantizing `weightMatrix` / `transposedWeightMatrix`.
     public func quantizeWeight(_ params: QuantParams, shape: [Int], transposed: Bool, external: ExternalDataReader?,
-                               measureError: Bool, workspace: BandWorkspace? = nil) throws -> QuantizedWeight {
+                               measureError: Bool, workspace: BandWorkspace? = nil, pool: TensorBufferPool? = nil) throws -> QuantizedWeight {
         let plan = try QuantPlan(params: params, shape: shape)
         // The quantizer writes every byte (block padding included): no zero fill needed, and the
-        // pages fault in on the threads that write them.
-        var data = Self.uninitializedData(plan.dataBytes)
-        var scales = Self.uninitializedData(plan.scaleBytes)
-        var zeroPoints = Self.uninitializedData(plan.zeroPointBytes)
+        // pages fault in on the threads that write them (or were mapped by an earlier layer).
+        func uninitialized(_ count: Int) -> Data { pool?.data(count: count) ?? Self.uninitializedData(count) }
+        var data = uninitialized(plan.dataBytes)
+        var scales = uninitialized(plan.scaleBytes)
+        var zeroPoints = uninitialized(plan.zeroPointBytes)
         let error = try withStoredValues(external: external) { bytes, type in
             let source = try MatrixSource(bytes: bytes, type: type, rows: weightTransposed ? n : k, columns: weightTransposed ? k : n,
                                           transposed: transposed != weightTransposed, factor: alpha, paddedColumns: shape[1])

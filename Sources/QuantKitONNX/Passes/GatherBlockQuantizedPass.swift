@@ -71,7 +71,8 @@ public struct GatherBlockQuantizedPass: LinearRewritePass {
         params.scaleType = scaleType
         params.threads = context.threads
         var q = try layer.quantizeWeight(params, shape: [layer.k, layer.n], transposed: false, external: context.external,
-                                         measureError: context.measureError, workspace: context.workspace)  // the table [rows, d]
+                                         measureError: context.measureError, workspace: context.workspace,
+                                         pool: context.tensorBuffers)  // the table [rows, d]
         if storage.type == .uint8 && spec.isInteger && !spec.isUnsignedInteger {
             Self.offsetBy128(&q.data)
             Self.offsetBy128(&q.zeroPoints)

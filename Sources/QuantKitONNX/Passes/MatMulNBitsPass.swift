@@ -41,7 +41,8 @@ public struct MatMulNBitsPass: LinearRewritePass {
         // Wᵀ [N, K], each row padded with zeros to whole blocks (as ONNX Runtime's quantizer pads
         // K, so the codes after K are the code of 0).
         let q = try layer.quantizeWeight(params, shape: [layer.n, paddedK], transposed: true, external: context.external,
-                                         measureError: context.measureError, workspace: context.workspace)
+                                         measureError: context.measureError, workspace: context.workspace,
+                                         pool: context.tensorBuffers)
 
         var out = Rewrite()
         let weightName = layer.weight.name
