@@ -83,7 +83,7 @@ public enum Quantizer {
             let hi = UnsafeMutablePointer<Float>.allocate(capacity: max(plan.groupCount, 1))
             defer { lo.deallocate(); hi.deallocate() }
             plan.groupRanges(input, threads: plan.params.threads, kernels: kernels, into: lo, hi)
-            for g in 0..<plan.groupCount { (scratch.scales[g], scratch.zeroPoints[g]) = selector.fromRange(lo: lo[g], hi: hi[g]) }
+            _ = selector.fromRanges(lo: lo, hi: hi, count: plan.groupCount, scales: scratch.scales, zeroPoints: scratch.zeroPoints)
             return
         }
         Parallel.forEachChunk(count: plan.groupCount, threads: plan.params.threads, minChunk: groupsPerTask(plan)) { groups in
@@ -187,7 +187,11 @@ public enum Quantizer {
     static func writeScales(_ plan: QuantPlan, _ scratch: GroupScratch, into out: QuantizedBuffers) {
         let type = plan.params.scaleType
         guard let scalesBase = out.scales.baseAddress else { return }
-        for g in 0..<plan.groupCount { Float16Codec.store(scratch.scales[g], scalesBase, index: g, type: type) }
+        if type == .f32 {
+            scalesBase.copyMemory(from: scratch.scales, byteCount: plan.groupCount * 4)
+        } else {
+            for g in 0..<plan.groupCount { Float16Codec.store(scratch.scales[g], scalesBase, index: g, type: type) }
+        }
         guard plan.storesZeroPoints, let zpBase = out.zeroPoints?.baseAddress else { return }
         let coder = ElementCoder(spec: plan.codeSpec, rounding: plan.params.rounding)
         let stored = UnsafeMutablePointer<UInt8>.allocate(capacity: max(plan.groupCount, 1))

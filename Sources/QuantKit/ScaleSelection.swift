@@ -74,6 +74,34 @@ struct ScaleSelector {
         return (scale, Int32(max(qmin, min(qmax, zp))))
     }
 
+    /// `fromRange` of `count` groups' ranges into `scales` and `zeroPoints`. Returns false when a
+    /// scale is not finite. The same bits as calling `fromRange` per group: the common float32
+    /// symmetric rules run as tight loops (the MLAS divisor is a power of two, so multiplying by
+    /// its reciprocal is exact), the rest per group.
+    func fromRanges(lo: UnsafePointer<Float>, hi: UnsafePointer<Float>, count: Int,
+                    scales: UnsafeMutablePointer<Float>, zeroPoints: UnsafeMutablePointer<Int32>) -> Bool {
+        var finite = true
+        if isInteger && symmetric && scaleType == .f32 {
+            zeroPoints.update(repeating: symmetricZeroPoint, count: count)
+            if mlasRules {
+                let reciprocal = 1 / mlasDivisor
+                for g in 0..<count {
+                    let (l, h) = (lo[g], hi[g])
+                    scales[g] = (h.magnitude > l.magnitude ? h : l) * reciprocal
+                }
+            } else {
+                for g in 0..<count { scales[g] = Swift.max(lo[g].magnitude, hi[g].magnitude) / positiveCodes }
+            }
+            for g in 0..<count { finite = finite && scales[g].isFinite }
+            return finite
+        }
+        for g in 0..<count {
+            (scales[g], zeroPoints[g]) = fromRange(lo: lo[g], hi: hi[g])
+            finite = finite && scales[g].isFinite
+        }
+        return finite
+    }
+
     private func rounding(_ x: Float) -> Float {
         plan.params.rounding == .halfEven ? x.rounded(.toNearestOrEven) : x.rounded(.toNearestOrAwayFromZero)
     }
