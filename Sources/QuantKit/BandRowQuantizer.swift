@@ -10,6 +10,8 @@ final class BandRowQuantizer {
     let selector: ScaleSelector
     let scratch: GroupScratch
     let lo: UnsafeMutablePointer<Float>, hi: UnsafeMutablePointer<Float>
+    /// The ranges a transposed read gathers, group-major (see GroupRanges).
+    let readLo: UnsafeMutablePointer<Float>, readHi: UnsafeMutablePointer<Float>
     let poison: UnsafeMutablePointer<Float>, sums: UnsafeMutablePointer<Float>
     let nibbles: Bool, tiesAway: Bool, matMulNBits: Bool
     /// Bytes between groups' codes, and per row.
@@ -30,6 +32,7 @@ final class BandRowQuantizer {
         scratch = GroupScratch(bandPlan, withCodes: false)
         let groups = max(bandPlan.groupCount, 1)
         (lo, hi) = (.allocate(capacity: groups), .allocate(capacity: groups))
+        (readLo, readHi) = (.allocate(capacity: groups), .allocate(capacity: groups))
         (poison, sums) = (.allocate(capacity: 16), .allocate(capacity: 64))
         nibbles = bandPlan.codeSpec.bits == 4
         tiesAway = bandPlan.params.rounding == .halfAway
@@ -40,24 +43,37 @@ final class BandRowQuantizer {
 
     deinit {
         scratch.deallocate()
-        for p in [lo, hi, poison, sums] { p.deallocate() }
+        for p in [lo, hi, readLo, readHi, poison, sums] { p.deallocate() }
+    }
+
+    /// Where `MatrixSource.read` may put the band's group ranges; tell `quantize` whether it did.
+    func rangesToRead() -> GroupRanges {
+        poison.initialize(repeating: 0, count: 16)
+        return GroupRanges(block: plan.block, stride: plan.shape[0], lo: readLo, hi: readHi, poison: poison)
     }
 
     /// Quantizes the band's rows of `values` into its buffers (`bandPlan`'s layout); adds the
     /// error of every `foldRows` rows to the next accumulator of `errors` when given. Throws on NaN/Inf or an overflowing scale (the caller then
-    /// reports what quantizing the whole matrix reports).
+    /// reports what quantizing the whole matrix reports). `rangesRead`: the read that wrote
+    /// `values` filled `rangesToRead()` (otherwise the ranges are measured here).
     func quantize(_ values: UnsafePointer<Float>, _ bandPlan: QuantPlan, into out: QuantizedBuffers,
-                  errors: UnsafeMutablePointer<ErrorAccumulator>?, foldRows: Int) throws {
+                  errors: UnsafeMutablePointer<ErrorAccumulator>?, foldRows: Int, rangesRead: Bool = false) throws {
         let (rows, columns) = (bandPlan.shape[0], bandPlan.shape[1])
         let (blocks, block) = (bandPlan.blocksPerDim, bandPlan.block)
         guard let data = out.data.baseAddress?.assumingMemoryBound(to: UInt8.self), rows > 0 else { return }
-        poison.initialize(repeating: 0, count: 16)
-        for r in 0..<rows { kernels.rowMinMax(values + r * columns, columns, block, lo + r * blocks, hi + r * blocks, poison) }
+        if rangesRead {
+            let stride = plan.shape[0]
+            for r in 0..<rows {
+                for b in 0..<blocks { (lo[r * blocks + b], hi[r * blocks + b]) = (readLo[b * stride + r], readHi[b * stride + r]) }
+            }
+        } else {
+            poison.initialize(repeating: 0, count: 16)
+            for r in 0..<rows { kernels.rowMinMax(values + r * columns, columns, block, lo + r * blocks, hi + r * blocks, poison) }
+        }
         guard kernels.poisonIsClean(poison) else { throw QuantError(.nonFinite, "a value is NaN or infinite") }
         let (scales, zeroPoints) = (scratch.scales, scratch.zeroPoints)
-        for g in 0..<bandPlan.groupCount {
-            (scales[g], zeroPoints[g]) = selector.fromRange(lo: lo[g], hi: hi[g])
-            guard scales[g].isFinite else { throw QuantError(.overflow, "a scale overflows") }
+        guard selector.fromRanges(lo: lo, hi: hi, count: bandPlan.groupCount, scales: scales, zeroPoints: zeroPoints) else {
+            throw QuantError(.overflow, "a scale overflows")
         }
         if let errors {
             // Float lane sums over `foldRows` rows (about ErrorAccumulator.pieceLength floats), then Doubles.
@@ -79,18 +95,21 @@ final class BandRowQuantizer {
         // What the row kernel leaves to the caller, as FastPaths does it: zero-scale groups, and
         // the padding of a short last block.
         let lastLength = columns - (blocks - 1) * block
-        for g in 0..<bandPlan.groupCount {
-            let isLast = g % blocks == blocks - 1
-            guard scales[g] == 0 || (isLast && lastLength < block) else { continue }
-            let length = isLast ? lastLength : block
-            let written = nibbles ? (length + 1) / 2 : length
-            let destination = data + (g / blocks) * dataPerRow + (g % blocks) * groupStride
-            if scales[g] == 0 {
-                let code = coder.storedZeroPoint(zeroPoints[g])
-                destination.update(repeating: nibbles ? code | code << 4 : code, count: written)
-                if nibbles && length % 2 == 1 { destination[written - 1] &= 0x0F }  // padding nibble
+        for r in 0..<rows {
+            for b in 0..<blocks {
+                let g = r * blocks + b
+                let isLast = b == blocks - 1
+                guard scales[g] == 0 || (isLast && lastLength < block) else { continue }
+                let length = isLast ? lastLength : block
+                let written = nibbles ? (length + 1) / 2 : length
+                let destination = data + r * dataPerRow + b * groupStride
+                if scales[g] == 0 {
+                    let code = coder.storedZeroPoint(zeroPoints[g])
+                    destination.update(repeating: nibbles ? code | code << 4 : code, count: written)
+                    if nibbles && length % 2 == 1 { destination[written - 1] &= 0x0F }  // padding nibble
+                }
+                if matMulNBits { (destination + written).update(repeating: 0, count: groupStride - written) }  // block padding
             }
-            if matMulNBits { (destination + written).update(repeating: 0, count: groupStride - written) }  // block padding
         }
         Quantizer.writeScales(bandPlan, scratch, into: out)
     }

@@ -20,6 +20,10 @@ struct BlockKernels {
     let errorSums: (UnsafePointer<Float>, UnsafePointer<Float>, Int, UnsafeMutablePointer<Float>) -> Void
     /// Transpose of a block of at most 16 × 16 floats (see MatrixSource.transposeBlock).
     let transposeBlock: (UnsafeRawPointer, Int, Int, Int, UnsafeMutablePointer<Float>, Int) -> Void
+    /// transposeBlock that also folds each target row's values into lo/hi and finiteness into the
+    /// poison accumulator (see MatrixSource.transposeBlockRanges); nil: not on this ISA.
+    let transposeBlockRanges: ((UnsafeRawPointer, Int, Int, Int, UnsafeMutablePointer<Float>, Int, UnsafeMutablePointer<Float>,
+                                UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>) -> Void)?
     /// One row of contiguous groups per call (see TiledQuantizer): per-group min/max, codes of the
     /// groups with a finite non-zero scale, error sums of the decoded codes.
     let rowMinMax: (UnsafePointer<Float>, Int, Int, UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>) -> Void
@@ -50,6 +54,7 @@ struct BlockKernels {
                 },
                 errorSums: avx2ErrorSums,
                 transposeBlock: avx2TransposeBlock,
+                transposeBlockRanges: nil,
                 rowMinMax: avx2RowMinMax,
                 rowEncode: { x, n, block, s, z, coder, tiesAway, nibbles, out, stride in
                     avx2RowEncode(x, n, block, s, z, codeMin: coder.codeMin, codeMax: coder.codeMax, codeMask: coder.mask, tiesAway: tiesAway,
@@ -75,6 +80,7 @@ struct BlockKernels {
                 },
                 errorSums: avx512ErrorSums,
                 transposeBlock: avx512TransposeBlock,
+                transposeBlockRanges: avx512TransposeBlockRanges,
                 rowMinMax: avx512RowMinMax,
                 rowEncode: { x, n, block, s, z, coder, tiesAway, nibbles, out, stride in
                     avx512RowEncode(x, n, block, s, z, codeMin: coder.codeMin, codeMax: coder.codeMax, codeMask: coder.mask, tiesAway: tiesAway,

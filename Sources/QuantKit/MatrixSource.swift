@@ -42,13 +42,29 @@ public struct MatrixSource: @unchecked Sendable {
         read(rows: band, into: out, variant: Runtime.kernelVariant)
     }
 
-    func read(rows band: Range<Int>, into out: UnsafeMutablePointer<Float>, variant: KernelVariant) {
+    /// Also fills `ranges` when it can gather them while reading (a transposed float32 matrix, no
+    /// factor, blocks of a multiple of 16 columns, an ISA kernel that does it); returns whether it did.
+    @discardableResult
+    func read(rows band: Range<Int>, into out: UnsafeMutablePointer<Float>, variant: KernelVariant, ranges: GroupRanges? = nil) -> Bool {
         guard let base = bytes.baseAddress else {
             out.update(repeating: 0, count: band.count * paddedColumns)
-            return
+            return false
         }
         let width = type.byteCount
-        if transposed && type == .f32 {
+        var rangesRead = false
+        if transposed && type == .f32, factor == 1, let ranges, ranges.block % 16 == 0,
+           let transpose = BlockKernels.of(variant)?.transposeBlockRanges {
+            ranges.reset(rows: band.count, columns: paddedColumns)
+            for c0 in stride(from: 0, to: storedRows, by: 16) {
+                let group = c0 / ranges.block * ranges.stride
+                for j0 in stride(from: 0, to: band.count, by: 16) {
+                    transpose(base + (c0 * storedColumns + band.lowerBound + j0) * 4, storedColumns * 4, min(16, storedRows - c0),
+                              min(16, band.count - j0), out + j0 * paddedColumns + c0, paddedColumns,
+                              ranges.lo + group + j0, ranges.hi + group + j0, ranges.poison)
+                }
+            }
+            rangesRead = true
+        } else if transposed && type == .f32 {
             // 16 × 16 blocks: stored rows c0..<c0+16 become columns of the band's rows.
             let transpose = BlockKernels.of(variant)?.transposeBlock ?? Self.transposeBlock
             for c0 in stride(from: 0, to: storedRows, by: 16) {
@@ -84,6 +100,25 @@ public struct MatrixSource: @unchecked Sendable {
             if factor != 1 { for c in 0..<columns { row[c] *= factor } }
             (row + columns).update(repeating: 0, count: paddedColumns - columns)
         }
+        if rangesRead, let ranges { ranges.includePadding(rows: band.count, from: columns, to: paddedColumns) }
+        return rangesRead
+    }
+
+    /// The scalar twin of transposeBlockRanges (avx512TransposeBlockRanges): transposeBlock, and
+    /// lo[j], hi[j] lowered and raised to target row j's values (j < columns), and x * 0 of
+    /// every value added into poison[j % 16].
+    static func transposeBlockRanges(_ source: UnsafeRawPointer, _ sourceStride: Int, _ rows: Int, _ columns: Int,
+                                     _ target: UnsafeMutablePointer<Float>, _ targetStride: Int, _ lo: UnsafeMutablePointer<Float>,
+                                     _ hi: UnsafeMutablePointer<Float>, _ poison: UnsafeMutablePointer<Float>) {
+        transposeBlock(source, sourceStride, rows, columns, target, targetStride)
+        for i in 0..<rows {
+            for j in 0..<columns {
+                let x = source.loadUnaligned(fromByteOffset: i * sourceStride + j * 4, as: Float.self)
+                lo[j] = Swift.min(lo[j], x)
+                hi[j] = Swift.max(hi[j], x)
+                poison[j % 16] += x * 0
+            }
+        }
     }
 
     /// The scalar twin of the transpose kernels (avx512TransposeBlock, avx2TransposeBlock): the
@@ -103,6 +138,38 @@ public struct MatrixSource: @unchecked Sendable {
         case .f32: return p.loadUnaligned(fromByteOffset: i * 4, as: Float.self)
         case .f16: return Float16Codec.fromF16(p.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self))
         case .bf16: return Float16Codec.fromBF16(p.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self))
+        }
+    }
+}
+
+/// Where a transposed read puts the range of every group of `block` columns of each row it
+/// reads: row j's group g at lo[g * stride + j], hi[g * stride + j] (group-major, so one vector
+/// updates 16 rows' ranges); finiteness of every value goes into the 16 floats at `poison` (see
+/// BlockKernels.poisonIsClean), which the caller zeroes.
+struct GroupRanges {
+    let block: Int
+    /// At least the rows of one read.
+    let stride: Int
+    let lo: UnsafeMutablePointer<Float>, hi: UnsafeMutablePointer<Float>, poison: UnsafeMutablePointer<Float>
+
+    func groups(columns: Int) -> Int { (columns + block - 1) / block }
+
+    /// Empty ranges for `rows` rows of `columns`.
+    func reset(rows: Int, columns: Int) {
+        for g in 0..<groups(columns: columns) {
+            (lo + g * stride).update(repeating: .greatestFiniteMagnitude, count: rows)
+            (hi + g * stride).update(repeating: -.greatestFiniteMagnitude, count: rows)
+        }
+    }
+
+    /// Folds the zeros of columns `start..<end` (a read's padding) into their groups' ranges.
+    func includePadding(rows: Int, from start: Int, to end: Int) {
+        guard start < end else { return }
+        for g in (start / block)..<groups(columns: end) {
+            for j in 0..<rows {
+                lo[g * stride + j] = Swift.min(lo[g * stride + j], 0)
+                hi[g * stride + j] = Swift.max(hi[g * stride + j], 0)
+            }
         }
     }
 }

@@ -78,7 +78,8 @@ public enum TiledQuantizer {
                     let first = band * bandRows
                     let bandPlan = band == bands - 1 ? lastPlan : fullPlan
                     let count = bandPlan.count
-                    source.read(rows: first..<(first + bandPlan.shape[0]), into: values, variant: variant)
+                    let rangesRead = source.read(rows: first..<(first + bandPlan.shape[0]), into: values, variant: variant,
+                                                 ranges: rowQuantizer?.rangesToRead())
                     func part(_ buffer: UnsafeMutableRawBufferPointer, _ bytesPerRow: Int, _ count: Int) -> UnsafeMutableRawBufferPointer {
                         UnsafeMutableRawBufferPointer(rebasing: buffer[(first * bytesPerRow)..<(first * bytesPerRow + count)])
                     }
@@ -88,7 +89,7 @@ public enum TiledQuantizer {
                     let bandErrors = measureError ? errors.baseAddress! + first / foldRows : nil
                     do {
                         if let rowQuantizer {
-                            try rowQuantizer.quantize(values, bandPlan, into: buffers, errors: bandErrors, foldRows: foldRows)
+                            try rowQuantizer.quantize(values, bandPlan, into: buffers, errors: bandErrors, foldRows: foldRows, rangesRead: rangesRead)
                             continue
                         }
                         try Quantizer.quantize(bandPlan, input: UnsafeBufferPointer(start: values, count: count), into: buffers, variant: variant)

@@ -34,6 +34,55 @@ final class TiledQuantizerTests: XCTestCase {
         }
     }
 
+    func testTransposeRangeBlocksMatchTheScalarTwin() {
+        var rng = SplitMix(seed: 37)
+        let stride = 21, targetStride = 19
+        var source = rng.normal(count: 17 * stride + 1)
+        let variants = variants.filter { BlockKernels.of($0)!.transposeBlockRanges != nil }
+        XCTAssertEqual(variants.contains(.avx512), Runtime.kernelVariant >= .avx512, "the AVX-512 kernels gather ranges")
+        typealias Kernel = (UnsafeRawPointer, Int, Int, Int, UnsafeMutablePointer<Float>, Int, UnsafeMutablePointer<Float>,
+                            UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>) -> Void
+        for poisoned in [Float.nan, .infinity, -.infinity, 7] {
+            source[4 * stride + 8] = poisoned  // in the block when rows > 4 and columns > 8
+            let bytes = source.withUnsafeBytes { [UInt8]($0) }
+            for rows in [1, 5, 16] {
+                for columns in [1, 9, 16] {
+                    func value(_ i: Int, _ j: Int) -> Float { source[i * stride + j] }
+                    // Earlier blocks' ranges: the kernel only lowers and raises them.
+                    let (lo0, hi0) = ((0..<16).map { Float($0) * 0.1 - 0.5 }, (0..<16).map { Float($0) * 0.1 - 1.5 })
+                    func run(_ kernel: Kernel) -> (target: [UInt32], lo: [Float], hi: [Float], clean: Bool) {
+                        var target = [Float](repeating: .nan, count: 16 * targetStride)
+                        var (lo, hi, poison) = (lo0, hi0, [Float](repeating: 0, count: 16))
+                        bytes.withUnsafeBytes { kernel($0.baseAddress!, stride * 4, rows, columns, &target, targetStride, &lo, &hi, &poison) }
+                        return (target.map(\.bitPattern), lo, hi, poison.allSatisfy { $0 == 0 })
+                    }
+                    let reference = run(MatrixSource.transposeBlockRanges)
+                    var transposed = [Float](repeating: .nan, count: 16 * targetStride)
+                    bytes.withUnsafeBytes { MatrixSource.transposeBlock($0.baseAddress!, stride * 4, rows, columns, &transposed, targetStride) }
+                    XCTAssertEqual(reference.target, transposed.map(\.bitPattern))
+                    let poisonInBlock = rows > 4 && columns > 8 && !poisoned.isFinite
+                    XCTAssertEqual(reference.clean, !poisonInBlock, "\(poisoned) \(rows)x\(columns)")
+                    if reference.clean {
+                        for j in 0..<16 {
+                            let values = (0..<rows).map { value($0, j) }
+                            XCTAssertEqual(reference.lo[j], j < columns ? min(lo0[j], values.min()!) : lo0[j])
+                            XCTAssertEqual(reference.hi[j], j < columns ? max(hi0[j], values.max()!) : hi0[j])
+                        }
+                    }
+                    for variant in variants {
+                        let got = run(BlockKernels.of(variant)!.transposeBlockRanges!)
+                        let label = "\(variant.name) \(rows)x\(columns) \(poisoned)"
+                        XCTAssertEqual(got.target, reference.target, label)
+                        XCTAssertEqual(got.clean, reference.clean, label)
+                        guard reference.clean else { continue }
+                        XCTAssertEqual(got.lo, reference.lo, label)
+                        XCTAssertEqual(got.hi, reference.hi, label)
+                    }
+                }
+            }
+        }
+    }
+
     func testErrorSumsMatchTheScalarTwinAndCompare() {
         var rng = SplitMix(seed: 32)
         for n in [0, 1, 15, 16, 17, 100, 4095, 4096, 4097, 10_000] {
@@ -79,6 +128,8 @@ final class TiledQuantizerTests: XCTestCase {
             Case(format: .int4, layout: .matMulNBits, rows: 300, columns: 200, padded: 320, transposed: true),
             Case(format: .int4, layout: .matMulNBits, scheme: .asymmetric, block: 16, rows: 100, columns: 700, padded: 112, transposed: true, factor: 0.5),
             Case(format: .int8, layout: .matMulNBits, rows: 40, columns: 2000, transposed: true),
+            // Ranges gathered while reading (float32, no factor): block 16, a group of 6 values and 10 padding zeros.
+            Case(format: .int4, layout: .matMulNBits, scheme: .asymmetric, block: 16, rows: 70, columns: 90, padded: 80, transposed: true),
             Case(format: .int2, layout: .matMulNBits, scheme: .asymmetric, block: 64, rows: 50, columns: 1500, padded: 1536),
             Case(format: .int8, layout: .onnx, rows: 1000, columns: 96),
             Case(format: .uint4, layout: .onnx, scheme: .asymmetric, rows: 700, columns: 128, type: .f16),
@@ -174,6 +225,38 @@ final class TiledQuantizerTests: XCTestCase {
         }) { error in
             XCTAssertEqual((error as? QuantError)?.status, .nonFinite)
             XCTAssertEqual((error as? QuantError)?.message, whole?.message)
+        }
+    }
+
+    func testNonFiniteValuesInATransposedReadAreRejected() throws {
+        // The ranges a transposed float32 read gathers carry finiteness too: Inf and NaN in a
+        // late band fail with the message quantizing the materialized matrix gives.
+        var params = QuantParams(format: .int4)
+        params.layout = .matMulNBits
+        params.rounding = .halfAway
+        let plan = try QuantPlan(params: params, shape: [300, 256])
+        for bad in [Float.infinity, -.infinity, .nan] {
+            var stored = [Float](repeating: 0.25, count: 256 * 300)  // W [K = 256, N = 300], read as Wᵀ
+            stored[100 * 300 + 290] = bad
+            var matrix = [Float](repeating: 0, count: 300 * 256)
+            for k in 0..<256 { for n in 0..<300 { matrix[n * 256 + k] = stored[k * 300 + n] } }
+            var whole: QuantError?
+            XCTAssertThrowsError(try QuantizedTensor(quantizing: matrix, shape: [300, 256], params: params)) { whole = $0 as? QuantError }
+            for variant in [KernelVariant.scalar] + variants {
+                var data = [UInt8](repeating: 0, count: plan.dataBytes), scales = [UInt8](repeating: 0, count: plan.scaleBytes)
+                XCTAssertThrowsError(try stored.withUnsafeBytes { raw in
+                    try data.withUnsafeMutableBytes { d in
+                        try scales.withUnsafeMutableBytes { s in
+                            try TiledQuantizer.quantize(plan, from: try MatrixSource(bytes: raw, type: .f32, rows: 256, columns: 300, transposed: true),
+                                                        into: QuantizedBuffers(data: d, scales: s, zeroPoints: nil), measureError: false,
+                                                        variant: variant, bandElements: 4096)
+                        }
+                    }
+                }, "\(bad) \(variant.name)") { error in
+                    XCTAssertEqual((error as? QuantError)?.status, .nonFinite, "\(bad) \(variant.name)")
+                    XCTAssertEqual((error as? QuantError)?.message, whole?.message, "\(bad) \(variant.name)")
+                }
+            }
         }
     }
 
