@@ -37,6 +37,14 @@ public struct MatrixSource: @unchecked Sendable {
     public var rows: Int { transposed ? storedColumns : storedRows }
     public var columns: Int { transposed ? storedRows : storedColumns }
 
+    /// Rows `band` where they are stored, when reading them would only copy them (float32, not
+    /// transposed, no factor or padding, aligned); nil otherwise.
+    func storedRows(_ band: Range<Int>) -> UnsafePointer<Float>? {
+        guard !transposed, type == .f32, factor == 1, paddedColumns == storedColumns, let base = bytes.baseAddress,
+              Int(bitPattern: base) % MemoryLayout<Float>.alignment == 0 else { return nil }
+        return (base + band.lowerBound * storedColumns * 4).assumingMemoryBound(to: Float.self)
+    }
+
     /// Writes rows `band` as read, `paddedColumns` floats each, to `out`.
     public func read(rows band: Range<Int>, into out: UnsafeMutablePointer<Float>) {
         read(rows: band, into: out, variant: Runtime.kernelVariant)

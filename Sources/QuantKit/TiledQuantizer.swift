@@ -73,13 +73,20 @@ public enum TiledQuantizer {
                 let valuesBuffer = workspace.take(bandRows * columns)
                 let restoredBuffer = workspace.take(measureError && rowQuantizer == nil ? bandRows * columns : 1)
                 defer { workspace.give(valuesBuffer); workspace.give(restoredBuffer) }
-                let (values, restored) = (valuesBuffer.pointer, restoredBuffer.pointer)
+                let restored = restoredBuffer.pointer
                 while let band = next() {
                     let first = band * bandRows
                     let bandPlan = band == bands - 1 ? lastPlan : fullPlan
                     let count = bandPlan.count
-                    let rangesRead = source.read(rows: first..<(first + bandPlan.shape[0]), into: values, variant: variant,
-                                                 ranges: rowQuantizer?.rangesToRead())
+                    let rows = first..<(first + bandPlan.shape[0])
+                    var rangesRead = false
+                    let values: UnsafePointer<Float>
+                    if let stored = source.storedRows(rows) {
+                        values = stored  // nothing to convert: no copy
+                    } else {
+                        rangesRead = source.read(rows: rows, into: valuesBuffer.pointer, variant: variant, ranges: rowQuantizer?.rangesToRead())
+                        values = UnsafePointer(valuesBuffer.pointer)
+                    }
                     func part(_ buffer: UnsafeMutableRawBufferPointer, _ bytesPerRow: Int, _ count: Int) -> UnsafeMutableRawBufferPointer {
                         UnsafeMutableRawBufferPointer(rebasing: buffer[(first * bytesPerRow)..<(first * bytesPerRow + count)])
                     }
