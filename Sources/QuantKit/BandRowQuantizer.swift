@@ -62,9 +62,14 @@ final class BandRowQuantizer {
         let (blocks, block) = (bandPlan.blocksPerDim, bandPlan.block)
         guard let data = out.data.baseAddress?.assumingMemoryBound(to: UInt8.self), rows > 0 else { return }
         if rangesRead {
-            let stride = plan.shape[0]
-            for r in 0..<rows {
-                for b in 0..<blocks { (lo[r * blocks + b], hi[r * blocks + b]) = (readLo[b * stride + r], readHi[b * stride + r]) }
+            // Group-major to row-major: read in order, write `blocks` apart.
+            for b in 0..<blocks {
+                let (sourceLo, sourceHi) = (readLo + b * plan.shape[0], readHi + b * plan.shape[0])
+                var target = b
+                for r in 0..<rows {
+                    (lo[target], hi[target]) = (sourceLo[r], sourceHi[r])
+                    target &+= blocks
+                }
             }
         } else {
             poison.initialize(repeating: 0, count: 16)
@@ -72,9 +77,8 @@ final class BandRowQuantizer {
         }
         guard kernels.poisonIsClean(poison) else { throw QuantError(.nonFinite, "a value is NaN or infinite") }
         let (scales, zeroPoints) = (scratch.scales, scratch.zeroPoints)
-        guard selector.fromRanges(lo: lo, hi: hi, count: bandPlan.groupCount, scales: scales, zeroPoints: zeroPoints) else {
-            throw QuantError(.overflow, "a scale overflows")
-        }
+        let chosen = selector.fromRanges(lo: lo, hi: hi, count: bandPlan.groupCount, scales: scales, zeroPoints: zeroPoints)
+        guard chosen.finite else { throw QuantError(.overflow, "a scale overflows") }
         if let errors {
             // Float lane sums over `foldRows` rows (about ErrorAccumulator.pieceLength floats), then Doubles.
             for r0 in stride(from: 0, to: rows, by: foldRows) {
@@ -95,7 +99,7 @@ final class BandRowQuantizer {
         // What the row kernel leaves to the caller, as FastPaths does it: zero-scale groups, and
         // the padding of a short last block.
         let lastLength = columns - (blocks - 1) * block
-        for r in 0..<rows {
+        for r in 0..<rows where chosen.anyZero || lastLength < block {
             for b in 0..<blocks {
                 let g = r * blocks + b
                 let isLast = b == blocks - 1

@@ -74,13 +74,12 @@ struct ScaleSelector {
         return (scale, Int32(max(qmin, min(qmax, zp))))
     }
 
-    /// `fromRange` of `count` groups' ranges into `scales` and `zeroPoints`. Returns false when a
-    /// scale is not finite. The same bits as calling `fromRange` per group: the common float32
-    /// symmetric rules run as tight loops (the MLAS divisor is a power of two, so multiplying by
-    /// its reciprocal is exact), the rest per group.
+    /// `fromRange` of `count` groups' ranges into `scales` and `zeroPoints`; says whether every
+    /// scale is finite, and whether one is zero. The same bits as calling `fromRange` per group: the
+    /// common float32 symmetric rules run as tight loops (the MLAS divisor is a power of two, so
+    /// multiplying by its reciprocal is exact), the rest per group.
     func fromRanges(lo: UnsafePointer<Float>, hi: UnsafePointer<Float>, count: Int,
-                    scales: UnsafeMutablePointer<Float>, zeroPoints: UnsafeMutablePointer<Int32>) -> Bool {
-        var finite = true
+                    scales: UnsafeMutablePointer<Float>, zeroPoints: UnsafeMutablePointer<Int32>) -> (finite: Bool, anyZero: Bool) {
         if isInteger && symmetric && scaleType == .f32 {
             zeroPoints.update(repeating: symmetricZeroPoint, count: count)
             if mlasRules {
@@ -92,14 +91,15 @@ struct ScaleSelector {
             } else {
                 for g in 0..<count { scales[g] = Swift.max(lo[g].magnitude, hi[g].magnitude) / positiveCodes }
             }
-            for g in 0..<count { finite = finite && scales[g].isFinite }
-            return finite
+        } else {
+            for g in 0..<count { (scales[g], zeroPoints[g]) = fromRange(lo: lo[g], hi: hi[g]) }
         }
+        var (finite, anyZero) = (true, false)
         for g in 0..<count {
-            (scales[g], zeroPoints[g]) = fromRange(lo: lo[g], hi: hi[g])
             finite = finite && scales[g].isFinite
+            anyZero = anyZero || scales[g] == 0
         }
-        return finite
+        return (finite, anyZero)
     }
 
     private func rounding(_ x: Float) -> Float {
