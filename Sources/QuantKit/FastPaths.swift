@@ -54,7 +54,7 @@ struct BlockKernels {
                 },
                 errorSums: avx2ErrorSums,
                 transposeBlock: avx2TransposeBlock,
-                transposeBlockRanges: nil,
+                transposeBlockRanges: avx2TransposeBlockRanges,
                 rowMinMax: avx2RowMinMax,
                 rowEncode: { x, n, block, s, z, coder, tiesAway, nibbles, out, stride in
                     avx2RowEncode(x, n, block, s, z, codeMin: coder.codeMin, codeMax: coder.codeMax, codeMask: coder.mask, tiesAway: tiesAway,

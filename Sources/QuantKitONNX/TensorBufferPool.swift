@@ -50,6 +50,9 @@ public final class TensorBufferPool: Sendable {
         return Data(bytesNoCopy: buffer.pointer, count: count, deallocator: .custom { [self] _, _ in give(buffer) })
     }
 
+    /// Bytes of the buffers waiting to be reused.
+    var idleBytes: Int { idle.withLock { $0.bytes } }
+
     private func give(_ buffer: Buffer) {
         let kept = idle.withLock { state -> Bool in
             guard state.bytes + buffer.capacity <= idleLimit else { return false }
