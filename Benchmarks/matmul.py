@@ -18,12 +18,17 @@ What runs, for each weight shape (K, N), batch M and thread count:
     prove it) and used by both sides:
       ORT  com.microsoft::MatMulNBits accuracy_level 0 (float) and 4 (int8 activations),
       QK   quantkit.matmul compute="float" and compute="int8" on pack_matmulnbits of those bytes;
+  * the same at block 32 on W rounded to bf16 first, as a bf16 checkpoint's weights are ("b32 bf16",
+    int8 activations only): MatMulNBits scales (absmax / -8) are then exactly fp16 values, and
+    QuantKit holds them as fp16 (the same results from 10% fewer bytes); ORT gets the same fp32
+    scales as ever;
   * W8A8: int8 per-channel weights (QuantKit's codes and scales, the same bytes on both sides):
       ORT  DynamicQuantizeLinear + MatMulInteger + rescale (what quantize_dynamic emits; ORT fuses it
            into DynamicQuantizeMatMul), intra_op_num_threads = threads,
       QK   quantkit.matmul compute="int8" on the packed int8 weights.
 Columns: median ms over repeats (after warm-up), GFLOP/s (2*M*K*N / time), weight GB/s (bytes of
-the weights as each method stores them / time), QK/peer = QuantKit's time / the peer's time
+the weights as each method stores them / time: MatMulNBits codes and fp32 scales for ONNX Runtime,
+the packed matrix's packed_bytes for QuantKit), QK/peer = QuantKit's time / the peer's time
 (below 1: QuantKit is faster), and max|err| of the first rows against a float64 product with the
 same (dequantized) weights -- the arithmetic's error, not the quantization's.
 
@@ -165,8 +170,19 @@ def ort_dynamic_int8(codes_kn, scales_n, k, n, threads):
 # ---- one shape ----
 
 
+# INT4 weight sets: name -> (block, W rounded to bf16 first, ORT accuracy levels run).
+INT4_SETS = {"b32": (32, False, (0, 4)), "b128": (128, False, (0, 4)), "b32 bf16": (32, True, (4,))}
+QK_COMPUTE = {0: "float", 4: "int8"}  # the QuantKit mode compared with each ORT accuracy level
+
+
+def bf16_rounded(w):
+    """w rounded to the nearest bf16 values (ties to even), still as float32."""
+    u = w.view(np.uint32).astype(np.uint64)
+    return ((u + 0x7FFF + ((u >> 16) & 1)) & 0xFFFF0000).astype(np.uint32).view(np.float32)
+
+
 class Weights:
-    """Everything made from one fp32 W [K, N]: INT4 (blocks 32, 128) and int8 per-channel."""
+    """Everything made from one fp32 W [K, N]: the INT4 sets and int8 per-channel."""
 
     def __init__(self, k, n, seed):
         rng = np.random.default_rng(seed)
@@ -174,11 +190,11 @@ class Weights:
         self.w = (rng.standard_normal((k, n), dtype=np.float32) / np.float32(math.sqrt(k)))
         wt = np.ascontiguousarray(self.w.T)  # [N, K]
         self.int4 = {}
-        for block in (32, 128):
-            qt = qk.quantize(wt, "int4", layout="matmulnbits", block_size=block, symmetric=True,
-                             rounding="half_away")
+        for name, (block, bf16, _) in INT4_SETS.items():
+            qt = qk.quantize(bf16_rounded(wt) if bf16 else wt, "int4", layout="matmulnbits", block_size=block,
+                             symmetric=True, rounding="half_away")
             packed = qk.pack_matmulnbits(qt.data, qt.scales, None, k=k, n=n, bits=4, block_size=block)
-            self.int4[block] = (qt, packed)
+            self.int4[name] = (qt, packed)
         self.q8 = qk.quantize(wt, "int8", axis=0)  # per output channel, symmetric
         self.q8_packed = qk.pack_weights(self.q8)
         self.q8_codes_kn = np.ascontiguousarray(self.q8.codes().astype(np.int8).T)
@@ -213,9 +229,9 @@ def bench_shape(k, n, ms, threads_list, blas, target_s, err_rows, rows_out):
     q8_bytes = n * k + 4 * n
     for threads in threads_list:
         sessions = {}
-        for block in (32, 128):
-            for acc in (0, 4):
-                sessions[(block, acc)] = ort_matmulnbits(wts.int4[block][0], k, n, block, acc, threads)
+        for name, (block, _, levels) in INT4_SETS.items():
+            for acc in levels:
+                sessions[(name, acc)] = ort_matmulnbits(wts.int4[name][0], k, n, block, acc, threads)
         sessions["dyn"] = ort_dynamic_int8(wts.q8_codes_kn, wts.q8.scales.reshape(-1), k, n, threads)
         blas.set(threads)
         for m in ms:
@@ -230,19 +246,18 @@ def bench_shape(k, n, ms, threads_list, blas, target_s, err_rows, rows_out):
 
             y = x @ wts.w
             record("numpy fp32", measure(lambda: x @ wts.w, target_s), fp32_bytes, y, "fp32")
-            for block in (32, 128):
-                qt, packed = wts.int4[block]
-                wb = int4_bytes(k, n, block)
-                for acc in (0, 4):
-                    s = sessions[(block, acc)]
+            for name, (block, _, levels) in INT4_SETS.items():
+                qt, packed = wts.int4[name]
+                for acc in levels:
+                    s = sessions[(name, acc)]
                     y = s.run(None, {"A": x})[0]
-                    record(f"ORT int4 b{block} acc{acc}", measure(lambda: s.run(None, {"A": x}), target_s),
-                           wb, y, block)
-                for compute in ("float", "int8"):
+                    record(f"ORT int4 {name} acc{acc}", measure(lambda: s.run(None, {"A": x}), target_s),
+                           int4_bytes(k, n, block), y, name)
+                for compute in (QK_COMPUTE[acc] for acc in levels):
                     def call():
                         qk.matmul(x, packed, compute=compute, num_threads=threads, out=y_qk)
                     call()
-                    record(f"QK int4 b{block} {compute}", measure(call, target_s), wb, y_qk.copy(), block)
+                    record(f"QK int4 {name} {compute}", measure(call, target_s), packed.packed_bytes, y_qk.copy(), name)
             s = sessions["dyn"]
             y = s.run(None, {"A": x})[0]
             record("ORT W8A8 dynamic", measure(lambda: s.run(None, {"A": x}), target_s), q8_bytes, y, "int8")
@@ -261,11 +276,11 @@ def bench_shape(k, n, ms, threads_list, blas, target_s, err_rows, rows_out):
 PEERS = {  # QuantKit row -> the peer it is compared with
     "QK int4 b32 float": "ORT int4 b32 acc0", "QK int4 b32 int8": "ORT int4 b32 acc4",
     "QK int4 b128 float": "ORT int4 b128 acc0", "QK int4 b128 int8": "ORT int4 b128 acc4",
-    "QK W8A8 int8": "ORT W8A8 dynamic",
+    "QK int4 b32 bf16 int8": "ORT int4 b32 bf16 acc4", "QK W8A8 int8": "ORT W8A8 dynamic",
 }
 ORDER = ["numpy fp32", "ORT int4 b32 acc0", "QK int4 b32 float", "ORT int4 b32 acc4", "QK int4 b32 int8",
          "ORT int4 b128 acc0", "QK int4 b128 float", "ORT int4 b128 acc4", "QK int4 b128 int8",
-         "ORT W8A8 dynamic", "QK W8A8 int8"]
+         "ORT int4 b32 bf16 acc4", "QK int4 b32 bf16 int8", "ORT W8A8 dynamic", "QK W8A8 int8"]
 
 
 def hot_read_probe(nbytes, target_s):
@@ -281,14 +296,14 @@ def print_group(k, n, m, threads, results, hot=None):
     flops = 2.0 * m * k * n
     print(f"\nK={k} N={n} M={m} threads={threads}")
     share = f" {'%hot read':>9}" if hot else ""
-    print(f"  {'method':<20} {'ms':>9} {'GFLOP/s':>9} {'wGB/s':>8} {'QK/peer':>8} {'QK/fp32':>8} {'max|err|':>10}{share}")
+    print(f"  {'method':<22} {'ms':>9} {'GFLOP/s':>9} {'wGB/s':>8} {'QK/peer':>8} {'QK/fp32':>8} {'max|err|':>10}{share}")
     fp32 = results["numpy fp32"][0]
     for name in ORDER:
         seconds, wbytes, err = results[name]
         ratio = f"{seconds / results[PEERS[name]][0]:8.2f}" if name in PEERS else " " * 8
         vs_np = f"{seconds / fp32:8.3f}" if name.startswith("QK") else " " * 8
         cell = f" {100 * wbytes / seconds / 1e9 / hot:8.0f}%" if hot else ""
-        print(f"  {name:<20} {seconds * 1e3:9.3f} {flops / seconds / 1e9:9.1f} {wbytes / seconds / 1e9:8.1f} "
+        print(f"  {name:<22} {seconds * 1e3:9.3f} {flops / seconds / 1e9:9.1f} {wbytes / seconds / 1e9:8.1f} "
               f"{ratio} {vs_np} {err:10.2e}{cell}")
     if hot:
         print(f"  hot read probe: numpy max over {int4_bytes(k, n, 128) / 1e6:.1f} MB, read again and again "
@@ -450,14 +465,14 @@ def main(argv=None):
         cold_decode(threads_list, target_s, l3, single_bw, margin=1.25 if args.quick else 2.0)
 
     print(f"\nSummary: QuantKit time / peer time (below 1 = QuantKit faster); error ratio = QK max|err| / peer's")
-    print(f"  {'K':>6} {'N':>6} {'M':>4} {'thr':>3}  " + "  ".join(f"{name:>18}" for name in PEERS))
+    print(f"  {'K':>6} {'N':>6} {'M':>4} {'thr':>3}  " + "  ".join(f"{name:>21}" for name in PEERS))
     for k, n, m, threads, res in rows:
         cells = []
         for name, peer in PEERS.items():
             t = res[name][0] / res[peer][0]
             e = res[name][2] / res[peer][2] if res[peer][2] else float("inf")
             cells.append(f"{t:6.2f}x  err{e:6.2f}")
-        print(f"  {k:>6} {n:>6} {m:>4} {threads:>3}  " + "  ".join(f"{c:>18}" for c in cells))
+        print(f"  {k:>6} {n:>6} {m:>4} {threads:>3}  " + "  ".join(f"{c:>21}" for c in cells))
     print(f"\nTotal {time.perf_counter() - started:.0f} s")
 
 

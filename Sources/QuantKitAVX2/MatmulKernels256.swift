@@ -39,6 +39,19 @@ private let codesAhead = 4096
 }
 #endif
 
+/// Scales 8h..8h+7 of panel block b, held as fp32 or (`halfScales`) as fp16, and a prefetch of
+/// those 16 blocks ahead (an fp16 line holds two blocks).
+@inline(__always) private func panelScales(_ scales: UnsafeRawPointer, halfScales: Bool, _ mins: UnsafePointer<Float>?, _ b: Int,
+                                           _ h: Int) -> __m256 {
+    if halfScales {
+        qk_prefetch(scales + (b + 16) * 32)
+        return _mm256_cvtph_ps(_mm_loadu_si128((scales + b * 32 + 16 * h).assumingMemoryBound(to: __m128i_u.self)))
+    }
+    let floats = scales.assumingMemoryBound(to: Float.self)
+    prefetchScales(floats, mins, b)
+    return _mm256_loadu_ps(floats + b * 16 + 8 * h)
+}
+
 /// acc + float(dot - zero * sum) * (scale * sx)  (+ min * (sx * sum))
 @inline(__always) func finishInt(_ acc: __m256, _ dot: __m256i, _ scale: __m256, _ mins: UnsafePointer<Float>?,
                                  _ zero: Int32, _ sx: Float, _ sum: Int32) -> __m256 {
@@ -53,7 +66,7 @@ private let codesAhead = 4096
 
 /// Rows 8h..8h+7 of the panel for up to 4 activation rows.
 @inline(__always)
-private func intRows(_ rows: Int, nibbles: Bool, half h: Int, _ codes: UnsafeRawPointer, _ scales: UnsafePointer<Float>,
+private func intRows(_ rows: Int, nibbles: Bool, half h: Int, _ codes: UnsafeRawPointer, _ scales: UnsafeRawPointer, halfScales: Bool,
                      _ mins: UnsafePointer<Float>?, _ blocks: Int, _ block: Int, _ zero: Int32,
                      _ xq: UnsafePointer<Int8>, _ ldx: Int, _ xScale: UnsafePointer<Float>, _ xSum: UnsafePointer<Int32>, _ ldb: Int,
                      _ out: UnsafeMutablePointer<Float>, _ ldo: Int) {
@@ -89,8 +102,7 @@ private func intRows(_ rows: Int, nibbles: Bool, half h: Int, _ codes: UnsafeRaw
                 o += 4
             }
         }
-        prefetchScales(scales, mins, b)
-        let s = _mm256_loadu_ps(scales + b * 16 + 8 * h)
+        let s = panelScales(scales, halfScales: halfScales, mins, b, h)
         let m: UnsafePointer<Float>? = mins == nil ? nil : mins! + b * 16 + 8 * h
         a0 = finishInt(a0, _mm256_add_epi32(d0, e0), s, m, zero, xScale[b], xSum[b])
         if rows > 1 { a1 = finishInt(a1, _mm256_add_epi32(d1, e1), s, m, zero, xScale[ldb + b], xSum[ldb + b]) }
@@ -103,7 +115,7 @@ private func intRows(_ rows: Int, nibbles: Bool, half h: Int, _ codes: UnsafeRaw
 
 /// Activation rows two at a time (16 ymm registers), each over both halves of the panel.
 @inline(__always)
-private func intPanel(nibbles: Bool, _ codes: UnsafeRawPointer, _ scales: UnsafePointer<Float>, _ mins: UnsafePointer<Float>?,
+private func intPanel(nibbles: Bool, _ codes: UnsafeRawPointer, _ scales: UnsafeRawPointer, halfScales: Bool, _ mins: UnsafePointer<Float>?,
                       _ blocks: Int, _ block: Int, _ zero: Int32,
                       _ xq: UnsafePointer<Int8>, _ ldx: Int, _ xScale: UnsafePointer<Float>, _ xSum: UnsafePointer<Int32>, _ ldb: Int,
                       _ rows: Int, _ out: UnsafeMutablePointer<Float>, _ ldo: Int) {
@@ -113,9 +125,9 @@ private func intPanel(nibbles: Bool, _ codes: UnsafeRawPointer, _ scales: Unsafe
         var h = 0
         while h < 2 {
             if rows - m == 1 {
-                intRows(1, nibbles: nibbles, half: h, codes, scales, mins, blocks, block, zero, x, ldx, s, q, ldb, o, ldo)
+                intRows(1, nibbles: nibbles, half: h, codes, scales, halfScales: halfScales, mins, blocks, block, zero, x, ldx, s, q, ldb, o, ldo)
             } else {
-                intRows(2, nibbles: nibbles, half: h, codes, scales, mins, blocks, block, zero, x, ldx, s, q, ldb, o, ldo)
+                intRows(2, nibbles: nibbles, half: h, codes, scales, halfScales: halfScales, mins, blocks, block, zero, x, ldx, s, q, ldb, o, ldo)
             }
             h += 1
         }
@@ -128,28 +140,52 @@ public func avxvnniIntNibbles(_ codes: UnsafeRawPointer, _ scales: UnsafePointer
                               _ blocks: Int, _ block: Int, _ zero: Int32,
                               _ xq: UnsafePointer<Int8>, _ ldx: Int, _ xScale: UnsafePointer<Float>, _ xSum: UnsafePointer<Int32>, _ ldb: Int,
                               _ rows: Int, _ out: UnsafeMutablePointer<Float>, _ ldo: Int) {
-    intPanel(nibbles: true, codes, scales, mins, blocks, block, zero, xq, ldx, xScale, xSum, ldb, rows, out, ldo)
+    intPanel(nibbles: true, codes, scales, halfScales: false, mins, blocks, block, zero, xq, ldx, xScale, xSum, ldb, rows, out, ldo)
 }
 
 public func avxvnniIntBytes(_ codes: UnsafeRawPointer, _ scales: UnsafePointer<Float>, _ mins: UnsafePointer<Float>?,
                             _ blocks: Int, _ block: Int, _ zero: Int32,
                             _ xq: UnsafePointer<Int8>, _ ldx: Int, _ xScale: UnsafePointer<Float>, _ xSum: UnsafePointer<Int32>, _ ldb: Int,
                             _ rows: Int, _ out: UnsafeMutablePointer<Float>, _ ldo: Int) {
-    intPanel(nibbles: false, codes, scales, mins, blocks, block, zero, xq, ldx, xScale, xSum, ldb, rows, out, ldo)
+    intPanel(nibbles: false, codes, scales, halfScales: false, mins, blocks, block, zero, xq, ldx, xScale, xSum, ldb, rows, out, ldo)
+}
+
+public func avxvnniIntNibblesHalfScales(_ codes: UnsafeRawPointer, _ scales: UnsafePointer<UInt16>, _ blocks: Int, _ block: Int, _ zero: Int32,
+                                   _ xq: UnsafePointer<Int8>, _ ldx: Int, _ xScale: UnsafePointer<Float>, _ xSum: UnsafePointer<Int32>,
+                                   _ ldb: Int, _ rows: Int, _ out: UnsafeMutablePointer<Float>, _ ldo: Int) {
+    intPanel(nibbles: true, codes, scales, halfScales: true, nil, blocks, block, zero, xq, ldx, xScale, xSum, ldb, rows, out, ldo)
+}
+
+public func avxvnniIntBytesHalfScales(_ codes: UnsafeRawPointer, _ scales: UnsafePointer<UInt16>, _ blocks: Int, _ block: Int, _ zero: Int32,
+                                 _ xq: UnsafePointer<Int8>, _ ldx: Int, _ xScale: UnsafePointer<Float>, _ xSum: UnsafePointer<Int32>,
+                                 _ ldb: Int, _ rows: Int, _ out: UnsafeMutablePointer<Float>, _ ldo: Int) {
+    intPanel(nibbles: false, codes, scales, halfScales: true, nil, blocks, block, zero, xq, ldx, xScale, xSum, ldb, rows, out, ldo)
 }
 #else
 public func avx2IntNibbles(_ codes: UnsafeRawPointer, _ scales: UnsafePointer<Float>, _ mins: UnsafePointer<Float>?,
                            _ blocks: Int, _ block: Int, _ zero: Int32,
                            _ xq: UnsafePointer<Int8>, _ ldx: Int, _ xScale: UnsafePointer<Float>, _ xSum: UnsafePointer<Int32>, _ ldb: Int,
                            _ rows: Int, _ out: UnsafeMutablePointer<Float>, _ ldo: Int) {
-    intPanel(nibbles: true, codes, scales, mins, blocks, block, zero, xq, ldx, xScale, xSum, ldb, rows, out, ldo)
+    intPanel(nibbles: true, codes, scales, halfScales: false, mins, blocks, block, zero, xq, ldx, xScale, xSum, ldb, rows, out, ldo)
 }
 
 public func avx2IntBytes(_ codes: UnsafeRawPointer, _ scales: UnsafePointer<Float>, _ mins: UnsafePointer<Float>?,
                          _ blocks: Int, _ block: Int, _ zero: Int32,
                          _ xq: UnsafePointer<Int8>, _ ldx: Int, _ xScale: UnsafePointer<Float>, _ xSum: UnsafePointer<Int32>, _ ldb: Int,
                          _ rows: Int, _ out: UnsafeMutablePointer<Float>, _ ldo: Int) {
-    intPanel(nibbles: false, codes, scales, mins, blocks, block, zero, xq, ldx, xScale, xSum, ldb, rows, out, ldo)
+    intPanel(nibbles: false, codes, scales, halfScales: false, mins, blocks, block, zero, xq, ldx, xScale, xSum, ldb, rows, out, ldo)
+}
+
+public func avx2IntNibblesHalfScales(_ codes: UnsafeRawPointer, _ scales: UnsafePointer<UInt16>, _ blocks: Int, _ block: Int, _ zero: Int32,
+                                   _ xq: UnsafePointer<Int8>, _ ldx: Int, _ xScale: UnsafePointer<Float>, _ xSum: UnsafePointer<Int32>,
+                                   _ ldb: Int, _ rows: Int, _ out: UnsafeMutablePointer<Float>, _ ldo: Int) {
+    intPanel(nibbles: true, codes, scales, halfScales: true, nil, blocks, block, zero, xq, ldx, xScale, xSum, ldb, rows, out, ldo)
+}
+
+public func avx2IntBytesHalfScales(_ codes: UnsafeRawPointer, _ scales: UnsafePointer<UInt16>, _ blocks: Int, _ block: Int, _ zero: Int32,
+                                 _ xq: UnsafePointer<Int8>, _ ldx: Int, _ xScale: UnsafePointer<Float>, _ xSum: UnsafePointer<Int32>,
+                                 _ ldb: Int, _ rows: Int, _ out: UnsafeMutablePointer<Float>, _ ldo: Int) {
+    intPanel(nibbles: false, codes, scales, halfScales: true, nil, blocks, block, zero, xq, ldx, xScale, xSum, ldb, rows, out, ldo)
 }
 
 // MARK: - float activations

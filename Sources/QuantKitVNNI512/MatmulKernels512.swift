@@ -21,6 +21,18 @@ let codesAhead = 4096
     if let mins { qk_prefetch(mins + (b + 16) * 16) }
 }
 
+/// The 16 scales of panel block b, held as fp32 or (`half`) as fp16, and a prefetch of those 16
+/// blocks ahead (an fp16 line holds two blocks).
+@inline(__always) func panelScales(_ scales: UnsafeRawPointer, half: Bool, _ mins: UnsafePointer<Float>?, _ b: Int) -> __m512 {
+    if half {
+        qk_prefetch(scales + (b + 16) * 32)
+        return _mm512_cvtph_ps(_mm256_loadu_si256((scales + b * 32).assumingMemoryBound(to: __m256i_u.self)))
+    }
+    let floats = scales.assumingMemoryBound(to: Float.self)
+    prefetchScales(floats, mins, b)
+    return _mm512_loadu_ps(floats + b * 16)
+}
+
 /// acc + float(dot - zero * sum) * (scale * sx)  (+ min * (sx * sum))
 @inline(__always) func finishInt(_ acc: __m512, _ dot: __m512i, _ scale: __m512, _ mins: UnsafePointer<Float>?,
                                  _ zero: Int32, _ sx: Float, _ sum: Int32) -> __m512 {
@@ -42,7 +54,7 @@ let codesAhead = 4096
 // MARK: - int8 activations
 
 @inline(__always)
-private func intRows(_ rows: Int, nibbles: Bool, _ codes: UnsafeRawPointer, _ scales: UnsafePointer<Float>, _ mins: UnsafePointer<Float>?,
+private func intRows(_ rows: Int, nibbles: Bool, _ codes: UnsafeRawPointer, _ scales: UnsafeRawPointer, half: Bool, _ mins: UnsafePointer<Float>?,
                      _ blocks: Int, _ block: Int, _ zero: Int32,
                      _ xq: UnsafePointer<Int8>, _ ldx: Int, _ xScale: UnsafePointer<Float>, _ xSum: UnsafePointer<Int32>, _ ldb: Int,
                      _ out: UnsafeMutablePointer<Float>, _ ldo: Int) {
@@ -113,8 +125,7 @@ private func intRows(_ rows: Int, nibbles: Bool, _ codes: UnsafeRawPointer, _ sc
         d1 = _mm512_add_epi32(d1, e1)
         d2 = _mm512_add_epi32(d2, e2)
         d3 = _mm512_add_epi32(d3, e3)
-        prefetchScales(scales, mins, b)
-        let s = _mm512_loadu_ps(scales + b * 16)
+        let s = panelScales(scales, half: half, mins, b)
         let m: UnsafePointer<Float>? = mins == nil ? nil : mins! + b * 16
         a0 = finishInt(a0, d0, s, m, zero, xScale[b], xSum[b])
         if rows > 1 { a1 = finishInt(a1, d1, s, m, zero, xScale[ldb + b], xSum[ldb + b]) }
@@ -129,7 +140,7 @@ private func intRows(_ rows: Int, nibbles: Bool, _ codes: UnsafeRawPointer, _ sc
 }
 
 @inline(__always)
-private func intPanel(nibbles: Bool, _ codes: UnsafeRawPointer, _ scales: UnsafePointer<Float>, _ mins: UnsafePointer<Float>?,
+private func intPanel(nibbles: Bool, _ codes: UnsafeRawPointer, _ scales: UnsafeRawPointer, half: Bool, _ mins: UnsafePointer<Float>?,
                       _ blocks: Int, _ block: Int, _ zero: Int32,
                       _ xq: UnsafePointer<Int8>, _ ldx: Int, _ xScale: UnsafePointer<Float>, _ xSum: UnsafePointer<Int32>, _ ldb: Int,
                       _ rows: Int, _ out: UnsafeMutablePointer<Float>, _ ldo: Int) {
@@ -137,10 +148,10 @@ private func intPanel(nibbles: Bool, _ codes: UnsafeRawPointer, _ scales: Unsafe
     while m < rows {
         let x = xq + m * ldx, s = xScale + m * ldb, q = xSum + m * ldb, o = out + m * ldo
         switch rows - m {
-        case 1: intRows(1, nibbles: nibbles, codes, scales, mins, blocks, block, zero, x, ldx, s, q, ldb, o, ldo)
-        case 2: intRows(2, nibbles: nibbles, codes, scales, mins, blocks, block, zero, x, ldx, s, q, ldb, o, ldo)
-        case 3: intRows(3, nibbles: nibbles, codes, scales, mins, blocks, block, zero, x, ldx, s, q, ldb, o, ldo)
-        default: intRows(4, nibbles: nibbles, codes, scales, mins, blocks, block, zero, x, ldx, s, q, ldb, o, ldo)
+        case 1: intRows(1, nibbles: nibbles, codes, scales, half: half, mins, blocks, block, zero, x, ldx, s, q, ldb, o, ldo)
+        case 2: intRows(2, nibbles: nibbles, codes, scales, half: half, mins, blocks, block, zero, x, ldx, s, q, ldb, o, ldo)
+        case 3: intRows(3, nibbles: nibbles, codes, scales, half: half, mins, blocks, block, zero, x, ldx, s, q, ldb, o, ldo)
+        default: intRows(4, nibbles: nibbles, codes, scales, half: half, mins, blocks, block, zero, x, ldx, s, q, ldb, o, ldo)
         }
         m += 4
     }
@@ -150,14 +161,26 @@ public func vnni512IntNibbles(_ codes: UnsafeRawPointer, _ scales: UnsafePointer
                               _ blocks: Int, _ block: Int, _ zero: Int32,
                               _ xq: UnsafePointer<Int8>, _ ldx: Int, _ xScale: UnsafePointer<Float>, _ xSum: UnsafePointer<Int32>, _ ldb: Int,
                               _ rows: Int, _ out: UnsafeMutablePointer<Float>, _ ldo: Int) {
-    intPanel(nibbles: true, codes, scales, mins, blocks, block, zero, xq, ldx, xScale, xSum, ldb, rows, out, ldo)
+    intPanel(nibbles: true, codes, scales, half: false, mins, blocks, block, zero, xq, ldx, xScale, xSum, ldb, rows, out, ldo)
 }
 
 public func vnni512IntBytes(_ codes: UnsafeRawPointer, _ scales: UnsafePointer<Float>, _ mins: UnsafePointer<Float>?,
                             _ blocks: Int, _ block: Int, _ zero: Int32,
                             _ xq: UnsafePointer<Int8>, _ ldx: Int, _ xScale: UnsafePointer<Float>, _ xSum: UnsafePointer<Int32>, _ ldb: Int,
                             _ rows: Int, _ out: UnsafeMutablePointer<Float>, _ ldo: Int) {
-    intPanel(nibbles: false, codes, scales, mins, blocks, block, zero, xq, ldx, xScale, xSum, ldb, rows, out, ldo)
+    intPanel(nibbles: false, codes, scales, half: false, mins, blocks, block, zero, xq, ldx, xScale, xSum, ldb, rows, out, ldo)
+}
+
+public func vnni512IntNibblesHalfScales(_ codes: UnsafeRawPointer, _ scales: UnsafePointer<UInt16>, _ blocks: Int, _ block: Int, _ zero: Int32,
+                                        _ xq: UnsafePointer<Int8>, _ ldx: Int, _ xScale: UnsafePointer<Float>, _ xSum: UnsafePointer<Int32>,
+                                        _ ldb: Int, _ rows: Int, _ out: UnsafeMutablePointer<Float>, _ ldo: Int) {
+    intPanel(nibbles: true, codes, scales, half: true, nil, blocks, block, zero, xq, ldx, xScale, xSum, ldb, rows, out, ldo)
+}
+
+public func vnni512IntBytesHalfScales(_ codes: UnsafeRawPointer, _ scales: UnsafePointer<UInt16>, _ blocks: Int, _ block: Int, _ zero: Int32,
+                                      _ xq: UnsafePointer<Int8>, _ ldx: Int, _ xScale: UnsafePointer<Float>, _ xSum: UnsafePointer<Int32>,
+                                      _ ldb: Int, _ rows: Int, _ out: UnsafeMutablePointer<Float>, _ ldo: Int) {
+    intPanel(nibbles: false, codes, scales, half: true, nil, blocks, block, zero, xq, ldx, xScale, xSum, ldb, rows, out, ldo)
 }
 
 // MARK: - float activations

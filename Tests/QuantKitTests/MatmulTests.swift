@@ -8,6 +8,10 @@ final class MatmulTests: XCTestCase {
         var format: QuantFormat
         var configure: (inout QuantParams) -> Void = { _ in }
         var orientation: WeightOrientation = .nk
+        /// Weights rounded to bf16 values first, as a bf16 checkpoint's are; `halfScales` is then
+        /// whether the packed matrix must hold its scales as fp16 (nil: not checked).
+        var bf16Weights = false
+        var halfScales: Bool? = nil
         var label: String
         var description: String { "\(label) (\(format))" }
     }
@@ -35,6 +39,12 @@ final class MatmulTests: XCTestCase {
              label: "MatMulNBits uint4 asym block 16"),
         Case(format: .int8, configure: { $0.layout = .matMulNBits; $0.axis = 1; $0.blockSize = 64 }, label: "MatMulNBits int8 block 64"),
         Case(format: .int2, configure: { $0.layout = .matMulNBits; $0.axis = 1; $0.scheme = .asymmetric }, label: "MatMulNBits int2 asym"),
+        Case(format: .int4, configure: { $0.layout = .matMulNBits; $0.axis = 1; $0.rounding = .halfAway }, bf16Weights: true, halfScales: true,
+             label: "MatMulNBits int4 block 32, bf16 weights (scales absmax / -8: fp16 exactly)"),
+        Case(format: .int8, configure: { $0.layout = .matMulNBits; $0.axis = 1; $0.blockSize = 64 }, bf16Weights: true, halfScales: true,
+             label: "MatMulNBits int8 block 64, bf16 weights (scales absmax / -128: fp16 exactly)"),
+        Case(format: .uint4, configure: { $0.layout = .matMulNBits; $0.axis = 1; $0.scheme = .asymmetric }, bf16Weights: true,
+             halfScales: false, label: "MatMulNBits uint4 asym, bf16 weights (mins keep fp32 scales)"),
         Case(format: .int4, configure: { $0.axis = 0 }, orientation: .kn, label: "kn int4 blocked along axis 0"),
         Case(format: .int8, configure: { $0.granularity = .perAxis; $0.axis = 1 }, orientation: .kn, label: "kn int8 per channel"),
     ]
@@ -54,12 +64,26 @@ final class MatmulTests: XCTestCase {
                 c.configure(&params)
                 if params.layout == .bnb4 && k % params.blockSize != 0 { continue }
                 let shape = c.orientation == .nk ? [n, k] : [k, n]
-                let q = try QuantizedTensor(quantizing: rng.normal(count: n * k, scale: 0.05), shape: shape, params: params)
+                var values = rng.normal(count: n * k, scale: 0.05)
+                if c.bf16Weights { values = values.map { Float16Codec.fromBF16(Float16Codec.bf16Bits($0)) } }
+                let q = try QuantizedTensor(quantizing: values, shape: shape, params: params)
                 let w = try pack(q, n: n, k: k, c.orientation)
+                // fp32-held scales of the same weights: the same values, so the same bits.
+                let floatScales = try pack(q, n: n, k: k, c.orientation, halfScales: false)
+                XCTAssertNil(floatScales.halfScales, "\(c)")
+                if let expected = c.halfScales {
+                    XCTAssertEqual(w.halfScales != nil, expected, "\(c) n=\(n) k=\(k)")
+                    let saved = expected ? w.panels * w.blocks * PackedMatrix.panelWidth * 2 : 0
+                    XCTAssertEqual(w.packedBytes, floatScales.packedBytes - saved, "\(c)")
+                }
                 let dequantized = try q.dequantized()
                 let x = rng.normal(count: m * k)
                 for compute in [MatmulCompute.float, .int8] {
                     let reference = try run(w, x, rows: m, compute: compute, threads: 1, variant: .scalar)
+                    if w.halfScales != nil {
+                        let y = try run(floatScales, x, rows: m, compute: compute, threads: 1, variant: .scalar)
+                        XCTAssertEqual(y.map(\.bitPattern), reference.map(\.bitPattern), "\(c) m=\(m) n=\(n) k=\(k) \(compute): fp32 scales")
+                    }
                     for variant in Runtime.supportedMatmulVariants {
                         for threads in [1, 2, 3] {
                             let y = try run(w, x, rows: m, compute: compute, threads: threads, variant: variant)
@@ -181,12 +205,13 @@ final class MatmulTests: XCTestCase {
         } } }
     }
 
-    func pack(_ q: QuantizedTensor, n: Int, k: Int, _ orientation: WeightOrientation) throws -> PackedMatrix {
+    func pack(_ q: QuantizedTensor, n: Int, k: Int, _ orientation: WeightOrientation, halfScales: Bool = true) throws -> PackedMatrix {
         try q.data.withUnsafeBytes { d in
             try q.scales.withUnsafeBytes { s in
                 try q.zeroPoints.withUnsafeBytes { z in
                     try PackedMatrix.pack(params: q.plan.params, n: n, k: k, orientation: orientation,
-                                          weights: QuantizedView(data: d, scales: s, zeroPoints: q.plan.storesZeroPoints ? z : nil))
+                                          weights: QuantizedView(data: d, scales: s, zeroPoints: q.plan.storesZeroPoints ? z : nil),
+                                          halfScales: halfScales)
                 }
             }
         }

@@ -936,3 +936,36 @@ def test_matmul_integer_bad_input():
         qk.matmul_integer(a, b, None, 200)
     _raises_status(Status.INVALID_ARGUMENT, qk.matmul_integer, a, b, num_threads=-1)
 
+
+
+# ---- scales held as fp16 ----
+
+def test_scales_that_are_exact_fp16_values_are_held_as_fp16():
+    """Weights rounded to bf16 (as a bf16 checkpoint's are) give MatMulNBits scales (absmax / -8) that
+    are exactly fp16 values: the packed matrix then holds them in 2 bytes instead of 4 and computes
+    the same bits. A matrix with one scale nudged off the fp16 grid keeps fp32 scales; every output
+    row but the nudged one must come out bit for bit the same from both."""
+    k, n, block = 517, 67, 32
+    blocks, n_padded = -(-k // block), -(-n // 16) * 16
+    w = np.random.default_rng(5).standard_normal((n, k)).astype(ml_dtypes.bfloat16).astype(np.float32)
+    qt = qk.quantize(w, "int4", layout="matmulnbits", block_size=block, symmetric=True, rounding="half_away")
+    scales = np.asarray(qt.scales, np.float32).reshape(n, blocks)
+    assert np.array_equal(scales.astype(np.float16).astype(np.float32), scales)
+    nudged = scales.copy()
+    nudged[3, 5] *= np.float32(1 + 2.0 ** -14)  # 15 significant bits: no longer an fp16 value
+    assert nudged[3, 5].astype(np.float16).astype(np.float32) != nudged[3, 5]
+    kw = dict(k=k, n=n, bits=4, block_size=block)
+    with qk.pack_matmulnbits(qt.data, scales, **kw) as halves, \
+            qk.pack_matmulnbits(qt.data, nudged, **kw) as floats, \
+            qk.pack_matmulnbits(qt.data, scales.astype(np.float16), **kw) as from_fp16:
+        assert floats.packed_bytes - halves.packed_bytes == n_padded * blocks * 2
+        assert from_fp16.packed_bytes == halves.packed_bytes
+        others = np.arange(n) != 3
+        for m in (1, 3, 17):
+            x = activations(m, k, seed=m)
+            for compute in ("float", "int8"):
+                y = qk.matmul(x, halves, compute=compute)
+                assert qk.matmul(x, from_fp16, compute=compute).tobytes() == y.tobytes(), (m, compute)
+                y_floats = qk.matmul(x, floats, compute=compute)
+                assert y_floats[:, others].tobytes() == y[:, others].tobytes(), (m, compute)
+                assert not np.array_equal(y_floats[:, 3], y[:, 3]), (m, compute)

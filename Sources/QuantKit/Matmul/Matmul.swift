@@ -38,17 +38,21 @@ public enum Matmul {
         let unit = tile != nil ? 4 : floatTile != nil ? 2 : 1
         Parallel.forEachChunk(count: (w.panels + unit - 1) / unit, threads: threads) { units in
             let panels = units.lowerBound * unit..<min(units.upperBound * unit, w.panels)
+            // fp16 scales go to every kernel but the int8 panel ones as fp32, a group of panels at a time.
+            let scratch = w.halfScales == nil ? nil : UnsafeMutablePointer<Float>.allocate(capacity: unit * w.blocks * PackedMatrix.panelWidth)
+            defer { scratch?.deallocate() }
             var first = 0
             while first < rows {
                 let count = min(rowsPerSlice, rows - first)
                 if let tile, count >= tileMinRows {
-                    runTiles(w, panels, tile, kernels: kernels, x: x, first: first, count: count, y: y, ldo: ldo)
+                    runTiles(w, panels, tile, kernels: kernels, x: x, first: first, count: count, y: y, ldo: ldo, scratch: scratch)
                 } else if let floatTile, count >= floatTileMinRows {
-                    runFloatTiles(w, panels, floatTile, kernels: kernels, x: x, first: first, count: count, y: y, ldo: ldo)
+                    runFloatTiles(w, panels, floatTile, kernels: kernels, x: x, first: first, count: count, y: y, ldo: ldo,
+                                  scratch: scratch)
                 } else {
                     for p in panels {
                         runPanel(w, p, kernels: kernels, integer: integer, x: x, first: first, count: count,
-                                 out: y + first * ldo + p * PackedMatrix.panelWidth, ldo: ldo)
+                                 out: y + first * ldo + p * PackedMatrix.panelWidth, ldo: ldo, scratch: scratch)
                     }
                 }
                 first += count
@@ -69,57 +73,69 @@ public enum Matmul {
     /// Int8 tiles take panels in groups of 4 over every block; the kernel runs all rows of the
     /// slice over one block before the next, so the group's codes for that block stay in L1.
     private static func runTiles(_ w: PackedMatrix, _ panels: Range<Int>, _ tile: IntTileKernel, kernels: MatmulKernels,
-                                 x: Activations, first: Int, count: Int, y: UnsafeMutablePointer<Float>, ldo: Int) {
+                                 x: Activations, first: Int, count: Int, y: UnsafeMutablePointer<Float>, ldo: Int,
+                                 scratch: UnsafeMutablePointer<Float>?) {
         guard let xq = x.codes, let xs = x.scales, let sums = x.codeSums else { return }
         let ldx = x.kPadded, ldb = x.blocks
-        runGroups(of: 4, w, panels, kernels: kernels, integer: true, x: x, first: first, count: count, y: y, ldo: ldo) { p, out, s in
-            tile(w.codes(panel: p, block: 0), w.blocks * w.blockBytes, w.scales + s, w.blocks * PackedMatrix.panelWidth,
-                 w.mins.map { UnsafePointer($0 + s) }, w.blocks, w.block, w.zero, xq + first * ldx, ldx, xs + first * ldb,
-                 sums + first * ldb, ldb, count, out, ldo)
+        runGroups(of: 4, w, panels, kernels: kernels, integer: true, x: x, first: first, count: count, y: y, ldo: ldo,
+                  scratch: scratch) { p, out, scales, mins in
+            tile(w.codes(panel: p, block: 0), w.blocks * w.blockBytes, scales, w.blocks * PackedMatrix.panelWidth,
+                 mins, w.blocks, w.block, w.zero, xq + first * ldx, ldx, xs + first * ldb, sums + first * ldb, ldb, count, out, ldo)
         }
     }
 
     /// Float tiles take panels in pairs; the kernel decodes a block of the pair once and runs all
     /// rows of the slice over it.
     private static func runFloatTiles(_ w: PackedMatrix, _ panels: Range<Int>, _ tile: FloatTileKernel, kernels: MatmulKernels,
-                                      x: Activations, first: Int, count: Int, y: UnsafeMutablePointer<Float>, ldo: Int) {
+                                      x: Activations, first: Int, count: Int, y: UnsafeMutablePointer<Float>, ldo: Int,
+                                      scratch: UnsafeMutablePointer<Float>?) {
         guard let xf = x.x, let sums = x.floatSums else { return }
         let ldx = x.kPadded, ldb = x.blocks
         let buffer = UnsafeMutablePointer<Float>.allocate(capacity: 2 * PackedMatrix.panelWidth * w.block)
         defer { buffer.deallocate() }
-        runGroups(of: 2, w, panels, kernels: kernels, integer: false, x: x, first: first, count: count, y: y, ldo: ldo) { p, out, s in
-            tile(w.codes(panel: p, block: 0), w.blocks * w.blockBytes, w.scales + s, w.blocks * PackedMatrix.panelWidth,
-                 w.mins.map { UnsafePointer($0 + s) }, w.blocks, w.block, w.zero, w.lut, xf + first * ldx, ldx, sums + first * ldb,
-                 ldb, count, out, ldo, buffer)
+        runGroups(of: 2, w, panels, kernels: kernels, integer: false, x: x, first: first, count: count, y: y, ldo: ldo,
+                  scratch: scratch) { p, out, scales, mins in
+            tile(w.codes(panel: p, block: 0), w.blocks * w.blockBytes, scales, w.blocks * PackedMatrix.panelWidth,
+                 mins, w.blocks, w.block, w.zero, w.lut, xf + first * ldx, ldx, sums + first * ldb, ldb, count, out, ldo, buffer)
         }
     }
 
-    /// Calls `tile(first panel, its outputs, its scale index)` on whole groups of `size` panels,
-    /// with their outputs zeroed first (tile kernels continue from out); leftover panels go
+    /// Calls `tile(first panel, its outputs, the group's fp32 scales, its mins)` on whole groups of `size`
+    /// panels, with their outputs zeroed first (tile kernels continue from out); leftover panels go
     /// through the panel kernel.
     private static func runGroups(of size: Int, _ w: PackedMatrix, _ panels: Range<Int>, kernels: MatmulKernels, integer: Bool,
                                   x: Activations, first: Int, count: Int, y: UnsafeMutablePointer<Float>, ldo: Int,
-                                  tile: (Int, UnsafeMutablePointer<Float>, Int) -> Void) {
+                                  scratch: UnsafeMutablePointer<Float>?, tile: (Int, UnsafeMutablePointer<Float>, UnsafePointer<Float>, UnsafePointer<Float>?) -> Void) {
         let width = PackedMatrix.panelWidth
         var p = panels.lowerBound
         while p + size <= panels.upperBound {
             let out = y + first * ldo + p * width
             for m in 0..<count { (out + m * ldo).initialize(repeating: 0, count: size * width) }
-            tile(p, out, w.scaleIndex(panel: p, block: 0))
+            let s = w.scaleIndex(panel: p, block: 0)
+            tile(p, out, w.floatScales(from: s, count: size * w.blocks * width, scratch: scratch), w.mins.map { UnsafePointer($0 + s) })
             p += size
         }
         for q in p..<panels.upperBound {
-            runPanel(w, q, kernels: kernels, integer: integer, x: x, first: first, count: count, out: y + first * ldo + q * width, ldo: ldo)
+            runPanel(w, q, kernels: kernels, integer: integer, x: x, first: first, count: count, out: y + first * ldo + q * width, ldo: ldo,
+                     scratch: scratch)
         }
     }
 
+    /// `scratch`: room for one panel's fp32 scales when they are held as fp16.
     private static func runPanel(_ w: PackedMatrix, _ p: Int, kernels: MatmulKernels, integer: Bool, x: Activations,
-                                 first: Int, count: Int, out: UnsafeMutablePointer<Float>, ldo: Int) {
+                                 first: Int, count: Int, out: UnsafeMutablePointer<Float>, ldo: Int, scratch: UnsafeMutablePointer<Float>?) {
         let codes = UnsafeRawPointer(w.codes(panel: p, block: 0))
         let scaleOffset = w.scaleIndex(panel: p, block: 0)
-        let scales = UnsafePointer(w.scales + scaleOffset)
         let mins = w.mins.map { UnsafePointer($0 + scaleOffset) }
         let ldx = x.kPadded, ldb = x.blocks
+        if integer, let xq = x.codes, let xs = x.scales, let sums = x.codeSums, let halves = w.halfScales {
+            // The decode path: fp16 scales are read as they are stored.
+            let kernel = w.codes == .nibbles ? kernels.intNibblesHalfScales : kernels.intBytesHalfScales
+            kernel(codes, halves + scaleOffset, w.blocks, w.block, w.zero, xq + first * ldx, ldx, xs + first * ldb, sums + first * ldb, ldb,
+                   count, out, ldo)
+            return
+        }
+        let scales = w.floatScales(from: scaleOffset, count: w.blocks * PackedMatrix.panelWidth, scratch: scratch)
         if integer, let xq = x.codes, let xs = x.scales, let sums = x.codeSums {
             let kernel = w.codes == .nibbles ? kernels.intNibbles : kernels.intBytes
             kernel(codes, scales, mins, w.blocks, w.block, w.zero, xq + first * ldx, ldx, xs + first * ldb, sums + first * ldb, ldb,

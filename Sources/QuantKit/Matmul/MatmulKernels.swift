@@ -13,6 +13,13 @@ typealias IntPanelKernel = (_ codes: UnsafeRawPointer, _ scales: UnsafePointer<F
                             _ xq: UnsafePointer<Int8>, _ ldx: Int, _ xScale: UnsafePointer<Float>, _ xSum: UnsafePointer<Int32>, _ ldb: Int,
                             _ rows: Int, _ out: UnsafeMutablePointer<Float>, _ ldo: Int) -> Void
 
+/// IntPanelKernel for weights whose scales are held as fp16 (PackedMatrix.halfScales; never with
+/// mins): the same arithmetic on the same scale values, so the same bits.
+typealias IntHalfPanelKernel = (_ codes: UnsafeRawPointer, _ scales: UnsafePointer<UInt16>,
+                                _ blocks: Int, _ block: Int, _ zero: Int32,
+                                _ xq: UnsafePointer<Int8>, _ ldx: Int, _ xScale: UnsafePointer<Float>, _ xSum: UnsafePointer<Int32>,
+                                _ ldb: Int, _ rows: Int, _ out: UnsafeMutablePointer<Float>, _ ldo: Int) -> Void
+
 /// The int8-activation arithmetic above for 4 consecutive panels and any number of
 /// rows over `blocks` consecutive blocks, continuing each output from its current value in `out`
 /// (the driver zeroes it before the first block), so a product cut into block ranges gives the same
@@ -48,6 +55,8 @@ typealias FloatTileKernel = (_ codes: UnsafeRawPointer, _ panelBytes: Int, _ sca
 struct MatmulKernels {
     let intNibbles: IntPanelKernel
     let intBytes: IntPanelKernel
+    let intNibblesHalfScales: IntHalfPanelKernel
+    let intBytesHalfScales: IntHalfPanelKernel
     let floatNibbles: FloatPanelKernel
     let floatBytes: FloatPanelKernel
     let floatHalves: FloatPanelKernel
@@ -71,17 +80,24 @@ struct MatmulKernels {
         switch variant {
         case .scalar:
             return MatmulKernels(intNibbles: ReferencePanels.intNibbles, intBytes: ReferencePanels.intBytes,
+                                 intNibblesHalfScales: ReferencePanels.intNibblesHalfScales,
+                                 intBytesHalfScales: ReferencePanels.intBytesHalfScales,
                                  floatNibbles: ReferencePanels.floatNibbles, floatBytes: ReferencePanels.floatBytes,
                                  floatHalves: ReferencePanels.floatHalves, quantizeActivations: ReferenceActivations.quantize)
         case .avx2:
-            return MatmulKernels(intNibbles: avx2IntNibbles, intBytes: avx2IntBytes, floatNibbles: avx2FloatNibbles,
+            return MatmulKernels(intNibbles: avx2IntNibbles, intBytes: avx2IntBytes, intNibblesHalfScales: avx2IntNibblesHalfScales,
+                                 intBytesHalfScales: avx2IntBytesHalfScales, floatNibbles: avx2FloatNibbles,
                                  floatBytes: avx2FloatBytes, floatHalves: avx2FloatHalves, quantizeActivations: avx2QuantizeActivations)
         case .avx2Vnni:
-            return MatmulKernels(intNibbles: avxvnniIntNibbles, intBytes: avxvnniIntBytes, floatNibbles: avx2FloatNibbles,
+            return MatmulKernels(intNibbles: avxvnniIntNibbles, intBytes: avxvnniIntBytes,
+                                 intNibblesHalfScales: avxvnniIntNibblesHalfScales, intBytesHalfScales: avxvnniIntBytesHalfScales,
+                                 floatNibbles: avx2FloatNibbles,
                                  floatBytes: avx2FloatBytes, floatHalves: avx2FloatHalves, quantizeActivations: avx2QuantizeActivations,
                                  intTileNibbles: avxvnniIntTileNibbles, intTileBytes: avxvnniIntTileBytes)
         case .avx512Vnni:
-            return MatmulKernels(intNibbles: vnni512IntNibbles, intBytes: vnni512IntBytes, floatNibbles: vnni512FloatNibbles,
+            return MatmulKernels(intNibbles: vnni512IntNibbles, intBytes: vnni512IntBytes,
+                                 intNibblesHalfScales: vnni512IntNibblesHalfScales, intBytesHalfScales: vnni512IntBytesHalfScales,
+                                 floatNibbles: vnni512FloatNibbles,
                                  floatBytes: vnni512FloatBytes, floatHalves: vnni512FloatHalves,
                                  quantizeActivations: avx512QuantizeActivations, intTileNibbles: vnni512IntTileNibbles, intTileBytes: vnni512IntTileBytes,
                                  floatTileNibbles: vnni512FloatTileNibbles, floatTileBytes: vnni512FloatTileBytes,
@@ -111,7 +127,7 @@ enum PanelLayout {
 enum ReferencePanels {
     static let width = PackedMatrix.panelWidth
 
-    static func intPanel(_ codes: UnsafeRawPointer, _ scales: UnsafePointer<Float>, _ mins: UnsafePointer<Float>?,
+    static func intPanel(_ codes: UnsafeRawPointer, _ scale: (Int) -> Float, _ mins: UnsafePointer<Float>?,
                          _ blocks: Int, _ block: Int, _ zero: Int32,
                          _ xq: UnsafePointer<Int8>, _ ldx: Int, _ xScale: UnsafePointer<Float>, _ xSum: UnsafePointer<Int32>, _ ldb: Int,
                          _ rows: Int, _ out: UnsafeMutablePointer<Float>, _ ldo: Int, blockBytes: Int,
@@ -124,7 +140,7 @@ enum ReferencePanels {
                     var dot: Int32 = 0
                     for c in 0..<block { dot &+= code(base, r, c) &* Int32(xq[m * ldx + b * block + c]) }
                     let sx = xScale[m * ldb + b], sum = xSum[m * ldb + b]
-                    acc.addProduct(Float(dot &- zero &* sum), scales[b * width + r] * sx)
+                    acc.addProduct(Float(dot &- zero &* sum), scale(b * width + r) * sx)
                     if let mins { acc.addProduct(mins[b * width + r], sx * Float(sum)) }
                 }
                 out[m * ldo + r] = acc
@@ -160,12 +176,20 @@ enum ReferencePanels {
     }
 
     static let intNibbles: IntPanelKernel = { codes, scales, mins, blocks, block, zero, xq, ldx, xs, sums, ldb, rows, out, ldo in
-        intPanel(codes, scales, mins, blocks, block, zero, xq, ldx, xs, sums, ldb, rows, out, ldo, blockBytes: width * block / 2,
+        intPanel(codes, { scales[$0] }, mins, blocks, block, zero, xq, ldx, xs, sums, ldb, rows, out, ldo, blockBytes: width * block / 2,
                  code: PanelLayout.nibble)
     }
     static let intBytes: IntPanelKernel = { codes, scales, mins, blocks, block, zero, xq, ldx, xs, sums, ldb, rows, out, ldo in
-        intPanel(codes, scales, mins, blocks, block, zero, xq, ldx, xs, sums, ldb, rows, out, ldo, blockBytes: width * block,
+        intPanel(codes, { scales[$0] }, mins, blocks, block, zero, xq, ldx, xs, sums, ldb, rows, out, ldo, blockBytes: width * block,
                  code: PanelLayout.byte)
+    }
+    static let intNibblesHalfScales: IntHalfPanelKernel = { codes, scales, blocks, block, zero, xq, ldx, xs, sums, ldb, rows, out, ldo in
+        intPanel(codes, { Float16Codec.fromF16(scales[$0]) }, nil, blocks, block, zero, xq, ldx, xs, sums, ldb, rows, out, ldo,
+                 blockBytes: width * block / 2, code: PanelLayout.nibble)
+    }
+    static let intBytesHalfScales: IntHalfPanelKernel = { codes, scales, blocks, block, zero, xq, ldx, xs, sums, ldb, rows, out, ldo in
+        intPanel(codes, { Float16Codec.fromF16(scales[$0]) }, nil, blocks, block, zero, xq, ldx, xs, sums, ldb, rows, out, ldo,
+                 blockBytes: width * block, code: PanelLayout.byte)
     }
     static let floatNibbles: FloatPanelKernel = { codes, scales, mins, blocks, block, _, lut, x, ldx, sums, ldb, rows, out, ldo in
         floatPanel(codes, scales, mins, blocks, block, x, ldx, sums, ldb, rows, out, ldo, blockBytes: width * block / 2) {

@@ -10,6 +10,10 @@
 ///   bytes:   groups of 4 K positions; row r's 4 bytes at 4r are K+0..K+3.
 ///   halves:  one K position per 32 bytes: row r's fp16 bit pattern at 2r.
 /// Rows past N have scale 0; K is padded to a whole block with codes of value 0.
+/// Scales sit in their own buffer, 16 per panel and block, as fp32 or, when every one of them is
+/// exactly an fp16 value and there are no mins, as fp16 (`halfScales`): weights from bf16 or fp16
+/// checkpoints with power-of-two scale divisors (MatMulNBits, ONNX int8), and fp16 MatMulNBits
+/// scales, lose nothing and a decode step reads 10% fewer bytes at block 32.
 ///
 /// Values. Element (n, k) in block b is  scale[b][n] * value(code) + (mins?[b][n] ?? 0), where
 /// value is lut[code] for nibbles, code - zero for bytes, and the fp16 value for halves.
@@ -32,7 +36,10 @@ public final class PackedMatrix: @unchecked Sendable {
     public let zero: Int32
     /// Present when zero points vary per block (asymmetric): min = -scale * zero point.
     let mins: UnsafeMutablePointer<Float>?
-    let scales: UnsafeMutablePointer<Float>
+    /// Exactly one of the two holds the scales (see the layout above); the packer writes fp32
+    /// scales and then calls holdScalesAsHalvesIfExact.
+    private(set) var scales: UnsafeMutablePointer<Float>?
+    private(set) var halfScales: UnsafeMutablePointer<UInt16>?
     let data: UnsafeMutableRawPointer
     /// Value of each nibble code before scaling (16 entries).
     let lut: UnsafeMutablePointer<Float>
@@ -49,8 +56,11 @@ public final class PackedMatrix: @unchecked Sendable {
         }
     }
 
+    /// Bytes per stored scale: 2 when they are held as fp16, else 4.
+    public var scaleBytes: Int { halfScales == nil ? 4 : 2 }
+
     public var packedBytes: Int {
-        panels * blocks * (blockBytes + Self.panelWidth * 4 * (mins == nil ? 1 : 2)) + 64
+        panels * blocks * (blockBytes + Self.panelWidth * (scaleBytes + (mins == nil ? 0 : 4))) + 64
     }
 
     init(format: QuantFormat, n: Int, k: Int, block: Int, codes: Codes, integerCodes: Bool, zero: Int32, hasMins: Bool) throws {
@@ -73,8 +83,9 @@ public final class PackedMatrix: @unchecked Sendable {
         let scaleCount = try checkedProduct([panels, blocks, Self.panelWidth])
         data = .allocate(byteCount: max(dataBytes, 64), alignment: 64)
         data.initializeMemory(as: UInt8.self, repeating: 0, count: max(dataBytes, 64))
-        scales = .allocate(capacity: scaleCount)
-        scales.initialize(repeating: 0, count: scaleCount)
+        let floats = UnsafeMutablePointer<Float>.allocate(capacity: scaleCount)
+        floats.initialize(repeating: 0, count: scaleCount)
+        scales = floats
         if hasMins {
             let m = UnsafeMutablePointer<Float>.allocate(capacity: scaleCount)
             m.initialize(repeating: 0, count: scaleCount)
@@ -88,7 +99,8 @@ public final class PackedMatrix: @unchecked Sendable {
 
     deinit {
         data.deallocate()
-        scales.deallocate()
+        scales?.deallocate()
+        halfScales?.deallocate()
         mins?.deallocate()
         lut.deallocate()
     }
@@ -161,6 +173,34 @@ public final class PackedMatrix: @unchecked Sendable {
         }
     }
 
+    /// Swaps the fp32 scales for fp16 ones when that loses nothing (no mins, every scale exactly an
+    /// fp16 value); `allowed` false keeps fp32 (tests compare both storages). Only the packer calls this.
+    func holdScalesAsHalvesIfExact(allowed: Bool = true) {
+        guard allowed, mins == nil, let scales else { return }
+        let count = panels * blocks * Self.panelWidth
+        for i in 0..<count where Float16Codec.fromF16(Float16Codec.f16Bits(scales[i])).bitPattern != scales[i].bitPattern { return }
+        let halves = UnsafeMutablePointer<UInt16>.allocate(capacity: count)
+        for i in 0..<count { halves[i] = Float16Codec.f16Bits(scales[i]) }
+        scales.deallocate()
+        self.scales = nil
+        halfScales = halves
+    }
+
+    /// Scale number `index` (scaleIndex + row in panel).
+    @inline(__always) func scale(_ index: Int) -> Float {
+        if let scales { return scales[index] }
+        return Float16Codec.fromF16(halfScales![index])
+    }
+
+    /// `count` scales from `index` as fp32: in place when they are stored so, else converted into
+    /// `scratch` (which must hold `count` floats).
+    func floatScales(from index: Int, count: Int, scratch: UnsafeMutablePointer<Float>?) -> UnsafePointer<Float> {
+        if let scales { return UnsafePointer(scales + index) }
+        let halves = halfScales! + index, out = scratch!
+        for i in 0..<count { out[i] = Float16Codec.fromF16(halves[i]) }
+        return UnsafePointer(out)
+    }
+
     /// Value of a stored code before scaling.
     @inline(__always) func value(ofCode code: Int32) -> Float {
         switch codes {
@@ -173,7 +213,7 @@ public final class PackedMatrix: @unchecked Sendable {
     /// Dequantized element (row < n, col < k): what every kernel multiplies with, up to rounding.
     public func weight(row: Int, col: Int) -> Float {
         let i = scaleIndex(panel: row / Self.panelWidth, block: col / block) + row % Self.panelWidth
-        let v = scales[i] * value(ofCode: code(row: row, col: col))
+        let v = scale(i) * value(ofCode: code(row: row, col: col))
         return v + (mins?[i] ?? 0)
     }
 }

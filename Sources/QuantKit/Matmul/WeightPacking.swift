@@ -8,9 +8,10 @@ public enum WeightOrientation: Int32, Sendable {
 
 extension PackedMatrix {
     /// Repacks a quantized weight of logical shape [n, k] whose buffers follow `params` (any layout).
-    /// The buffers are read, never kept.
+    /// The buffers are read, never kept. `halfScales` false keeps fp32 scales even where fp16 ones
+    /// would be exact (for tests).
     public static func pack(params: QuantParams, n: Int, k: Int, orientation: WeightOrientation,
-                            weights: QuantizedView, threads: Int = 0) throws -> PackedMatrix {
+                            weights: QuantizedView, threads: Int = 0, halfScales: Bool = true) throws -> PackedMatrix {
         guard n >= 0, k >= 0 else { throw QuantError.invalid("n = \(n) and k = \(k) must not be negative") }
         let shape = orientation == .nk ? [n, k] : [k, n]
         let plan = try QuantPlan(params: params, shape: shape)
@@ -52,6 +53,8 @@ extension PackedMatrix {
             throw QuantError.unsupported("\(spec.name) weights are not served by the matmul kernels: multiply them as float")
         }
 
+        guard let packedScales = matrix.scales else { throw QuantError(.internalError, "a new packed matrix has no fp32 scales") }
+
         // Stored code -> packed code, for every value a stored code can take.
         var map = [UInt32](repeating: 0, count: 256)
         for c in 0..<min(256, levels.count) {
@@ -75,7 +78,7 @@ extension PackedMatrix {
                             let group = geometry.group(row: row, col: firstCol)
                             let s = scratch.scales[group]
                             let si = matrix.scaleIndex(panel: p, block: b) + r
-                            matrix.scales[si] = s
+                            packedScales[si] = s
                             if let mins = matrix.mins { mins[si] = -s * Float(scratch.zeroPoints[group] - codeMin) }
                             let count = min(k, firstCol + matrix.block) - firstCol
                             if orientation == .nk {
@@ -93,6 +96,7 @@ extension PackedMatrix {
                 }
             }
         }
+        matrix.holdScalesAsHalvesIfExact(allowed: halfScales)
         return matrix
     }
 }
