@@ -318,7 +318,10 @@ int32_t qk_get_num_threads(void);
  * Formats served: INT8/UINT8, INT4/UINT4, INT3/UINT3, INT2/UINT2 (symmetric or asymmetric),
  * NF4, FP4_E2M1, FP4_BNB, LOG4, FP8_E4M3FN, FP8_E5M2. 2- and 3-bit codes are held in 4 bits
  * inside the handle (the same speed as INT4, not less memory traffic). FP16/BF16 weights are not
- * served (multiply them as float). Scales may be F32, F16 or BF16; they are held as F32. */
+ * served (multiply them as float). Scales may be F32, F16 or BF16; they are held as F16 when every
+ * one of them is exactly an F16 value and the zero point is the same for every block (weights from
+ * BF16/F16 checkpoints with MatMulNBits' absmax / -2^(bits-1) scales, F16 scales), else as F32.
+ * Either way the results are the same bits; F16 scales only mean fewer bytes to hold and read. */
 
 /* A packed weight matrix. Opaque; created by qk_pack_weights, freed by qk_packed_matrix_release. */
 typedef struct qk_packed_matrix qk_packed_matrix;

@@ -147,7 +147,7 @@ public enum TiledQuantizer {
     private static func quantizeWhole(_ plan: QuantPlan, from source: MatrixSource, into out: QuantizedBuffers, measureError: Bool,
                                       variant: KernelVariant) throws -> ErrorStats? {
         var values = [Float](repeating: 0, count: plan.count)
-        if plan.count > 0 { values.withUnsafeMutableBufferPointer { source.read(rows: 0..<plan.shape[0], into: $0.baseAddress!, variant: variant) } }
+        if plan.count > 0 { values.withUnsafeMutableBufferPointer { _ = source.read(rows: 0..<plan.shape[0], into: $0.baseAddress!, variant: variant) } }
         try values.withUnsafeBufferPointer { try Quantizer.quantize(plan, input: $0, into: out, variant: variant) }
         guard measureError else { return nil }
         guard plan.count > 0 else { return ErrorAccumulator().stats }
