@@ -162,6 +162,21 @@ final class MatmulTests: XCTestCase {
         }
     }
 
+    /// Every fp16 value that is not a NaN (scales never are), widened by each variant, in a count
+    /// that leaves a tail past the last whole vector.
+    func testWidenHalvesMatchesTheReference() {
+        let halves = (0...UInt16.max).filter { !Float16(bitPattern: $0).isNaN }
+        XCTAssertNotEqual(halves.count % 8, 0)
+        let expected = halves.map { Float(Float16(bitPattern: $0)).bitPattern }
+        for variant in Runtime.supportedMatmulVariants {
+            var out = [Float](repeating: .nan, count: halves.count)
+            halves.withUnsafeBufferPointer { h in
+                out.withUnsafeMutableBufferPointer { MatmulKernels.of(variant).widenHalves(h.baseAddress!, $0.baseAddress!, h.count) }
+            }
+            XCTAssertEqual(out.map(\.bitPattern), expected, variant.name)
+        }
+    }
+
     func testPackingRejectsWhatTheKernelsCannotServe() throws {
         let values = [Float](repeating: 0.25, count: 12 * 20)
         let blocked12 = try quantized(values, [12, 20], { $0.blockSize = 12 }, format: .int4)

@@ -112,7 +112,7 @@ public enum Matmul {
             let out = y + first * ldo + p * width
             for m in 0..<count { (out + m * ldo).initialize(repeating: 0, count: size * width) }
             let s = w.scaleIndex(panel: p, block: 0)
-            tile(p, out, w.floatScales(from: s, count: size * w.blocks * width, scratch: scratch), w.mins.map { UnsafePointer($0 + s) })
+            tile(p, out, w.floatScales(from: s, count: size * w.blocks * width, scratch: scratch, widen: kernels.widenHalves), w.mins.map { UnsafePointer($0 + s) })
             p += size
         }
         for q in p..<panels.upperBound {
@@ -135,7 +135,8 @@ public enum Matmul {
                    count, out, ldo)
             return
         }
-        let scales = w.floatScales(from: scaleOffset, count: w.blocks * PackedMatrix.panelWidth, scratch: scratch)
+        let scales = w.floatScales(from: scaleOffset, count: w.blocks * PackedMatrix.panelWidth, scratch: scratch,
+                                    widen: kernels.widenHalves)
         if integer, let xq = x.codes, let xs = x.scales, let sums = x.codeSums {
             let kernel = w.codes == .nibbles ? kernels.intNibbles : kernels.intBytes
             kernel(codes, scales, mins, w.blocks, w.block, w.zero, xq + first * ldx, ldx, xs + first * ldb, sums + first * ldb, ldb,

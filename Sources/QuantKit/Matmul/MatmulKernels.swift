@@ -20,6 +20,9 @@ typealias IntHalfPanelKernel = (_ codes: UnsafeRawPointer, _ scales: UnsafePoint
                                 _ xq: UnsafePointer<Int8>, _ ldx: Int, _ xScale: UnsafePointer<Float>, _ xSum: UnsafePointer<Int32>,
                                 _ ldb: Int, _ rows: Int, _ out: UnsafeMutablePointer<Float>, _ ldo: Int) -> Void
 
+/// out[0..<count] = the fp16 values at `halves` as fp32 (an exact conversion: every variant gives the same).
+typealias WidenHalvesKernel = (_ halves: UnsafePointer<UInt16>, _ out: UnsafeMutablePointer<Float>, _ count: Int) -> Void
+
 /// The int8-activation arithmetic above for 4 consecutive panels and any number of
 /// rows over `blocks` consecutive blocks, continuing each output from its current value in `out`
 /// (the driver zeroes it before the first block), so a product cut into block ranges gives the same
@@ -61,6 +64,8 @@ struct MatmulKernels {
     let floatBytes: FloatPanelKernel
     let floatHalves: FloatPanelKernel
     let quantizeActivations: ActivationKernel
+    /// fp16 scales for the kernels that take fp32 ones (F16C: every variant but scalar has it).
+    var widenHalves: WidenHalvesKernel = avx2WidenHalves
     /// Tile kernels for many rows; nil where the ISA has none (the panel kernels then serve every M).
     var intTileNibbles: IntTileKernel? = nil
     var intTileBytes: IntTileKernel? = nil
@@ -83,7 +88,8 @@ struct MatmulKernels {
                                  intNibblesHalfScales: ReferencePanels.intNibblesHalfScales,
                                  intBytesHalfScales: ReferencePanels.intBytesHalfScales,
                                  floatNibbles: ReferencePanels.floatNibbles, floatBytes: ReferencePanels.floatBytes,
-                                 floatHalves: ReferencePanels.floatHalves, quantizeActivations: ReferenceActivations.quantize)
+                                 floatHalves: ReferencePanels.floatHalves, quantizeActivations: ReferenceActivations.quantize,
+                                 widenHalves: ReferencePanels.widenHalves)
         case .avx2:
             return MatmulKernels(intNibbles: avx2IntNibbles, intBytes: avx2IntBytes, intNibblesHalfScales: avx2IntNibblesHalfScales,
                                  intBytesHalfScales: avx2IntBytesHalfScales, floatNibbles: avx2FloatNibbles,
@@ -182,6 +188,9 @@ enum ReferencePanels {
     static let intBytes: IntPanelKernel = { codes, scales, mins, blocks, block, zero, xq, ldx, xs, sums, ldb, rows, out, ldo in
         intPanel(codes, { scales[$0] }, mins, blocks, block, zero, xq, ldx, xs, sums, ldb, rows, out, ldo, blockBytes: width * block,
                  code: PanelLayout.byte)
+    }
+    static let widenHalves: WidenHalvesKernel = { halves, out, count in
+        for i in 0..<count { out[i] = Float16Codec.fromF16(halves[i]) }
     }
     static let intNibblesHalfScales: IntHalfPanelKernel = { codes, scales, blocks, block, zero, xq, ldx, xs, sums, ldb, rows, out, ldo in
         intPanel(codes, { Float16Codec.fromF16(scales[$0]) }, nil, blocks, block, zero, xq, ldx, xs, sums, ldb, rows, out, ldo,

@@ -192,13 +192,13 @@ public final class PackedMatrix: @unchecked Sendable {
         return Float16Codec.fromF16(halfScales![index])
     }
 
-    /// `count` scales from `index` as fp32: in place when they are stored so, else converted into
-    /// `scratch` (which must hold `count` floats).
-    func floatScales(from index: Int, count: Int, scratch: UnsafeMutablePointer<Float>?) -> UnsafePointer<Float> {
+    /// `count` scales from `index` as fp32: in place when they are stored so, else converted by
+    /// `widen` into `scratch` (which must hold `count` floats).
+    func floatScales(from index: Int, count: Int, scratch: UnsafeMutablePointer<Float>?,
+                     widen: (UnsafePointer<UInt16>, UnsafeMutablePointer<Float>, Int) -> Void) -> UnsafePointer<Float> {
         if let scales { return UnsafePointer(scales + index) }
-        let halves = halfScales! + index, out = scratch!
-        for i in 0..<count { out[i] = Float16Codec.fromF16(halves[i]) }
-        return UnsafePointer(out)
+        widen(halfScales! + index, scratch!, count)
+        return UnsafePointer(scratch!)
     }
 
     /// Value of a stored code before scaling.
