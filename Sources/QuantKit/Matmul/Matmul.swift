@@ -39,7 +39,8 @@ public enum Matmul {
         Parallel.forEachChunk(count: (w.panels + unit - 1) / unit, threads: threads) { units in
             let panels = units.lowerBound * unit..<min(units.upperBound * unit, w.panels)
             // fp16 scales go to every kernel but the int8 panel ones as fp32, a group of panels at a time.
-            let scratch = w.halfScales == nil ? nil : UnsafeMutablePointer<Float>.allocate(capacity: unit * w.blocks * PackedMatrix.panelWidth)
+            let scratch = w.halfScales == nil ? nil
+                : UnsafeMutablePointer<Float>.allocate(capacity: unit * w.blocks * PackedMatrix.panelWidth)
             defer { scratch?.deallocate() }
             var first = 0
             while first < rows {
@@ -105,14 +106,16 @@ public enum Matmul {
     /// through the panel kernel.
     private static func runGroups(of size: Int, _ w: PackedMatrix, _ panels: Range<Int>, kernels: MatmulKernels, integer: Bool,
                                   x: Activations, first: Int, count: Int, y: UnsafeMutablePointer<Float>, ldo: Int,
-                                  scratch: UnsafeMutablePointer<Float>?, tile: (Int, UnsafeMutablePointer<Float>, UnsafePointer<Float>, UnsafePointer<Float>?) -> Void) {
+                                  scratch: UnsafeMutablePointer<Float>?,
+                                  tile: (Int, UnsafeMutablePointer<Float>, UnsafePointer<Float>, UnsafePointer<Float>?) -> Void) {
         let width = PackedMatrix.panelWidth
         var p = panels.lowerBound
         while p + size <= panels.upperBound {
             let out = y + first * ldo + p * width
             for m in 0..<count { (out + m * ldo).initialize(repeating: 0, count: size * width) }
             let s = w.scaleIndex(panel: p, block: 0)
-            tile(p, out, w.floatScales(from: s, count: size * w.blocks * width, scratch: scratch, widen: kernels.widenHalves), w.mins.map { UnsafePointer($0 + s) })
+            let scales = w.floatScales(from: s, count: size * w.blocks * width, scratch: scratch, widen: kernels.widenHalves)
+            tile(p, out, scales, w.mins.map { UnsafePointer($0 + s) })
             p += size
         }
         for q in p..<panels.upperBound {

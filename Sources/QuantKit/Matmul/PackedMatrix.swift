@@ -57,7 +57,7 @@ public final class PackedMatrix: @unchecked Sendable {
     }
 
     /// Bytes per stored scale: 2 when they are held as fp16, else 4.
-    public var scaleBytes: Int { halfScales == nil ? 4 : 2 }
+    var scaleBytes: Int { halfScales == nil ? 4 : 2 }
 
     public var packedBytes: Int {
         panels * blocks * (blockBytes + Self.panelWidth * (scaleBytes + (mins == nil ? 0 : 4))) + 64
