@@ -1,5 +1,6 @@
 @testable import QuantKit
 import Dispatch
+import Foundation
 import Glibc
 import Synchronization
 import XCTest
@@ -28,6 +29,58 @@ final class ParallelTests: XCTestCase {
                 let counts = Counts(97)
                 Parallel.forEachChunk(count: 97, threads: threads) { range in for i in range { counts.bump(i) } }
                 XCTAssertEqual(counts.all(), [Int](repeating: 1, count: 97), "threads \(threads) round \(round)")
+            }
+        }
+    }
+
+    /// A job asking for fewer threads than the pool has started runs on at most that many, also
+    /// when it has more chunks than threads (the workers past its count must leave it alone).
+    func testAJobRunsOnNoMoreThreadsThanItAsksFor() {
+        let pool = WorkerPool(maxWorkers: 7)
+        let mutex = Mutex<Set<UInt>>([])
+        func distinctThreads(threads: Int, chunks: Int) -> Int {
+            mutex.withLock { $0.removeAll() }
+            let ran = pool.run(chunks: chunks, threads: threads) { _ in
+                mutex.withLock { _ = $0.insert(UInt(bitPattern: Int(bitPattern: UnsafeRawPointer(bitPattern: pthread_self())))) }
+                usleep(200)  // long enough for every spinning worker to try for a chunk
+            }
+            XCTAssertTrue(ran)
+            return mutex.withLock { $0.count }
+        }
+        XCTAssertGreaterThan(distinctThreads(threads: 8, chunks: 64), 1, "the pool starts its workers")
+        for round in 0..<20 {
+            if round % 5 == 0 { usleep(1000) }  // now and then the workers sleep
+            for threads in [1, 2, 3] {
+                let used = distinctThreads(threads: threads, chunks: 32)
+                XCTAssertLessThanOrEqual(used, threads, "threads \(threads) round \(round)")
+            }
+        }
+        XCTAssertGreaterThan(distinctThreads(threads: 8, chunks: 64), 1, "sleeping workers wake for a larger job")
+    }
+
+    /// Jobs of different sizes back to back, with bodies of a few microseconds: a worker late
+    /// from one job (slow between taking a chunk number and reading the chunk count) must never
+    /// run a chunk of the next. It once did: chunks ran twice, and a job could end while a worker
+    /// still held its body, which traps ("closure argument was escaped"); seen within seconds on
+    /// 2 and on 16 cores through qk_matmul (an activation job of 2 chunks, then the product's).
+    func testLateWorkersNeverRunChunksOfTheNextJob() {
+        for workers in [1, 3] {
+            let pool = WorkerPool(maxWorkers: workers)
+            let end = Date().addingTimeInterval(1.5)
+            var round = 0
+            while Date() < end {
+                let chunks = [2, 16, 3, 9][round % 4]
+                let counts = Counts(chunks)
+                let ran = pool.run(chunks: chunks, threads: 16) { chunk in
+                    counts.bump(chunk)
+                    let start = DispatchTime.now().uptimeNanoseconds
+                    while DispatchTime.now().uptimeNanoseconds &- start < 2_000 {}
+                }
+                XCTAssertTrue(ran)
+                guard counts.all() == [Int](repeating: 1, count: chunks) else {
+                    return XCTFail("workers \(workers) round \(round): chunks ran \(counts.all()) times")
+                }
+                round += 1
             }
         }
     }
