@@ -4,7 +4,8 @@
 #   Tests/c/run.sh            compile (C99 and C++11, warnings as errors), run the test under the
 #                             default kernels and under each QUANTKIT_KERNELS variant, and compare
 #                             the quantized outputs of all variants byte for byte; also build the C
-#                             and C++ examples (and run them) and the benchmark (not run)
+#                             and C++ examples (and run them) and the benchmarks (not run); run
+#                             the thread stress (3 s)
 #   Tests/c/run.sh --quick    the default kernels only
 #
 # Build the library first: swift build -c release --product quantkit
@@ -56,6 +57,9 @@ echo "== examples and benchmark: compile (warnings as errors), run the examples"
 "$cxx" -std=c++17 -Wall -Wextra -Werror -pedantic-errors -O1 -I"$root/Include" \
     "$root/Examples/cpp/quantize_weights.cpp" "${link[@]}" -o "$out/quantize_weights_cpp"
 "$cc" "${c_flags[@]}" "$root/Benchmarks/quantize_throughput.c" "${link[@]}" -o "$out/quantize_throughput"
+# C11 for its static asserts; ONNX Runtime is loaded at run time, so only -ldl here.
+"$cc" "${c_flags[@]/-std=c99/-std=c11}" "$root/Benchmarks/matmul_threads.c" "${link[@]}" -ldl -o "$out/matmul_threads"
+"$cc" "${c_flags[@]}" "$root/Tests/c/thread_stress.c" "${link[@]}" -o "$out/thread_stress"
 "$out/quantize_weights_c" > "$out/quantize_weights_c.txt"
 "$out/quantize_weights_cpp" > "$out/quantize_weights_cpp.txt"
 echo "examples ran"
@@ -68,6 +72,8 @@ run() { # run LABEL [ENV...]: the test under one kernel setting
 }
 
 run "default kernels"
+echo "== run: thread stress (qk_matmul of mixed sizes and thread counts, 3 s)"
+"$out/thread_stress" 3 || status=1
 if [[ "${1:-}" != "--quick" ]]; then
     for variant in scalar avx2 avx512; do
         run "QUANTKIT_KERNELS=$variant" QUANTKIT_KERNELS="$variant"
