@@ -5,10 +5,14 @@ import Synchronization
 /// computed by exactly one chunk, with the same arithmetic.
 enum Parallel {
     /// Calls body on disjoint ranges covering 0..<count. Small work stays on the calling thread.
-    static func forEachChunk(count: Int, threads: Int, minChunk: Int = 1, _ body: (Range<Int>) -> Void) {
+    /// `chunksPerThread` > 1 cuts the work finer than the thread count, and threads take chunks as
+    /// they finish: a core that is slow for a moment holds up less of the call. Only for bodies
+    /// whose results do not depend on where ranges start.
+    static func forEachChunk(count: Int, threads: Int, minChunk: Int = 1, chunksPerThread: Int = 1,
+                             _ body: (Range<Int>) -> Void) {
         guard count > 0 else { return }
         let wanted = threads > 0 ? threads : Runtime.defaultThreadCount
-        let chunks = max(1, min(wanted, count / max(minChunk, 1)))
+        let chunks = max(1, min(wanted == 1 ? 1 : wanted * max(chunksPerThread, 1), count / max(minChunk, 1)))
         if chunks == 1 {
             body(0..<count)
             return
@@ -19,7 +23,7 @@ enum Parallel {
             if start < count { body(start..<min(count, start + per)) }
         }
         // The spinning pool first; Dispatch when it is busy (nested or concurrent calls).
-        if !WorkerPool.shared.run(chunks: chunks, threads: chunks, chunk) {
+        if !WorkerPool.shared.run(chunks: chunks, threads: min(wanted, chunks), chunk) {
             DispatchQueue.concurrentPerform(iterations: chunks, execute: chunk)
         }
     }

@@ -33,6 +33,16 @@ final class ParallelTests: XCTestCase {
         }
     }
 
+    func testChunksFinerThanThreadsCoverEveryIndexOnce() {
+        for threads in [1, 2, 3, 8] {
+            for count in [1, 5, 97, 1000] {
+                let counts = Counts(count)
+                Parallel.forEachChunk(count: count, threads: threads, chunksPerThread: 4) { range in for i in range { counts.bump(i) } }
+                XCTAssertEqual(counts.all(), [Int](repeating: 1, count: count), "threads \(threads) count \(count)")
+            }
+        }
+    }
+
     /// A job asking for fewer threads than the pool has started runs on at most that many, also
     /// when it has more chunks than threads (the workers past its count must leave it alone).
     func testAJobRunsOnNoMoreThreadsThanItAsksFor() {

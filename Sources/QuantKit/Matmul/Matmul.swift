@@ -34,9 +34,13 @@ public enum Matmul {
         let floatTile = integer || w.block < 64 ? nil : kernels.floatTile(w.codes)
         // Rows in slices whose activations stay in L2 while every panel of a thread streams past.
         let rowsPerSlice = integer ? 256 : 64
-        // Threads take whole groups of panels where the tile kernels may serve them.
+        // Threads take whole groups of panels where the tile kernels may serve them (so groups
+        // start at the same panels whatever the chunks). A decode step (M <= 4) is cut into 4
+        // chunks per thread, taken as threads finish: measured on 16 cores, weights streamed from
+        // DRAM went from 94-96 to 108-123 GB/s at 16 threads; larger M was no faster that way.
         let unit = tile != nil ? 4 : floatTile != nil ? 2 : 1
-        Parallel.forEachChunk(count: (w.panels + unit - 1) / unit, threads: threads) { units in
+        let chunksPerThread = rows <= 4 ? 4 : 1
+        Parallel.forEachChunk(count: (w.panels + unit - 1) / unit, threads: threads, chunksPerThread: chunksPerThread) { units in
             let panels = units.lowerBound * unit..<min(units.upperBound * unit, w.panels)
             // fp16 scales go to every kernel but the int8 panel ones as fp32, a group of panels at a time.
             let scratch = w.halfScales == nil ? nil
