@@ -58,7 +58,9 @@ echo "== examples and benchmark: compile (warnings as errors), run the examples"
     "$root/Examples/cpp/quantize_weights.cpp" "${link[@]}" -o "$out/quantize_weights_cpp"
 "$cc" "${c_flags[@]}" "$root/Benchmarks/quantize_throughput.c" "${link[@]}" -o "$out/quantize_throughput"
 # C11 for its static asserts; ONNX Runtime is loaded at run time, so only -ldl here.
-"$cc" "${c_flags[@]/-std=c99/-std=c11}" "$root/Benchmarks/matmul_threads.c" "${link[@]}" -ldl -o "$out/matmul_threads"
+for program in matmul_threads decode_threads; do
+    "$cc" "${c_flags[@]/-std=c99/-std=c11}" "$root/Benchmarks/$program.c" "${link[@]}" -ldl -o "$out/$program"
+done
 "$cc" "${c_flags[@]}" "$root/Tests/c/thread_stress.c" "${link[@]}" -o "$out/thread_stress"
 "$out/quantize_weights_c" > "$out/quantize_weights_c.txt"
 "$out/quantize_weights_cpp" > "$out/quantize_weights_cpp.txt"
