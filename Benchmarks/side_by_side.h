@@ -2,7 +2,7 @@
  * side_by_side.h: what the C benchmarks that run QuantKit next to ONNX Runtime share: ONNX Runtime
  * loaded at run time through its C API, deterministic weights, QuantKit quantize and pack calls,
  * and timing in alternating blocks. Header-only, static functions; errors end the process
- * (benchmarks only).
+ * (benchmarks only). Include it after defining _GNU_SOURCE.
  */
 #ifndef QK_BENCH_SIDE_BY_SIDE_H
 #define QK_BENCH_SIDE_BY_SIDE_H
@@ -12,6 +12,7 @@
 #include "quantkit.h"
 
 #include <dlfcn.h>
+#include <errno.h> /* program_invocation_short_name */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -23,7 +24,7 @@
 #define MAX_LIST 16
 
 static void die(const char *what, const char *detail) {
-    fprintf(stderr, "matmul_threads: %s%s%s\n", what, detail ? ": " : "", detail ? detail : "");
+    fprintf(stderr, "%s: %s%s%s\n", program_invocation_short_name, what, detail ? ": " : "", detail ? detail : "");
     exit(1);
 }
 
@@ -52,7 +53,7 @@ static OrtMemoryInfo *ort_cpu;
 
 static void ort_check(OrtStatus *status, const char *what) {
     if (!status) return;
-    fprintf(stderr, "matmul_threads: %s: %s\n", what, ort->GetErrorMessage(status));
+    fprintf(stderr, "%s: %s: %s\n", program_invocation_short_name, what, ort->GetErrorMessage(status));
     ort->ReleaseStatus(status);
     exit(1);
 }
@@ -67,7 +68,7 @@ static void ort_load(const char *path) {
     ort = base->GetApi(ORT_MINIMAL_API_VERSION);
     if (!ort) die("ONNX Runtime does not serve API version " ORT_MINIMAL_API_VERSION_STRING ", found", base->GetVersionString());
     printf("ONNX Runtime %s (%s)\n", base->GetVersionString(), path);
-    ort_check(ort->CreateEnv(ORT_LOGGING_LEVEL_WARNING, "matmul_threads", &ort_env), "CreateEnv");
+    ort_check(ort->CreateEnv(ORT_LOGGING_LEVEL_WARNING, "quantkit-benchmark", &ort_env), "CreateEnv");
     ort_check(ort->CreateCpuMemoryInfo(OrtArenaAllocator, OrtMemTypeDefault, &ort_cpu), "CreateCpuMemoryInfo");
 }
 
