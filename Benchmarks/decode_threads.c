@@ -137,10 +137,7 @@ static void run_qk_chain(const void *context) {
 
 static void run_ort_chain(const void *context) {
     const chain *c = context;
-    const char *in_names[] = {"A"}, *out_names[] = {"Y"};
-    const OrtValue *inputs[] = {c->ort_x};
-    OrtValue *outputs[] = {c->ort_y};
-    ort_check(ort->Run(c->session, NULL, in_names, inputs, 1, out_names, 1, outputs), "Run");
+    ort_run(c->session, c->ort_x, c->ort_y);
 }
 
 /* ---- Main ----------------------------------------------------------------------------------------- */

@@ -109,10 +109,7 @@ static void run_qk(const void *context) {
 
 static void run_ort(const void *context) {
     const product *p = context;
-    const char *in_names[] = {"A"}, *out_names[] = {"Y"};
-    const OrtValue *inputs[] = {p->ort_x};
-    OrtValue *outputs[] = {p->ort_y};
-    ort_check(ort->Run(p->session, NULL, in_names, inputs, 1, out_names, 1, outputs), "Run");
+    ort_run(p->session, p->ort_x, p->ort_y);
 }
 
 /* ---- Command line ------------------------------------------------------------------------------ */

@@ -93,6 +93,14 @@ static OrtValue *ort_float_tensor(float *data, int64_t rows, int64_t cols) {
     return value;
 }
 
+/* Runs a model with one input A and one output Y, both preallocated tensors. */
+static void ort_run(OrtSession *session, const OrtValue *a, OrtValue *y) {
+    const char *in_names[] = {"A"}, *out_names[] = {"Y"};
+    const OrtValue *inputs[] = {a};
+    OrtValue *outputs[] = {y};
+    ort_check(ort->Run(session, NULL, in_names, inputs, 1, out_names, 1, outputs), "Run");
+}
+
 /* ---- Weights ------------------------------------------------------------------------------------ */
 
 /* Standard normal values from xorshift64* and Box-Muller: the same numbers on every machine. */
