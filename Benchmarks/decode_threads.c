@@ -15,7 +15,7 @@
  * difference (QuantKit against ORT, after L layers). A benchmark, not a test: it asserts nothing.
  *
  *   decode_threads --ort PATH/libonnxruntime.so.X [--threads 1,2,4,8,16] [--layers L] [--seconds 1]
- *                  [--pause-ms 50]
+ *                  [--pause-ms 100]
  * See run_matmul_threads.sh (--decode).
  */
 #define _GNU_SOURCE
@@ -144,7 +144,7 @@ static void run_ort_chain(const void *context) {
 
 int main(int argc, char **argv) {
     const char *ort_path = NULL;
-    int threads[MAX_LIST], thread_count = parse_threads("1,2,4,8,16", threads), layers = 0, pause_ms = 50;
+    int threads[MAX_LIST], thread_count = parse_threads("1,2,4,8,16", threads), layers = 0, pause_ms = 100;
     double seconds = 1.0;
     for (int i = 1; i < argc; i += 2) {
         const char *value = i + 1 < argc ? argv[i + 1] : NULL;

@@ -114,8 +114,9 @@ class BlasThreads:
 
 def measure(fn, target_s, min_reps=3, max_reps=200, warmup=2):
     """Median seconds of fn() over repeats (after warm-up), repeating until ~target_s elapsed.
-    Starts with a short pause, so the worker threads of the previous method (ORT's spin) go idle."""
-    time.sleep(0.02)
+    Starts with a pause, so the worker threads of the previous method go idle: ORT's intra-op
+    workers were measured spinning for about 60 ms after a session's last run."""
+    time.sleep(0.1)
     for _ in range(warmup):
         fn()
     times = []

@@ -13,9 +13,9 @@
  * ORT gets its model from memory (onnx_model_writer.h) and writes into a preallocated output, as a
  * C engine would; sessions use intra_op_num_threads = threads. Each timing is the median of single
  * calls, taken in blocks that alternate between the two libraries, with a pause between blocks
- * (--pause-ms, 50 by default) so that the other library's workers have stopped spinning: with a
- * 3 ms pause, ORT's still-spinning workers made QuantKit's 16-thread calls up to 2x slower on a
- * 16-core machine.
+ * (--pause-ms, 100 by default) so that the other library's workers have stopped spinning: ORT's
+ * intra-op workers spin for about 60 ms after a run, and with 3 ms pauses they made QuantKit's
+ * 16-thread calls up to 2x slower on a 16-core machine.
  * Columns: ms, QK/ORT (below 1: QuantKit is faster), each library's speed-up over its own time at
  * the first thread count, and "rel diff" = max|QK - ORT| / max|ORT|: about 1e-6 for the int4 rows
  * (both quantize activations per block alike), about 1e-2 for W8A8 (ORT quantizes activations per
@@ -24,7 +24,7 @@
  * A benchmark, not a test: it asserts nothing.
  *
  *   matmul_threads --ort PATH/libonnxruntime.so.X [--shapes 4096x4096,4096x11008,11008x4096]
- *                  [--ms 1,16,512] [--threads 1,2,4,8,16] [--seconds 0.3] [--pause-ms 50]
+ *                  [--ms 1,16,512] [--threads 1,2,4,8,16] [--seconds 0.3] [--pause-ms 100]
  * Thread counts above the core count are dropped. See run_matmul_threads.sh.
  */
 #define _GNU_SOURCE
@@ -127,7 +127,7 @@ typedef struct settings {
 } settings;
 
 static settings parse(int argc, char **argv) {
-    settings s = {.seconds = 0.3, .pause_ms = 50};
+    settings s = {.seconds = 0.3, .pause_ms = 100};
     parse_list("4096x4096,4096x11008,11008x4096", &s.shapes[0][0], 1);
     s.shape_count = 3;
     s.m_count = parse_list("1,16,512", s.ms, 0);
