@@ -58,14 +58,33 @@ struct ElementCoder {
             let clamped = Int32(max(Float(codeMin), min(Float(codeMax), q)))
             return UInt8(truncatingIfNeeded: clamped & mask)
         case .minifloat(let encoder, let plusZero):
-            var y = scaled(x, scale)
-            if plusZero && y == 0 { y = 0 }
-            return UInt8(truncatingIfNeeded: encoder.encode(y, tiesAway: rounding == .halfAway))
+            return minifloatCode(encoder, plusZero, scaled(x, scale))
         case .codebook(let encoder):
             return UInt8(truncatingIfNeeded: encoder.encode(scaled(x, scale)))
         case .none:
             return 0
         }
+    }
+
+    /// `encode` of `count` consecutive elements that share one scale and zero point, into
+    /// codes[0..<count]: the same codes, with the format's path chosen once per run instead of per
+    /// element (measured: the per-element switch took half of an NF4 conversion's time).
+    func encode(_ x: UnsafePointer<Float>, count: Int, scale: Float, zeroPoint: Int32, into codes: UnsafeMutablePointer<UInt8>) {
+        switch path {
+        case .minifloat(let encoder, let plusZero):
+            for k in 0..<count { codes[k] = minifloatCode(encoder, plusZero, scaled(x[k], scale)) }
+        case .codebook(let encoder):
+            for k in 0..<count { codes[k] = UInt8(truncatingIfNeeded: encoder.encode(scaled(x[k], scale))) }
+        case .integer, .none:
+            for k in 0..<count { codes[k] = encode(x[k], scale: scale, zeroPoint: zeroPoint) }
+        }
+    }
+
+    @inline(__always)
+    private func minifloatCode(_ encoder: MinifloatEncoder, _ plusZero: Bool, _ scaledValue: Float) -> UInt8 {
+        var y = scaledValue
+        if plusZero && y == 0 { y = 0 }
+        return UInt8(truncatingIfNeeded: encoder.encode(y, tiesAway: rounding == .halfAway))
     }
 
     @inline(__always)

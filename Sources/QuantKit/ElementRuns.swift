@@ -56,13 +56,18 @@ extension QuantPlan {
     /// the element's work).
     @inline(__always)
     func forEachElement(threads: Int, _ body: (_ element: Int, _ group: Int) -> Void) {
+        forEachRun(threads: threads) { r in
+            for k in 0..<r.count { body(r.start + k, r.groupBase + k * r.groupStride) }
+        }
+    }
+
+    /// Calls body for every run, in memory order, split over threads.
+    @inline(__always)
+    func forEachRun(threads: Int, _ body: (ElementRun) -> Void) {
         let runs = runCount
         let elementsPerRun = max(1, count / max(runs, 1))
         Parallel.forEachChunk(count: runs, threads: threads, minChunk: max(1, 16384 / elementsPerRun)) { range in
-            for i in range {
-                let r = run(i)
-                for k in 0..<r.count { body(r.start + k, r.groupBase + k * r.groupStride) }
-            }
+            for i in range { body(run(i)) }
         }
     }
 
@@ -74,6 +79,8 @@ extension QuantPlan {
         runShape == .outerRows || (runShape == .rows && params.granularity == .blocked)
     }
 
+    /// `kernels`: an ISA's min/max kernels, which give the scalar scan's values on finite input
+    /// (callers check finiteness first).
     func groupRanges(_ x: UnsafeBufferPointer<Float>, threads: Int, kernels: BlockKernels? = nil,
                      into lo: UnsafeMutablePointer<Float>, _ hi: UnsafeMutablePointer<Float>) {
         lo.update(repeating: .greatestFiniteMagnitude, count: groupCount)
@@ -99,7 +106,18 @@ extension QuantPlan {
             for c in 0..<chunks { lo[0] = min(lo[0], partial[c]); hi[0] = max(hi[0], partial[chunks + c]) }
         case .wholeGroups:
             Parallel.forEachChunk(count: groupCount, threads: threads, minChunk: max(1, 16384 / max(maxGroupSize, 1))) { groups in
-                for g in groups { let r = run(g); scan(r.start, r.count, g) }
+                guard let kernels, let base = x.baseAddress else {
+                    for g in groups { let r = run(g); scan(r.start, r.count, g) }
+                    return
+                }
+                // The vector kernel's finiteness check is not needed: callers checked already.
+                let poison = UnsafeMutablePointer<Float>.allocate(capacity: 16)
+                poison.initialize(repeating: 0, count: 16)
+                defer { poison.deallocate() }
+                for g in groups {
+                    let r = run(g)
+                    if r.count > 0 { (lo[g], hi[g]) = kernels.minMax(base + r.start, r.count, poison) }
+                }
             }
         case .outerRows:
             // Threads own column ranges (groups); each walks every row's slice of its columns.

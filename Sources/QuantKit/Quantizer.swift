@@ -54,7 +54,7 @@ public enum Quantizer {
         // |x / scale| within the code range, which their int32 conversion needs).
         let perLane = plan.codeSpec.isInteger && plan.params.method == .minMax && plan.runsAdvanceOneGroupPerElement
             ? BlockKernels.of(variant) : nil
-        try chooseScales(plan, input, coder: coder, kernels: perLane, into: scratch)
+        try chooseScales(plan, input, coder: coder, kernels: BlockKernels.of(variant), into: scratch)
         try checkScalesFinite(plan, scratch.scales, input)
         if let perLane, let source = input.baseAddress {
             let tiesAway = plan.params.rounding == .halfAway
@@ -65,9 +65,7 @@ public enum Quantizer {
                 }
             }
         } else {
-            plan.forEachElement(threads: plan.params.threads) { i, g in
-                scratch.codes[i] = coder.encode(input[i], scale: scratch.scales[g], zeroPoint: scratch.zeroPoints[g])
-            }
+            encodeCodes(plan, input, coder, scratch)
         }
         writeScales(plan, scratch, into: out)
         packCodes(plan, scratch.codes, into: out.data)
@@ -119,10 +117,7 @@ public enum Quantizer {
         let scratch = GroupScratch(plan)
         defer { scratch.deallocate() }
         try readScales(plan, out.readOnly, into: scratch, requireFinite: true)
-        let coder = ElementCoder(spec: plan.codeSpec, rounding: plan.params.rounding)
-        plan.forEachElement(threads: plan.params.threads) { i, g in
-            scratch.codes[i] = coder.encode(input[i], scale: scratch.scales[g], zeroPoint: scratch.zeroPoints[g])
-        }
+        encodeCodes(plan, input, ElementCoder(spec: plan.codeSpec, rounding: plan.params.rounding), scratch)
         packCodes(plan, scratch.codes, into: out.data)
     }
 
@@ -149,6 +144,24 @@ public enum Quantizer {
     }
 
     // MARK: - Steps
+
+    /// scratch.codes of every element from the scales and zero points in `scratch`; runs of one
+    /// group are coded a run at a time.
+    private static func encodeCodes(_ plan: QuantPlan, _ input: UnsafeBufferPointer<Float>, _ coder: ElementCoder, _ scratch: GroupScratch) {
+        guard let source = input.baseAddress else { return }
+        plan.forEachRun(threads: plan.params.threads) { r in
+            if r.groupStride == 0 {
+                let g = r.groupBase
+                coder.encode(source + r.start, count: r.count, scale: scratch.scales[g], zeroPoint: scratch.zeroPoints[g],
+                             into: scratch.codes + r.start)
+                return
+            }
+            for k in 0..<r.count {
+                let (i, g) = (r.start + k, r.groupBase + k * r.groupStride)
+                scratch.codes[i] = coder.encode(source[i], scale: scratch.scales[g], zeroPoint: scratch.zeroPoints[g])
+            }
+        }
+    }
 
     static func checkSizes(_ plan: QuantPlan, inputCount: Int, data: Int, scales: Int, zeroPoints: Int?) throws {
         guard inputCount == plan.count else {
