@@ -13,7 +13,8 @@ public enum TiledQuantizer {
     static let bandElements = 131072
 
     /// True when every row of `plan`'s output owns whole bytes of codes, scales and zero points:
-    /// 2-D, blocked along the last axis, in the MatMulNBits layout or the ONNX one at row-aligned bits.
+    /// 2-D, blocked along the last axis, in the MatMulNBits layout or the ONNX one at row-aligned bits,
+    /// or bnb4 when its flat blocks never cross a row (then they are blocks along the last axis).
     static func splitsIntoRows(_ plan: QuantPlan) -> Bool {
         guard plan.shape.count == 2, plan.shape[0] > 1, plan.params.granularity == .blocked, plan.inner == 1,
               plan.groupCount > 0 else { return false }
@@ -21,7 +22,7 @@ public enum TiledQuantizer {
         switch plan.params.layout {
         case .matMulNBits: return true
         case .onnx: return plan.dim * bits % 8 == 0 && (!plan.storesZeroPoints || plan.blocksPerDim * bits % 8 == 0)
-        case .bnb4: return false
+        case .bnb4: return plan.shape[1] % plan.block == 0 && plan.shape[1] * bits % 8 == 0
         }
     }
 

@@ -134,6 +134,11 @@ final class TiledQuantizerTests: XCTestCase {
             Case(format: .uint4, layout: .onnx, scheme: .asymmetric, rows: 700, columns: 128, type: .f16),
             Case(format: .int4, layout: .matMulNBits, rows: 33, columns: 1100, padded: 64, transposed: true, type: .bf16),
             Case(format: .fp8E4M3FN, layout: .onnx, rows: 200, columns: 300),
+            // bnb4: flat blocks that never cross a row split into rows (the reference path per band);
+            // blocks that do cross rows (100 % 64 != 0) go as one band.
+            Case(format: .nf4, layout: .bnb4, block: 64, rows: 200, columns: 300, padded: 256, transposed: true),
+            Case(format: .fp4Bnb, layout: .bnb4, block: 16, rows: 96, columns: 700, transposed: true, type: .f16),
+            Case(format: .nf4, layout: .bnb4, block: 64, rows: 100, columns: 70, transposed: true),
             // Not split into rows: odd 4-bit rows in the ONNX layout, one band.
             Case(format: .int4, layout: .onnx, rows: 301, columns: 45),
         ]
@@ -161,7 +166,7 @@ final class TiledQuantizerTests: XCTestCase {
             }
             var params = QuantParams(format: c.format)
             (params.layout, params.scheme, params.blockSize, params.rounding) = (c.layout, c.scheme, c.block, c.layout == .matMulNBits ? .halfAway : .halfEven)
-            if c.format == .fp8E4M3FN { params.granularity = .blocked }
+            if c.format == .fp8E4M3FN || c.layout == .bnb4 { params.granularity = .blocked }
             let whole = try QuantizedTensor(quantizing: matrix, shape: [readRows, padded], params: params)
             let expectedError = try whole.error(against: matrix)
             var scalarError: ErrorStats?

@@ -40,21 +40,22 @@ public struct Bnb4Pass: LinearRewritePass {
             throw QuantError(.internalError, "Bnb4Pass.rewrite called without check")
         }
         let block = settings.blockSize
-        let weights = try layer.transposedWeightMatrix(external: context.external)  // [N, K]
-
         var params = QuantParams(format: settings.format)
         params.granularity = .blocked
         params.blockSize = block
         params.layout = .bnb4
         params.scaleType = scaleType
         params.threads = context.threads
-        let q = try QuantizedTensor(quantizing: weights, shape: [layer.n, layer.k], params: params)
+        // Wᵀ [N, K], read transposed straight from where the weight is stored, band by band.
+        let q = try layer.quantizeWeight(params, shape: [layer.n, layer.k], transposed: true, external: context.external,
+                                         measureError: context.measureError, workspace: context.workspace,
+                                         pool: context.tensorBuffers)
 
         var out = Rewrite()
         let weightName = layer.weight.name
-        let packed = TensorData.make(name: context.names.unique("\(weightName)_Bnb4"), type: .uint8, dims: [q.data.count], raw: q.data)
+        let packed = TensorData.make(name: context.names.unique("\(weightName)_Bnb4"), type: .uint8, dims: [q.data.count], data: q.data)
         let absmax = TensorData.make(name: context.names.unique("\(weightName)_absmax"), type: layer.weightType,
-                                     dims: [q.plan.groupCount], raw: q.scales)
+                                     dims: [q.plan.groupCount], data: q.scales)
         out.initializers = [packed, absmax]
 
         var output = layer.output
@@ -80,7 +81,7 @@ public struct Bnb4Pass: LinearRewritePass {
             out.nodes.append(Onnx_NodeProto("Add", name: context.names.unique("\(layer.baseName)_bias_add"), inputs: [output, bias], outputs: [layer.output]))
         }
         out.quantizedBytes = q.byteCount
-        out.error = try q.measuredError(against: weights, when: context.measureError)
+        out.error = q.error
         out.opsets = ["com.microsoft": 1]
         return out
     }
