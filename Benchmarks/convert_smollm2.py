@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Side-by-side conversion benchmark (not a test): SmolLM2-135M fp32 ONNX -> INT4, block 32,
-symmetric, MatMulNBits, with QuantKit's CLI and with ONNX Runtime's MatMulNBitsQuantizer.
+symmetric, MatMulNBits, with QuantKit's CLI and with ONNX Runtime's MatMulNBitsQuantizer; with
+--format nf4, NF4 block 64 MatMulBnb4 (bitsandbytes' layout) against ONNX Runtime's MatMulBnb4Quantizer.
 
 Each conversion runs in its own child process, one at a time, so its wall time and peak RSS
 (os.wait4's ru_maxrss) are its own. Both input kinds are measured: one .onnx with inline weights,
@@ -18,7 +19,7 @@ Note: the fp32 weights were dequantized from a Q4_1 GGUF (block 32, asymmetric),
 sit on a 4-bit grid; symmetric block-32 INT4 is a different grid, but errors here are smaller than
 on a model trained in full precision would be.
 
-    .venv/bin/python Benchmarks/convert_smollm2.py [--quantkit dist/bin/quantkit] [--keep DIR]
+    .venv/bin/python Benchmarks/convert_smollm2.py [--format int4|nf4] [--quantkit dist/bin/quantkit] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -37,21 +38,38 @@ sys.path.insert(0, str(REPO / "Tests"))
 PROMPT = "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n"
 
 
-def ort_import() -> None:
+# --format: (QuantKit's arguments, the operator both write, the title of the table).
+FORMATS = {
+    "int4": (["--format", "int4", "--block-size", "32", "--target", "matmulnbits"], "MatMulNBits",
+             "INT4 block 32 symmetric MatMulNBits"),
+    "nf4": (["--format", "nf4", "--block-size", "64", "--target", "bnb4"], "MatMulBnb4", "NF4 block 64 MatMulBnb4"),
+}
+
+
+def ort_import(fmt: str) -> None:
     """ORT's start-up alone, inside a child process: what ort_convert pays before it converts."""
     import logging  # noqa: F401
 
-    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer  # noqa: F401
+    if fmt == "nf4":
+        from onnxruntime.quantization.matmul_bnb4_quantizer import MatMulBnb4Quantizer  # noqa: F401
+    else:
+        from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer  # noqa: F401
 
 
-def ort_convert(src: str, dst: str, external: bool) -> None:
+def ort_convert(src: str, dst: str, external: bool, fmt: str) -> None:
     """The ONNX Runtime half, run inside the child process."""
     import logging
 
-    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
-
     logging.getLogger("onnxruntime.quantization").setLevel(logging.WARNING)  # one INFO line per node
-    quant = MatMulNBitsQuantizer(src, bits=4, block_size=32, is_symmetric=True, accuracy_level=None)
+    if fmt == "nf4":
+        import onnx
+        from onnxruntime.quantization.matmul_bnb4_quantizer import MatMulBnb4Quantizer
+
+        quant = MatMulBnb4Quantizer(onnx.load(src), quant_type=MatMulBnb4Quantizer.NF4, block_size=64)
+    else:
+        from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+        quant = MatMulNBitsQuantizer(src, bits=4, block_size=32, is_symmetric=True, accuracy_level=None)
     quant.process()
     quant.model.save_model_to_file(dst, use_external_data_format=external)
 
@@ -80,8 +98,8 @@ def model_mb(path: Path) -> float:
     return (path.stat().st_size + (data.stat().st_size if data.exists() else 0)) / 1e6
 
 
-def check_output(path: Path, ref_logits, text_ids) -> dict:
-    """Load in ONNX Runtime, count MatMulNBits, compare with the fp32 logits on the fixed text
+def check_output(path: Path, ref_logits, text_ids, op: str) -> dict:
+    """Load in ONNX Runtime, count `op` nodes, compare with the fp32 logits on the fixed text
     (max |difference|, how often the top token agrees), perplexity, greedy answer to PROMPT."""
     import numpy as np
     import onnx
@@ -91,7 +109,7 @@ def check_output(path: Path, ref_logits, text_ids) -> dict:
     graph = onnx.load(str(path), load_external_data=False).graph
     ops = [n.op_type for n in graph.node]
     logits = smollm2.run_logits(path, text_ids)
-    return {"nbits": ops.count("MatMulNBits"), "matmul": ops.count("MatMul"),
+    return {"nbits": ops.count(op), "matmul": ops.count("MatMul"),
             "diff": float(np.abs(logits - ref_logits).max()),
             "top1": float((logits.argmax(-1) == ref_logits.argmax(-1)).mean()),
             "ppl": smollm2.perplexity_of_logits(logits, text_ids),
@@ -100,18 +118,19 @@ def check_output(path: Path, ref_logits, text_ids) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--format", choices=sorted(FORMATS), default="int4", help="int4 (MatMulNBits) or nf4 (MatMulBnb4)")
     parser.add_argument("--quantkit", type=Path, default=REPO / "dist" / "bin" / "quantkit")
     parser.add_argument("--kinds", default="external,inline", help="input kinds, comma separated")
     parser.add_argument("--repeat", type=int, default=1, help="runs per conversion (fastest is shown)")
     parser.add_argument("--keep", type=Path, help="write outputs here and keep them (default: a temp dir)")
-    parser.add_argument("--child-ort", nargs=3, metavar=("IN", "OUT", "EXTERNAL"), help=argparse.SUPPRESS)
-    parser.add_argument("--child-ort-import", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--child-ort", nargs=4, metavar=("IN", "OUT", "EXTERNAL", "FORMAT"), help=argparse.SUPPRESS)
+    parser.add_argument("--child-ort-import", metavar="FORMAT", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child_ort:
-        ort_convert(args.child_ort[0], args.child_ort[1], args.child_ort[2] == "1")
+        ort_convert(args.child_ort[0], args.child_ort[1], args.child_ort[2] == "1", args.child_ort[3])
         return 0
     if args.child_ort_import:
-        ort_import()
+        ort_import(args.child_ort_import)
         return 0
 
     from models import smollm2
@@ -127,16 +146,16 @@ def main() -> int:
 
     out_dir = args.keep or Path(tempfile.mkdtemp(prefix="convert_smollm2-"))
     out_dir.mkdir(parents=True, exist_ok=True)
+    qk_args, op, title = FORMATS[args.format]
     rows = []
     for kind in kinds:
         src = smollm2.get_model(kind)
         tools = {"onnxruntime": lambda dst: [sys.executable, __file__, "--child-ort", str(src), str(dst),
-                                              "1" if kind == "external" else "0"]}
+                                              "1" if kind == "external" else "0", args.format]}
         if quantkit.exists():
-            tools["quantkit"] = lambda dst: [str(quantkit), "convert", str(src), "-o", str(dst), "--format",
-                                             "int4", "--block-size", "32", "--target", "matmulnbits"]
+            tools["quantkit"] = lambda dst: [str(quantkit), "convert", str(src), "-o", str(dst), *qk_args]
         for tool, argv in tools.items():
-            dst = out_dir / f"smollm2-int4-b32-{tool}-{kind}.onnx"
+            dst = out_dir / f"smollm2-{args.format}-{tool}-{kind}.onnx"
             print(f"converting {kind} with {tool} ...", flush=True)
             runs = []
             for _ in range(args.repeat):
@@ -156,7 +175,7 @@ def main() -> int:
             rows.append((row, dst))
 
     print("ONNX Runtime's start-up alone (Python + imports) ...", flush=True)
-    ort_startup = min(run_child([sys.executable, __file__, "--child-ort-import"])[0] for _ in range(max(args.repeat, 3)))
+    ort_startup = min(run_child([sys.executable, __file__, "--child-ort-import", args.format])[0] for _ in range(max(args.repeat, 3)))
 
     print("checking outputs in onnxruntime ...", flush=True)
     text_ids = smollm2.fixed_text_tokens()
@@ -167,10 +186,10 @@ def main() -> int:
     for row, dst in rows:
         if "out_mb" in row:
             try:
-                row.update(check_output(dst, ref_logits, text_ids))
+                row.update(check_output(dst, ref_logits, text_ids, op))
             except Exception as exc:  # report it in the table rather than stop
                 row["error"] = f"{type(exc).__name__}: {exc}"[:200]
-    print_table([r for r, _ in rows], fp32_ppl, len(text_ids), ort_startup)
+    print_table([r for r, _ in rows], fp32_ppl, len(text_ids), ort_startup, op, title)
     if not args.keep:
         for _, dst in rows:
             for f in (dst, dst.with_name(dst.name + ".data")):
@@ -179,10 +198,10 @@ def main() -> int:
     return 0
 
 
-def print_table(rows: list[dict], fp32_ppl: float, n_tokens: int, ort_startup: float) -> None:
-    print(f"\nSmolLM2-135M fp32 -> INT4 block 32 symmetric MatMulNBits; fp32 perplexity {fp32_ppl:.2f} "
+def print_table(rows: list[dict], fp32_ppl: float, n_tokens: int, ort_startup: float, op: str, title: str) -> None:
+    print(f"\nSmolLM2-135M fp32 -> {title}; fp32 perplexity {fp32_ppl:.2f} "
           f"on {n_tokens} tokens of Tests/models/fixed_text.txt")
-    print("| tool | input | seconds | max RSS MB | fp32 model MB | RSS / model | output MB | MatMulNBits"
+    print(f"| tool | input | seconds | max RSS MB | fp32 model MB | RSS / model | output MB | {op}"
           " (MatMul left) | max abs logit diff | top-1 agree | perplexity |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
