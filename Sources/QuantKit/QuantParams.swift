@@ -12,7 +12,7 @@ public enum FloatType: Int32, Sendable {
 }
 
 /// Everything that decides how a tensor is quantized (the C `qk_quant_params`).
-public struct QuantParams: Sendable {
+public struct QuantParams: Sendable, Equatable {
     public var format: QuantFormat
     public var scheme: QuantScheme = .symmetric
     public var granularity: Granularity = .blocked

@@ -77,38 +77,35 @@ public struct Converter {
             scope[tensor.name] = tensor
         }
 
+        // First decide every candidate (match, policy, check), so that the weights to quantize are
+        // known ahead and can be quantized side by side; then rewrite in order.
+        var candidates: [Candidate] = []
+        var jobs: [WeightPrefetcher.Job] = []
+        for (index, node) in graph.node.enumerated() where options.opTypes.contains(node.opType) {
+            if let candidate = try plan(node, at: index, depth: depth, scope: scope, policy: policy, context: context, jobs: &jobs) {
+                candidates.append(candidate)
+            }
+        }
+        let prefetcher = startPrefetcher(jobs, context: context)
+        defer { prefetcher?.stop() }
+
         var replacements: [Int: [Onnx_NodeProto]] = [:]
         var newInitializers: [Onnx_TensorProto] = []
-        for (index, node) in graph.node.enumerated() where options.opTypes.contains(node.opType) {
-            let layer: LinearLayer
-            do {
-                guard let matched = try LinearLayer.match(node: node, at: index, constant: { scope[$0] }, external: context.external) else { continue }
-                layer = matched
-            } catch let reason as SkipReason {
-                report.layers.append(Self.entry(node: node, weight: "", depth: depth, role: .linear, k: 0, n: 0, skipped: reason.description))
-                tick(&state, node)
-                continue
-            }
-            let role = policy.role(of: layer)
-            var entry = Self.entry(node: node, weight: layer.weight.name, depth: depth, role: role, k: layer.k, n: layer.n, skipped: nil)
-            entry.bytesBefore = TensorData.storedBytes(of: layer.weight)
-            entry.bytesAfter = entry.bytesBefore
-            switch policy.decide(layer) {
-            case .failure(let reason):
-                entry.skipped = reason.description
-            case .success(let settings):
+        for candidate in candidates {
+            var entry = candidate.entry
+            if let work = candidate.work {
+                if let job = work.job, let prefetcher {
+                    context.prefetched = (work.layer.weight.name, jobs[job].request, prefetcher.take(job))
+                }
+                defer { context.prefetched = nil }
+                let layer = work.layer, settings = work.settings
                 do {
-                    // Embeddings go to GatherBlockQuantized whatever the MatMul target is, except
-                    // for QDQ, whose promise is standard operators only (it writes DequantizeLinear + Gather).
-                    let pass: any LinearRewritePass = layer.kind == .gather && settings.target != .qdq
-                        ? GatherBlockQuantizedPass(target: settings.target) : try Self.pass(for: settings.target)
-                    try pass.check(layer, settings)
-                    var rewrite = try pass.rewrite(layer, settings, &context)
+                    var rewrite = try work.pass.rewrite(layer, settings, &context)
                     if let spool = context.spool {
                         // In place, so the spooled buffers are freed here, for the next layer to reuse.
                         for i in rewrite.initializers.indices { try spool.take(&rewrite.initializers[i]) }
                     }
-                    replacements[index] = rewrite.nodes
+                    replacements[candidate.index] = rewrite.nodes
                     newInitializers += rewrite.initializers
                     state.replacedWeights.insert(layer.weight.name)
                     if case .constant(let name, _) = layer.bias { state.replacedWeights.insert(name) }
@@ -126,7 +123,7 @@ public struct Converter {
                 }
             }
             report.layers.append(entry)
-            tick(&state, node)
+            tick(&state, candidate.node)
         }
 
         if !replacements.isEmpty {
@@ -152,6 +149,63 @@ public struct Converter {
                 }
             }
         }
+    }
+
+    /// A candidate node, its report entry, and the rewrite decided for it (nil: left alone).
+    private struct Candidate {
+        let index: Int
+        let node: Onnx_NodeProto
+        var entry: ConversionReport.Layer
+        var work: (layer: LinearLayer, settings: LayerSettings, pass: any LinearRewritePass, job: Int?)?
+    }
+
+    /// Matches a candidate node, applies the policy and the pass's check; a weight the pass will
+    /// quantize becomes a prefetch job. Nil for a node that is no linear layer at all (e.g. a
+    /// Gather of shapes). A bad request (`QuantError`) stops the conversion here.
+    private func plan(_ node: Onnx_NodeProto, at index: Int, depth: Int, scope: [String: Onnx_TensorProto], policy: LayerPolicy,
+                      context: RewriteContext, jobs: inout [WeightPrefetcher.Job]) throws -> Candidate? {
+        let layer: LinearLayer
+        do {
+            guard let matched = try LinearLayer.match(node: node, at: index, constant: { scope[$0] }, external: context.external) else { return nil }
+            layer = matched
+        } catch let reason as SkipReason {
+            return Candidate(index: index, node: node, entry: Self.entry(node: node, weight: "", depth: depth, role: .linear, k: 0, n: 0, skipped: reason.description), work: nil)
+        }
+        var entry = Self.entry(node: node, weight: layer.weight.name, depth: depth, role: policy.role(of: layer), k: layer.k, n: layer.n, skipped: nil)
+        entry.bytesBefore = TensorData.storedBytes(of: layer.weight)
+        entry.bytesAfter = entry.bytesBefore
+        switch policy.decide(layer) {
+        case .failure(let reason):
+            entry.skipped = reason.description
+            return Candidate(index: index, node: node, entry: entry, work: nil)
+        case .success(let settings):
+            do {
+                // Embeddings go to GatherBlockQuantized whatever the MatMul target is, except
+                // for QDQ, whose promise is standard operators only (it writes DequantizeLinear + Gather).
+                let pass: any LinearRewritePass = layer.kind == .gather && settings.target != .qdq
+                    ? GatherBlockQuantizedPass(target: settings.target) : try Self.pass(for: settings.target)
+                try pass.check(layer, settings)
+                var job: Int?
+                if let request = try pass.weightRequest(layer, settings) {
+                    job = jobs.count
+                    jobs.append(WeightPrefetcher.Job(layer: layer, request: request))
+                }
+                return Candidate(index: index, node: node, entry: entry, work: (layer, settings, pass, job))
+            } catch let reason as SkipReason {
+                entry.skipped = reason.description
+                return Candidate(index: index, node: node, entry: entry, work: nil)
+            } catch let error as QuantError {
+                throw QuantError(error.status, "node '\(layer.name)': \(error.message)")
+            }
+        }
+    }
+
+    /// Worker threads for the weights, when there are several weights and threads.
+    private func startPrefetcher(_ jobs: [WeightPrefetcher.Job], context: RewriteContext) -> WeightPrefetcher? {
+        let threads = options.threads > 0 ? options.threads : Runtime.defaultThreadCount
+        guard threads > 1, jobs.count > 1 else { return nil }
+        return WeightPrefetcher(jobs: jobs, workers: threads, threads: threads, external: context.external,
+                                measureError: context.measureError, workspace: context.workspace, pool: context.tensorBuffers)
     }
 
     private func tick(_ state: inout WalkState, _ node: Onnx_NodeProto) {

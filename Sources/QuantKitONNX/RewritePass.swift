@@ -16,6 +16,21 @@ public struct RewriteContext {
     public let tensorBuffers = TensorBufferPool()
     /// Where new initializers go as soon as they are made (nil: they stay in memory until saved).
     public var spool: ExternalDataSpool?
+    /// The weight of the layer being rewritten, quantized ahead of time by the converter (nil: none).
+    var prefetched: (weight: String, request: WeightRequest, result: Result<QuantizedWeight, any Error>)?
+
+    /// The layer's weight quantized as `request` asks (see `LinearLayer.quantizeWeight`): the
+    /// converter's prefetched result when it has one for this request, else quantized now.
+    public mutating func quantizedWeight(_ layer: LinearLayer, _ request: WeightRequest) throws -> QuantizedWeight {
+        if let prefetched, prefetched.weight == layer.weight.name, prefetched.request.sameResult(as: request) {
+            self.prefetched = nil
+            return try prefetched.result.get()
+        }
+        var params = request.params
+        params.threads = threads
+        return try layer.quantizeWeight(params, shape: request.shape, transposed: request.transposed, external: external,
+                                        measureError: measureError, workspace: workspace, pool: tensorBuffers)
+    }
 }
 
 /// What a pass produced for one layer: the nodes that replace it (in order) and new initializers.
@@ -40,7 +55,15 @@ public protocol LinearRewritePass {
     /// converter reports it and leaves the node alone), or `QuantError` for a bad request that
     /// should stop the conversion (e.g. a format the target can never take).
     func check(_ layer: LinearLayer, _ settings: LayerSettings) throws
+    /// The weight quantization `rewrite` will ask `RewriteContext.quantizedWeight` for, so that
+    /// the converter can run it ahead, next to other layers' (nil: none; the default). Called
+    /// only after `check` passed.
+    func weightRequest(_ layer: LinearLayer, _ settings: LayerSettings) throws -> WeightRequest?
     func rewrite(_ layer: LinearLayer, _ settings: LayerSettings, _ context: inout RewriteContext) throws -> Rewrite
+}
+
+extension LinearRewritePass {
+    public func weightRequest(_ layer: LinearLayer, _ settings: LayerSettings) throws -> WeightRequest? { nil }
 }
 
 extension Onnx_NodeProto {

@@ -35,21 +35,25 @@ public struct Bnb4Pass: LinearRewritePass {
         }
     }
 
+    public func weightRequest(_ layer: LinearLayer, _ settings: LayerSettings) throws -> WeightRequest? {
+        guard let scaleType = layer.weightType.scaleType else {
+            throw QuantError(.internalError, "Bnb4Pass called without check")
+        }
+        var params = QuantParams(format: settings.format)
+        params.granularity = .blocked
+        params.blockSize = settings.blockSize
+        params.layout = .bnb4
+        params.scaleType = scaleType
+        // Wᵀ [N, K], read transposed straight from where the weight is stored, band by band.
+        return WeightRequest(params: params, shape: [layer.n, layer.k], transposed: true)
+    }
+
     public func rewrite(_ layer: LinearLayer, _ settings: LayerSettings, _ context: inout RewriteContext) throws -> Rewrite {
-        guard let quantType = Self.quantType(settings.format), let scaleType = layer.weightType.scaleType else {
+        guard let quantType = Self.quantType(settings.format) else {
             throw QuantError(.internalError, "Bnb4Pass.rewrite called without check")
         }
         let block = settings.blockSize
-        var params = QuantParams(format: settings.format)
-        params.granularity = .blocked
-        params.blockSize = block
-        params.layout = .bnb4
-        params.scaleType = scaleType
-        params.threads = context.threads
-        // Wᵀ [N, K], read transposed straight from where the weight is stored, band by band.
-        let q = try layer.quantizeWeight(params, shape: [layer.n, layer.k], transposed: true, external: context.external,
-                                         measureError: context.measureError, workspace: context.workspace,
-                                         pool: context.tensorBuffers)
+        let q = try context.quantizedWeight(layer, try weightRequest(layer, settings)!)
 
         var out = Rewrite()
         let weightName = layer.weight.name

@@ -54,25 +54,30 @@ public struct GatherBlockQuantizedPass: LinearRewritePass {
         }
     }
 
-    public func rewrite(_ layer: LinearLayer, _ settings: LayerSettings, _ context: inout RewriteContext) throws -> Rewrite {
-        guard let storage = Self.storage(settings.format), let scaleType = layer.weightType.scaleType else {
-            throw QuantError(.internalError, "GatherBlockQuantizedPass.rewrite called without check")
+    public func weightRequest(_ layer: LinearLayer, _ settings: LayerSettings) throws -> WeightRequest? {
+        guard let scaleType = layer.weightType.scaleType else {
+            throw QuantError(.internalError, "GatherBlockQuantizedPass called without check")
         }
         let spec = settings.format.spec
-        let block = Self.blockSize(settings, columns: layer.n)
         var params = QuantParams(format: settings.format)
         params.scheme = spec.isInteger ? settings.scheme : .symmetric
         params.granularity = .blocked
         params.axis = 1
-        params.blockSize = block
+        params.blockSize = Self.blockSize(settings, columns: layer.n)
         params.layout = .onnx
         params.rounding = .halfEven
         params.method = settings.method
         params.scaleType = scaleType
-        params.threads = context.threads
-        var q = try layer.quantizeWeight(params, shape: [layer.k, layer.n], transposed: false, external: context.external,
-                                         measureError: context.measureError, workspace: context.workspace,
-                                         pool: context.tensorBuffers)  // the table [rows, d]
+        return WeightRequest(params: params, shape: [layer.k, layer.n], transposed: false)  // the table [rows, d]
+    }
+
+    public func rewrite(_ layer: LinearLayer, _ settings: LayerSettings, _ context: inout RewriteContext) throws -> Rewrite {
+        guard let storage = Self.storage(settings.format) else {
+            throw QuantError(.internalError, "GatherBlockQuantizedPass.rewrite called without check")
+        }
+        let spec = settings.format.spec
+        let block = Self.blockSize(settings, columns: layer.n)
+        var q = try context.quantizedWeight(layer, try weightRequest(layer, settings)!)
         if storage.type == .uint8 && spec.isInteger && !spec.isUnsignedInteger {
             Self.offsetBy128(&q.data)
             Self.offsetBy128(&q.zeroPoints)

@@ -23,11 +23,8 @@ public struct MatMulNBitsPass: LinearRewritePass {
         guard layer.weightType.scaleType != nil else { throw SkipReason("its weight is \(layer.weightType.name)") }
     }
 
-    public func rewrite(_ layer: LinearLayer, _ settings: LayerSettings, _ context: inout RewriteContext) throws -> Rewrite {
-        let bits = settings.format.spec.bits
+    public func weightRequest(_ layer: LinearLayer, _ settings: LayerSettings) throws -> WeightRequest? {
         let block = settings.blockSize
-        let blocks = (layer.k + block - 1) / block
-        let paddedK = blocks * block
         var params = QuantParams(format: settings.format)
         params.scheme = settings.scheme
         params.granularity = .blocked
@@ -36,13 +33,21 @@ public struct MatMulNBitsPass: LinearRewritePass {
         params.layout = .matMulNBits
         params.rounding = .halfAway
         params.method = settings.method
-        params.scaleType = layer.weightType.scaleType!
-        params.threads = context.threads
+        guard let scaleType = layer.weightType.scaleType else {
+            throw QuantError(.internalError, "MatMulNBitsPass called without check")
+        }
+        params.scaleType = scaleType
         // Wᵀ [N, K], each row padded with zeros to whole blocks (as ONNX Runtime's quantizer pads
         // K, so the codes after K are the code of 0).
-        let q = try layer.quantizeWeight(params, shape: [layer.n, paddedK], transposed: true, external: context.external,
-                                         measureError: context.measureError, workspace: context.workspace,
-                                         pool: context.tensorBuffers)
+        let paddedK = (layer.k + block - 1) / block * block
+        return WeightRequest(params: params, shape: [layer.n, paddedK], transposed: true)
+    }
+
+    public func rewrite(_ layer: LinearLayer, _ settings: LayerSettings, _ context: inout RewriteContext) throws -> Rewrite {
+        let bits = settings.format.spec.bits
+        let block = settings.blockSize
+        let blocks = (layer.k + block - 1) / block
+        let q = try context.quantizedWeight(layer, try weightRequest(layer, settings)!)
 
         var out = Rewrite()
         let weightName = layer.weight.name
