@@ -29,21 +29,26 @@ public enum TiledQuantizer {
     /// Quantizes `source` (read as `plan.shape`: rows × paddedColumns) into `out`. Returns the
     /// error of the dequantized values against the source when `measureError` is set.
     /// `workspace` keeps the band buffers for the next call (nil: freed when this call returns).
+    /// `sourceRead` is called when a plan that does not split into bands has copied the whole
+    /// source, which is not read again: a caller can release mapped pages before the quantizer's
+    /// own full-size buffers fill up.
     public static func quantize(_ plan: QuantPlan, from source: MatrixSource, into out: QuantizedBuffers,
-                                measureError: Bool, workspace: BandWorkspace? = nil) throws -> ErrorStats? {
-        try quantize(plan, from: source, into: out, measureError: measureError, variant: Runtime.kernelVariant, workspace: workspace)
+                                measureError: Bool, workspace: BandWorkspace? = nil, sourceRead: () -> Void = {}) throws -> ErrorStats? {
+        try quantize(plan, from: source, into: out, measureError: measureError, variant: Runtime.kernelVariant, workspace: workspace,
+                     sourceRead: sourceRead)
     }
 
     /// `bandElements`: tests make bands small to have many.
     static func quantize(_ plan: QuantPlan, from source: MatrixSource, into out: QuantizedBuffers, measureError: Bool,
-                         variant: KernelVariant, bandElements: Int = bandElements, workspace: BandWorkspace? = nil) throws -> ErrorStats? {
+                         variant: KernelVariant, bandElements: Int = bandElements, workspace: BandWorkspace? = nil,
+                         sourceRead: () -> Void = {}) throws -> ErrorStats? {
         guard plan.shape.count == 2, source.rows == plan.shape[0], source.paddedColumns == plan.shape[1] else {
             throw QuantError(.shapeMismatch, "the source is \(source.rows)×\(source.paddedColumns), the plan's shape is \(plan.shape)")
         }
         try Quantizer.checkSizes(plan, inputCount: plan.count, data: out.data.count, scales: out.scales.count, zeroPoints: out.zeroPoints?.count)
         let (rows, columns) = (plan.shape[0], plan.shape[1])
         guard splitsIntoRows(plan), columns > 0 else {
-            return try quantizeWhole(plan, from: source, into: out, measureError: measureError, variant: variant)
+            return try quantizeWhole(plan, from: source, into: out, measureError: measureError, variant: variant, sourceRead: sourceRead)
         }
         let threads = plan.params.threads > 0 ? plan.params.threads : Runtime.defaultThreadCount
         let foldRows = Self.foldRows(columns: columns)
@@ -146,9 +151,10 @@ public enum TiledQuantizer {
 
     /// The matrix read whole, quantized, and compared whole: plans that do not split into rows.
     private static func quantizeWhole(_ plan: QuantPlan, from source: MatrixSource, into out: QuantizedBuffers, measureError: Bool,
-                                      variant: KernelVariant) throws -> ErrorStats? {
+                                      variant: KernelVariant, sourceRead: () -> Void = {}) throws -> ErrorStats? {
         var values = [Float](repeating: 0, count: plan.count)
         if plan.count > 0 { values.withUnsafeMutableBufferPointer { _ = source.read(rows: 0..<plan.shape[0], into: $0.baseAddress!, variant: variant) } }
+        sourceRead()
         try values.withUnsafeBufferPointer { try Quantizer.quantize(plan, input: $0, into: out, variant: variant) }
         guard measureError else { return nil }
         guard plan.count > 0 else { return ErrorAccumulator().stats }

@@ -95,10 +95,3 @@ extension Onnx_AttributeProto {
         return a
     }
 }
-
-extension QuantizedTensor {
-    /// SQNR and friends of this tensor against the values it was made from.
-    func measuredError(against original: [Float], when enabled: Bool) throws -> ErrorStats? {
-        enabled ? try error(against: original) : nil
-    }
-}

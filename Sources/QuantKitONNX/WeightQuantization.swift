@@ -34,14 +34,15 @@ extension LinearLayer {
         var data = uninitialized(plan.dataBytes)
         var scales = uninitialized(plan.scaleBytes)
         var zeroPoints = uninitialized(plan.zeroPointBytes)
-        let error = try withStoredValues(external: external) { bytes, type in
+        let error = try withStoredValues(external: external) { bytes, type, release in
             let source = try MatrixSource(bytes: bytes, type: type, rows: weightTransposed ? n : k, columns: weightTransposed ? k : n,
                                           transposed: transposed != weightTransposed, factor: alpha, paddedColumns: shape[1])
             return try data.withUnsafeMutableBytes { d in
                 try scales.withUnsafeMutableBytes { s in
                     try zeroPoints.withUnsafeMutableBytes { z in
                         let buffers = QuantizedBuffers(data: d, scales: s, zeroPoints: plan.storesZeroPoints ? z : nil)
-                        return try TiledQuantizer.quantize(plan, from: source, into: buffers, measureError: measureError, workspace: workspace)
+                        return try TiledQuantizer.quantize(plan, from: source, into: buffers, measureError: measureError, workspace: workspace,
+                                                           sourceRead: release)
                     }
                 }
             }
@@ -56,8 +57,9 @@ extension LinearLayer {
 
     /// Calls `body` with the weight's stored little-endian values and their type: mapped bytes for
     /// external data (released afterwards, so resident memory stays bounded), the raw data, or
-    /// the typed fields decoded to float32.
-    func withStoredValues<R>(external: ExternalDataReader?, _ body: (UnsafeRawBufferPointer, FloatType) throws -> R) throws -> R {
+    /// the typed fields decoded to float32. The body may release mapped bytes early with its third
+    /// argument, once it no longer reads them (a no-op for values that are not mapped).
+    func withStoredValues<R>(external: ExternalDataReader?, _ body: (UnsafeRawBufferPointer, FloatType, _ release: () -> Void) throws -> R) throws -> R {
         let type: FloatType
         switch weightType {
         case .float: type = .f32
@@ -66,7 +68,7 @@ extension LinearLayer {
         default:
             // Other float types (float64) take the decoding path.
             let values = try TensorData.floats(of: weight, external: external)
-            return try values.withUnsafeBytes { try body($0, .f32) }
+            return try values.withUnsafeBytes { try body($0, .f32, {}) }
         }
         let count = try TensorData.elementCount(of: weight)
         func checked(_ bytes: UnsafeRawBufferPointer) throws -> UnsafeRawBufferPointer {
@@ -80,13 +82,18 @@ extension LinearLayer {
                 throw QuantError(.invalidModel, "tensor '\(weight.name)' is stored externally, but no model folder is known")
             }
             let bytes = try external.bytes(of: weight)
-            defer { external.release(bytes) }
-            return try body(try checked(bytes), type)
+            var released = false
+            let release = {
+                if !released { external.release(bytes) }
+                released = true
+            }
+            defer { release() }
+            return try body(try checked(bytes), type, release)
         }
         if !weight.rawData.isEmpty || count == 0 {
-            return try weight.rawData.withUnsafeBytes { try body(try checked($0), type) }
+            return try weight.rawData.withUnsafeBytes { try body(try checked($0), type, {}) }
         }
         let values = try TensorData.floats(of: weight, external: external)
-        return try values.withUnsafeBytes { try body($0, .f32) }
+        return try values.withUnsafeBytes { try body($0, .f32, {}) }
     }
 }

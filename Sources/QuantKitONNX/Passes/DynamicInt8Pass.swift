@@ -26,8 +26,7 @@ public struct DynamicInt8Pass: LinearRewritePass {
         }
     }
 
-    public func rewrite(_ layer: LinearLayer, _ settings: LayerSettings, _ context: inout RewriteContext) throws -> Rewrite {
-        let weights = try layer.weightMatrix(external: context.external)  // [K, N]
+    public func weightRequest(_ layer: LinearLayer, _ settings: LayerSettings) throws -> WeightRequest? {
         var params = QuantParams(format: settings.format)
         params.scheme = settings.scheme
         params.method = settings.method
@@ -36,15 +35,18 @@ public struct DynamicInt8Pass: LinearRewritePass {
         params.layout = .onnx
         params.rounding = .halfEven
         params.scaleType = .f32
-        params.threads = context.threads
-        let q = try QuantizedTensor(quantizing: weights, shape: [layer.k, layer.n], params: params)
+        return WeightRequest(params: params, shape: [layer.k, layer.n], transposed: false)  // [K, N]
+    }
+
+    public func rewrite(_ layer: LinearLayer, _ settings: LayerSettings, _ context: inout RewriteContext) throws -> Rewrite {
+        let q = try context.quantizedWeight(layer, try weightRequest(layer, settings)!)
         let codeType: ONNXType = settings.format == .int8 ? .int8 : .uint8
 
         var out = Rewrite()
         let base = layer.weight.name
         let node = layer.baseName
-        let codes = TensorData.make(name: context.names.unique("\(base)_quantized"), type: codeType, dims: [layer.k, layer.n], raw: q.data)
-        let scales = TensorData.make(name: context.names.unique("\(base)_scale"), type: .float, dims: [layer.n], raw: q.scales)
+        let codes = TensorData.make(name: context.names.unique("\(base)_quantized"), type: codeType, dims: [layer.k, layer.n], data: q.data)
+        let scales = TensorData.make(name: context.names.unique("\(base)_scale"), type: .float, dims: [layer.n], data: q.scales)
         out.initializers = [codes, scales]
 
         let aq = context.names.unique("\(layer.activation)_quantized")
@@ -54,7 +56,7 @@ public struct DynamicInt8Pass: LinearRewritePass {
                                         inputs: [layer.activation], outputs: [aq, aScale, aZero]))
         var integerInputs = [aq, codes.name, aZero]
         if q.plan.storesZeroPoints {
-            let zeroPoints = TensorData.make(name: context.names.unique("\(base)_zero_point"), type: codeType, dims: [layer.n], raw: q.zeroPoints)
+            let zeroPoints = TensorData.make(name: context.names.unique("\(base)_zero_point"), type: codeType, dims: [layer.n], data: q.zeroPoints)
             out.initializers.append(zeroPoints)
             integerInputs.append(zeroPoints.name)
         }
@@ -81,7 +83,7 @@ public struct DynamicInt8Pass: LinearRewritePass {
             out.nodes.append(Onnx_NodeProto("Add", name: context.names.unique("\(node)_bias_add"), inputs: [scaled, biasInput], outputs: [layer.output]))
         }
         out.quantizedBytes = q.byteCount
-        out.error = try q.measuredError(against: weights, when: context.measureError)
+        out.error = q.error
         out.opsets = ["": 11]  // DynamicQuantizeLinear
         return out
     }

@@ -42,16 +42,17 @@ public struct QDQPass: LinearRewritePass {
         return version
     }
 
-    public func rewrite(_ layer: LinearLayer, _ settings: LayerSettings, _ context: inout RewriteContext) throws -> Rewrite {
-        let weights = try layer.weightMatrix(external: context.external)  // [K, N] (Gather: [rows, cols])
+    public func weightRequest(_ layer: LinearLayer, _ settings: LayerSettings) throws -> WeightRequest? {
+        guard let scaleType = layer.weightType.scaleType else {
+            throw QuantError(.internalError, "QDQPass called without check")
+        }
         let isGather = layer.kind == .gather
         var params = QuantParams(format: settings.format)
         params.scheme = settings.scheme
         params.method = settings.method
         params.layout = .onnx
         params.rounding = .halfEven
-        params.scaleType = layer.weightType.scaleType!
-        params.threads = context.threads
+        params.scaleType = scaleType
         if settings.blockSize > 0 {
             params.granularity = .blocked
             params.blockSize = settings.blockSize
@@ -60,23 +61,28 @@ public struct QDQPass: LinearRewritePass {
             params.granularity = .perAxis
             params.axis = isGather ? 0 : 1
         }
-        let q = try QuantizedTensor(quantizing: weights, shape: [layer.k, layer.n], params: params)
+        return WeightRequest(params: params, shape: [layer.k, layer.n], transposed: false)  // [K, N] (Gather: [rows, cols])
+    }
+
+    public func rewrite(_ layer: LinearLayer, _ settings: LayerSettings, _ context: inout RewriteContext) throws -> Rewrite {
+        let isGather = layer.kind == .gather
+        let q = try context.quantizedWeight(layer, try weightRequest(layer, settings)!)
         guard let codeType = ONNXType(storing: settings.format) else {
             throw QuantError(.unsupported, "\(settings.format.spec.name) has no ONNX tensor type")
         }
 
         var out = Rewrite()
         let base = layer.weight.name
-        let codes = TensorData.make(name: context.names.unique("\(base)_quantized"), type: codeType, dims: [layer.k, layer.n], raw: q.data)
-        let scales = TensorData.make(name: context.names.unique("\(base)_scale"), type: layer.weightType, dims: q.plan.scalesShape, raw: q.scales)
+        let codes = TensorData.make(name: context.names.unique("\(base)_quantized"), type: codeType, dims: [layer.k, layer.n], data: q.data)
+        let scales = TensorData.make(name: context.names.unique("\(base)_scale"), type: layer.weightType, dims: q.plan.scalesShape, data: q.scales)
         out.initializers = [codes, scales]
         var dqInputs = [codes.name, scales.name]
         if q.plan.storesZeroPoints {
-            let zeroPoints = TensorData.make(name: context.names.unique("\(base)_zero_point"), type: codeType, dims: q.plan.scalesShape, raw: q.zeroPoints)
+            let zeroPoints = TensorData.make(name: context.names.unique("\(base)_zero_point"), type: codeType, dims: q.plan.scalesShape, data: q.zeroPoints)
             dqInputs.append(zeroPoints.name)
             out.initializers.append(zeroPoints)
         }
-        var attributes: [Onnx_AttributeProto] = [.int("axis", params.axis)]
+        var attributes: [Onnx_AttributeProto] = [.int("axis", q.plan.params.axis)]
         if settings.blockSize > 0 { attributes.append(.int("block_size", settings.blockSize)) }
         let dequantized = context.names.unique("\(base)_dequantized")
         out.nodes = [Onnx_NodeProto("DequantizeLinear", name: context.names.unique("\(layer.baseName)_DequantizeLinear"),
@@ -104,7 +110,7 @@ public struct QDQPass: LinearRewritePass {
             }
         }
         out.quantizedBytes = q.byteCount
-        out.error = try q.measuredError(against: weights, when: context.measureError)
+        out.error = q.error
         out.opsets = ["": Self.requiredOpset(layer, settings)]
         return out
     }
