@@ -42,6 +42,12 @@ struct ElementCoder {
         }
     }
 
+    /// The minifloat encoder and its -0 rule, for the ISA kernels (nil for other formats).
+    var minifloat: (encoder: MinifloatEncoder, plusZero: Bool)? {
+        if case .minifloat(let encoder, let plusZero) = path { return (encoder, plusZero) }
+        return nil
+    }
+
     /// Stored code (masked to the format's width) of x in a group with this scale and zero point.
     @inline(__always)
     func encode(_ x: Float, scale: Float, zeroPoint: Int32) -> UInt8 {
@@ -96,6 +102,25 @@ struct ElementCoder {
     @inline(__always)
     func decode(_ code: UInt8, scale: Float, zeroPoint: Int32) -> Float {
         (decodeTable[Int(code)] - Float(zeroPoint)) * scale
+    }
+
+    /// `decode` of a run of `count` codes whose group advances by `groupStride` per element
+    /// (0: one group), reading scales[k · groupStride] and zeroPoints[k · groupStride]: the same
+    /// floats, in a loop with no per-element call.
+    func decode(_ codes: UnsafePointer<UInt8>, count: Int, scales: UnsafePointer<Float>, zeroPoints: UnsafePointer<Int32>,
+                groupStride: Int, into out: UnsafeMutablePointer<Float>) {
+        decodeTable.withUnsafeBufferPointer { table in
+            let levels = table.baseAddress!  // 2^bits entries: every code indexes it
+            if groupStride == 0 {
+                let (scale, zeroPoint) = (scales[0], Float(zeroPoints[0]))
+                for k in 0..<count { out[k] = (levels[Int(codes[k])] - zeroPoint) * scale }
+            } else {
+                for k in 0..<count {
+                    let g = k * groupStride
+                    out[k] = (levels[Int(codes[k])] - Float(zeroPoints[g])) * scales[g]
+                }
+            }
+        }
     }
 
     /// Zero point as stored (masked code) and back (sign-extended for signed formats).

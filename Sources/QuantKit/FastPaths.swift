@@ -35,6 +35,11 @@ struct BlockKernels {
                              _ coder: ElementCoder, _ tiesAway: Bool, _ nibbles: Bool, _ out: UnsafeMutablePointer<UInt8>, _ groupStride: Int,
                              _ sums: UnsafeMutablePointer<Float>) -> Void
 
+    /// Minifloat codes, one byte per element, of x / scale (or x · (1 / scale) when `tiesAway`):
+    /// scales[k] for element k when `perElement`, else scales[0] (see ElementCoder.encode).
+    let encodeMinifloat: (_ x: UnsafePointer<Float>, _ n: Int, _ scales: UnsafePointer<Float>, _ perElement: Bool,
+                          _ encoder: MinifloatEncoder, _ tiesAway: Bool, _ plusZero: Bool, _ out: UnsafeMutablePointer<UInt8>) -> Void
+
     static func of(_ variant: KernelVariant) -> BlockKernels? {
         switch variant {
         case .scalar: return nil
@@ -63,6 +68,12 @@ struct BlockKernels {
                 rowEncodeMeasuring: { x, n, block, s, z, coder, tiesAway, nibbles, out, stride, sums in
                     avx2RowEncodeMeasuring(x, n, block, s, z, codeMin: coder.codeMin, codeMax: coder.codeMax, codeMask: coder.mask, tiesAway: tiesAway,
                                    nibbles: nibbles, out, stride, sums)
+                },
+                encodeMinifloat: { x, n, scales, perElement, e, tiesAway, plusZero, out in
+                    let format = Minifloat256(signBit: Int32(e.signBit), maxFiniteCode: Int32(e.maxFiniteCode), maxFinite: e.maxFinite,
+                                              minNormal: e.minNormal, stepsPerUnit: e.subnormalStepsPerUnit, shift: e.shift,
+                                              exponentRebias: Int32(e.exponentRebias), tiesAway: tiesAway, plusZero: plusZero)
+                    avx2EncodeMinifloat(x, n, scales, perElement: perElement, format, out)
                 })
         case .avx512:
             return BlockKernels(
@@ -89,6 +100,12 @@ struct BlockKernels {
                 rowEncodeMeasuring: { x, n, block, s, z, coder, tiesAway, nibbles, out, stride, sums in
                     avx512RowEncodeMeasuring(x, n, block, s, z, codeMin: coder.codeMin, codeMax: coder.codeMax, codeMask: coder.mask, tiesAway: tiesAway,
                                    nibbles: nibbles, out, stride, sums)
+                },
+                encodeMinifloat: { x, n, scales, perElement, e, tiesAway, plusZero, out in
+                    let format = Minifloat512(signBit: Int32(e.signBit), maxFiniteCode: Int32(e.maxFiniteCode), maxFinite: e.maxFinite,
+                                              minNormal: e.minNormal, stepsPerUnit: e.subnormalStepsPerUnit, shift: e.shift,
+                                              exponentRebias: Int32(e.exponentRebias), tiesAway: tiesAway, plusZero: plusZero)
+                    avx512EncodeMinifloat(x, n, scales, perElement: perElement, format, out)
                 })
         }
     }

@@ -65,7 +65,7 @@ public enum Quantizer {
                 }
             }
         } else {
-            encodeCodes(plan, input, coder, scratch)
+            encodeCodes(plan, input, coder, scratch, kernels: BlockKernels.of(variant))
         }
         writeScales(plan, scratch, into: out)
         packCodes(plan, scratch.codes, into: out.data)
@@ -117,7 +117,8 @@ public enum Quantizer {
         let scratch = GroupScratch(plan)
         defer { scratch.deallocate() }
         try readScales(plan, out.readOnly, into: scratch, requireFinite: true)
-        encodeCodes(plan, input, ElementCoder(spec: plan.codeSpec, rounding: plan.params.rounding), scratch)
+        encodeCodes(plan, input, ElementCoder(spec: plan.codeSpec, rounding: plan.params.rounding), scratch,
+                    kernels: BlockKernels.of(Runtime.kernelVariant))
         packCodes(plan, scratch.codes, into: out.data)
     }
 
@@ -138,18 +139,29 @@ public enum Quantizer {
         try readScales(plan, q, into: scratch, requireFinite: false)
         unpackCodes(plan, q.data, into: scratch.codes)
         let coder = ElementCoder(spec: plan.codeSpec, rounding: plan.params.rounding)
-        plan.forEachElement(threads: plan.params.threads) { i, g in
-            output[i] = coder.decode(scratch.codes[i], scale: scratch.scales[g], zeroPoint: scratch.zeroPoints[g])
+        guard let out = output.baseAddress else { return }
+        plan.forEachRun(threads: plan.params.threads) { r in
+            coder.decode(scratch.codes + r.start, count: r.count, scales: scratch.scales + r.groupBase, zeroPoints: scratch.zeroPoints + r.groupBase,
+                         groupStride: r.groupStride, into: out + r.start)
         }
     }
 
     // MARK: - Steps
 
     /// scratch.codes of every element from the scales and zero points in `scratch`; runs of one
-    /// group are coded a run at a time.
-    private static func encodeCodes(_ plan: QuantPlan, _ input: UnsafeBufferPointer<Float>, _ coder: ElementCoder, _ scratch: GroupScratch) {
+    /// group are coded a run at a time, and minifloat runs (one group, or one group per element)
+    /// by the ISA kernel when there is one.
+    private static func encodeCodes(_ plan: QuantPlan, _ input: UnsafeBufferPointer<Float>, _ coder: ElementCoder, _ scratch: GroupScratch,
+                                    kernels: BlockKernels?) {
         guard let source = input.baseAddress else { return }
+        let minifloat = kernels != nil ? coder.minifloat : nil
+        let tiesAway = plan.params.rounding == .halfAway
         plan.forEachRun(threads: plan.params.threads) { r in
+            if let kernels, let minifloat, r.groupStride <= 1 {
+                kernels.encodeMinifloat(source + r.start, r.count, scratch.scales + r.groupBase, r.groupStride == 1,
+                                        minifloat.encoder, tiesAway, minifloat.plusZero, scratch.codes + r.start)
+                return
+            }
             if r.groupStride == 0 {
                 let g = r.groupBase
                 coder.encode(source + r.start, count: r.count, scale: scratch.scales[g], zeroPoint: scratch.zeroPoints[g],
