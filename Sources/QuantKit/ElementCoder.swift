@@ -48,6 +48,12 @@ struct ElementCoder {
         return nil
     }
 
+    /// The codebook encoder, for the ISA kernels (nil for other formats).
+    var codebook: Codebook.Encoder? {
+        if case .codebook(let encoder) = path { return encoder }
+        return nil
+    }
+
     /// Stored code (masked to the format's width) of x in a group with this scale and zero point.
     @inline(__always)
     func encode(_ x: Float, scale: Float, zeroPoint: Int32) -> UInt8 {

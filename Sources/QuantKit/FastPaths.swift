@@ -39,6 +39,10 @@ struct BlockKernels {
     /// scales[k] for element k when `perElement`, else scales[0] (see ElementCoder.encode).
     let encodeMinifloat: (_ x: UnsafePointer<Float>, _ n: Int, _ scales: UnsafePointer<Float>, _ perElement: Bool,
                           _ encoder: MinifloatEncoder, _ tiesAway: Bool, _ plusZero: Bool, _ out: UnsafeMutablePointer<UInt8>) -> Void
+    /// Codebook codes (NF4, FP4-bnb, log4), one byte per element, scales as in encodeMinifloat;
+    /// only for books whose encoder `fitsKernels`.
+    let encodeCodebook: (_ x: UnsafePointer<Float>, _ n: Int, _ scales: UnsafePointer<Float>, _ perElement: Bool,
+                         _ book: Codebook.Encoder, _ tiesAway: Bool, _ out: UnsafeMutablePointer<UInt8>) -> Void
 
     static func of(_ variant: KernelVariant) -> BlockKernels? {
         switch variant {
@@ -74,6 +78,10 @@ struct BlockKernels {
                                               minNormal: e.minNormal, stepsPerUnit: e.subnormalStepsPerUnit, shift: e.shift,
                                               exponentRebias: Int32(e.exponentRebias), tiesAway: tiesAway, plusZero: plusZero)
                     avx2EncodeMinifloat(x, n, scales, perElement: perElement, format, out)
+                },
+                encodeCodebook: { x, n, scales, perElement, book, tiesAway, out in
+                    let tables = Codebook256(thresholds: book.paddedThresholds, codes: book.paddedCodes, signMagnitude: book.signMagnitude, tiesAway: tiesAway)
+                    avx2EncodeCodebook(x, n, scales, perElement: perElement, tables, out)
                 })
         case .avx512:
             return BlockKernels(
@@ -106,6 +114,10 @@ struct BlockKernels {
                                               minNormal: e.minNormal, stepsPerUnit: e.subnormalStepsPerUnit, shift: e.shift,
                                               exponentRebias: Int32(e.exponentRebias), tiesAway: tiesAway, plusZero: plusZero)
                     avx512EncodeMinifloat(x, n, scales, perElement: perElement, format, out)
+                },
+                encodeCodebook: { x, n, scales, perElement, book, tiesAway, out in
+                    let tables = Codebook512(thresholds: book.paddedThresholds, codes: book.paddedCodes, signMagnitude: book.signMagnitude, tiesAway: tiesAway)
+                    avx512EncodeCodebook(x, n, scales, perElement: perElement, tables, out)
                 })
         }
     }

@@ -137,7 +137,17 @@ public struct Codebook: Sendable {
         self.thresholds = cuts
         let codes = UnsafeMutablePointer<UInt8>.allocate(capacity: sortedCodes.count)
         codes.initialize(from: sortedCodes, count: sortedCodes.count)
-        encoder = Encoder(signMagnitude: signMagnitude, sortedCodes: codes, grid: RankGrid(thresholds: cuts, low: signMagnitude ? 0 : -1, high: 1))
+        // The ISA kernels' tables: 16 thresholds padded with +infinity (never below a value) and
+        // 16 codes (padding never indexed: a rank is at most the threshold count).
+        let paddedThresholds = UnsafeMutablePointer<Float>.allocate(capacity: 16)
+        paddedThresholds.initialize(repeating: .infinity, count: 16)
+        paddedThresholds.update(from: cuts, count: min(cuts.count, 16))
+        let paddedCodes = UnsafeMutablePointer<Int32>.allocate(capacity: 16)
+        paddedCodes.initialize(repeating: 0, count: 16)
+        for (i, code) in sortedCodes.prefix(16).enumerated() { paddedCodes[i] = Int32(code) }
+        encoder = Encoder(signMagnitude: signMagnitude, sortedCodes: codes, grid: RankGrid(thresholds: cuts, low: signMagnitude ? 0 : -1, high: 1),
+                          paddedThresholds: paddedThresholds, paddedCodes: paddedCodes,
+                          fitsKernels: cuts.count <= 15 && !cuts.contains(0) && cuts == cuts.sorted())
     }
 
     @inline(__always)
@@ -199,6 +209,11 @@ public struct Codebook: Sendable {
         let signMagnitude: Bool
         let sortedCodes: UnsafeMutablePointer<UInt8>
         let grid: RankGrid
+        /// For the ISA kernels (`BlockKernels.encodeCodebook`), when `fitsKernels`: at most 15
+        /// ascending thresholds, none zero (their binary search and sign test rely on it).
+        let paddedThresholds: UnsafeMutablePointer<Float>
+        let paddedCodes: UnsafeMutablePointer<Int32>
+        let fitsKernels: Bool
 
         @inline(__always)
         func encode(_ x: Float) -> Int {

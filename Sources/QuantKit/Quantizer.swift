@@ -149,18 +149,27 @@ public enum Quantizer {
     // MARK: - Steps
 
     /// scratch.codes of every element from the scales and zero points in `scratch`; runs of one
-    /// group are coded a run at a time, and minifloat runs (one group, or one group per element)
-    /// by the ISA kernel when there is one.
+    /// group are coded a run at a time, and minifloat and codebook runs (one group, or one group
+    /// per element) by the ISA kernels when there are.
     private static func encodeCodes(_ plan: QuantPlan, _ input: UnsafeBufferPointer<Float>, _ coder: ElementCoder, _ scratch: GroupScratch,
                                     kernels: BlockKernels?) {
         guard let source = input.baseAddress else { return }
-        let minifloat = kernels != nil ? coder.minifloat : nil
+        // The two kernels taken out once: copying the whole kernel table per run cost more than
+        // the codes of a 64-element run.
+        let minifloat = coder.minifloat.flatMap { format in kernels.map { (format, $0.encodeMinifloat) } }
+        let codebook = coder.codebook.flatMap { book in book.fitsKernels ? kernels.map { (book, $0.encodeCodebook) } : nil }
         let tiesAway = plan.params.rounding == .halfAway
         plan.forEachRun(threads: plan.params.threads) { r in
-            if let kernels, let minifloat, r.groupStride <= 1 {
-                kernels.encodeMinifloat(source + r.start, r.count, scratch.scales + r.groupBase, r.groupStride == 1,
-                                        minifloat.encoder, tiesAway, minifloat.plusZero, scratch.codes + r.start)
-                return
+            if r.groupStride <= 1 {
+                if let (format, encode) = minifloat {
+                    encode(source + r.start, r.count, scratch.scales + r.groupBase, r.groupStride == 1,
+                           format.encoder, tiesAway, format.plusZero, scratch.codes + r.start)
+                    return
+                }
+                if let (book, encode) = codebook {
+                    encode(source + r.start, r.count, scratch.scales + r.groupBase, r.groupStride == 1, book, tiesAway, scratch.codes + r.start)
+                    return
+                }
             }
             if r.groupStride == 0 {
                 let g = r.groupBase

@@ -1,0 +1,87 @@
+@testable import QuantKit
+import XCTest
+
+/// The ISA codebook encoders (NF4, bitsandbytes FP4, log4) give the scalar coder's code for every
+/// value tried: each threshold and level and their float neighbours, ±0, the range ends, random
+/// values; one scale for all and one per element, zero scales included; both scalings.
+final class CodebookKernelTests: XCTestCase {
+    var variants: [KernelVariant] { [KernelVariant.avx2, .avx512].filter { $0 <= Runtime.kernelVariant } }
+    let books: [(QuantFormat, Codebook)] = [(.nf4, .nf4), (.fp4Bnb, .fp4Bnb), (.log4, .log4)]
+
+    func probes(_ book: Codebook, _ rng: inout SplitMix) -> [Float] {
+        var values: [Float] = [0, -0.0, .leastNonzeroMagnitude, 1, 1.5, 2, 1e-30, 1e30]
+        for v in book.thresholds + book.levels { values += [v, v.nextUp, v.nextDown] }
+        values += (0..<4000).map { _ in (rng.uniform() - 0.5) * 2.4 }
+        values += (0..<2000).map { _ in (rng.uniform() - 0.5) * 0.05 }
+        return values + values.map { -$0 }
+    }
+
+    func testKernelsGiveTheScalarCodes() throws {
+        XCTAssertFalse(variants.isEmpty, "this machine should have at least AVX2")
+        var rng = SplitMix(seed: 51)
+        for (format, book) in books {
+            XCTAssertTrue(book.encoder.fitsKernels, "\(format)")
+            let values = probes(book, &rng)
+            var perElement = [Float](repeating: 0, count: values.count)
+            for i in values.indices where i % 11 != 0 {
+                perElement[i] = i % 7 == 0 ? -0.0 : 0.25 + Float(i % 13) * 0.37
+            }
+            for rounding in [Rounding.halfEven, .halfAway] {
+                let coder = ElementCoder(spec: format.spec, rounding: rounding)
+                let encoder = try XCTUnwrap(coder.codebook)
+                for scales in [[Float(1)], [0.37], [0], perElement] {
+                    let expected = values.indices.map { i in coder.encode(values[i], scale: scales.count == 1 ? scales[0] : scales[i], zeroPoint: 0) }
+                    for variant in variants {
+                        let kernels = try XCTUnwrap(BlockKernels.of(variant))
+                        for (start, count) in [(0, values.count), (3, 1), (5, 15), (16, 17), (1, 9), (7, 31)] {
+                            var codes = [UInt8](repeating: 0xA5, count: count + 1)
+                            values.withUnsafeBufferPointer { x in
+                                scales.withUnsafeBufferPointer { s in
+                                    kernels.encodeCodebook(x.baseAddress! + start, count, s.baseAddress! + (scales.count == 1 ? 0 : start), scales.count > 1,
+                                                           encoder, rounding == .halfAway, &codes)
+                                }
+                            }
+                            XCTAssertEqual(Array(codes[0..<count]), Array(expected[start..<(start + count)]),
+                                           "\(variant.name) \(format) \(rounding) scales \(scales.count) start \(start)")
+                            XCTAssertEqual(codes[count], 0xA5, "nothing written past the run")
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    func testCodebookTensorsMatchTheReferenceInEveryVariant() throws {
+        var rng = SplitMix(seed: 52)
+        for (format, _) in books {
+            for layout in [PackingLayout.onnx, .bnb4] where format != .log4 || layout == .onnx {
+                for (granularity, axis, block, shape) in [(Granularity.blocked, -1, 64, [7, 128]), (.blocked, 1, 16, [5, 40]),
+                                                          (.perAxis, 1, 1, [33, 70]), (.perTensor, -1, 1, [9, 31])] {
+                    var params = QuantParams(format: format)
+                    (params.granularity, params.axis, params.blockSize, params.layout) = (granularity, axis, block, layout)
+                    guard let plan = try? QuantPlan(params: params, shape: shape) else { continue }  // combinations a layout does not take
+                    var values = rng.normal(count: plan.count)
+                    for i in stride(from: 0, to: values.count, by: 17) { values[i] = 0 }
+                    for i in stride(from: 5, to: values.count, by: 23) { values[i] = -0.0 }
+                    let reference = try quantize(plan, values, .scalar)
+                    for variant in variants {
+                        XCTAssertEqual(try quantize(plan, values, variant), reference, "\(variant.name) \(format) \(layout) \(granularity) \(shape)")
+                    }
+                }
+            }
+        }
+    }
+
+    func quantize(_ plan: QuantPlan, _ values: [Float], _ variant: KernelVariant) throws -> [UInt8] {
+        var data = [UInt8](repeating: 0xA5, count: plan.dataBytes)
+        var scales = [UInt8](repeating: 0xA5, count: plan.scaleBytes)
+        try values.withUnsafeBufferPointer { input in
+            try data.withUnsafeMutableBytes { d in
+                try scales.withUnsafeMutableBytes { s in
+                    try Quantizer.quantize(plan, input: input, into: QuantizedBuffers(data: d, scales: s, zeroPoints: nil), variant: variant)
+                }
+            }
+        }
+        return data + scales
+    }
+}
