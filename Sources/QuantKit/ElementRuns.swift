@@ -98,9 +98,20 @@ extension QuantPlan {
             partial.initialize(repeating: .greatestFiniteMagnitude, count: chunks)
             (partial + chunks).initialize(repeating: -.greatestFiniteMagnitude, count: chunks)
             Parallel.forEachChunk(count: chunks, threads: threads) { range in
+                guard let kernels, let base = x.baseAddress else {
+                    for c in range {
+                        let r = run(c)
+                        for k in r.start..<(r.start + r.count) { partial[c] = min(partial[c], x[k]); partial[chunks + c] = max(partial[chunks + c], x[k]) }
+                    }
+                    return
+                }
+                // As for whole groups below: the ISA kernel, no finiteness check needed.
+                let poison = UnsafeMutablePointer<Float>.allocate(capacity: 16)
+                poison.initialize(repeating: 0, count: 16)
+                defer { poison.deallocate() }
                 for c in range {
                     let r = run(c)
-                    for k in r.start..<(r.start + r.count) { partial[c] = min(partial[c], x[k]); partial[chunks + c] = max(partial[chunks + c], x[k]) }
+                    if r.count > 0 { (partial[c], partial[chunks + c]) = kernels.minMax(base + r.start, r.count, poison) }
                 }
             }
             for c in 0..<chunks { lo[0] = min(lo[0], partial[c]); hi[0] = max(hi[0], partial[chunks + c]) }

@@ -66,7 +66,8 @@ final class MinifloatKernelTests: XCTestCase {
         for format in [QuantFormat.fp8E4M3FN, .fp8E5M2, .fp4E2M1] {
             for rounding in [Rounding.halfEven, .halfAway] {
                 // Per tensor, per channel on the last axis (one group per element of a row), per row, blocked.
-                for (granularity, axis, block, shape) in [(Granularity.perTensor, -1, 1, [37, 29]), (.perAxis, 1, 1, [33, 70]),
+                // [300, 700]: a per-tensor group large enough to be cut into chunks for min/max.
+                for (granularity, axis, block, shape) in [(Granularity.perTensor, -1, 1, [37, 29]), (.perTensor, -1, 1, [300, 700]), (.perAxis, 1, 1, [33, 70]),
                                                           (.perAxis, 0, 1, [9, 40]), (.blocked, 1, 32, [5, 96]), (.blocked, 0, 16, [40, 18])] {
                     var params = QuantParams(format: format)
                     (params.granularity, params.axis, params.blockSize, params.rounding) = (granularity, axis, block, rounding)
