@@ -48,22 +48,5 @@ public struct Codebook256 {
 /// See avx512EncodeCodebook.
 public func avx2EncodeCodebook(_ x: UnsafePointer<Float>, _ n: Int, _ scales: UnsafePointer<Float>, perElement: Bool,
                                _ book: Codebook256, _ out: UnsafeMutablePointer<UInt8>) {
-    let one = _mm256_set1_ps(1)
-    var scale = _mm256_set1_ps(scales[0])
-    var i = 0
-    while i < n {
-        let count = n - i < 8 ? n - i : 8
-        let lanes = laneMask(count)
-        let v = _mm256_maskload_ps(x + i, lanes)
-        if perElement { scale = _mm256_maskload_ps(scales + i, lanes) }
-        var scaled = book.tiesAway ? _mm256_mul_ps(v, _mm256_div_ps(one, scale)) : _mm256_div_ps(v, scale)
-        let zeroScale = _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_castps_si256(scale), _mm256_set1_epi32(Int32.max)), _mm256_setzero_si256())
-        scaled = _mm256_andnot_ps(_mm256_castsi256_ps(zeroScale), scaled)
-        let q = book.codes(scaled)
-        let words = _mm256_packus_epi32(q, q)
-        let bytes = _mm256_permutevar8x32_epi32(_mm256_packus_epi16(words, words), _mm256_setr_epi32(0, 4, 0, 4, 0, 4, 0, 4))
-        let eight = UInt64(bitPattern: _mm_cvtsi128_si64(_mm256_castsi256_si128(bytes)))
-        for k in 0..<count { out[i + k] = UInt8(truncatingIfNeeded: eight >> UInt64(8 * k)) }
-        i += 8
-    }
+    encodeScaled256(x, n, scales, perElement: perElement, tiesAway: book.tiesAway, out) { book.codes($0) }
 }

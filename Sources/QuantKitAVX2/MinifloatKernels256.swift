@@ -53,6 +53,12 @@ public struct Minifloat256 {
 /// See avx512EncodeMinifloat.
 public func avx2EncodeMinifloat(_ x: UnsafePointer<Float>, _ n: Int, _ scales: UnsafePointer<Float>, perElement: Bool,
                                 _ format: Minifloat256, _ out: UnsafeMutablePointer<UInt8>) {
+    encodeScaled256(x, n, scales, perElement: perElement, tiesAway: format.tiesAway, out) { format.codes($0) }
+}
+
+/// See encodeScaled512 (QuantKitAVX512).
+@inline(__always) func encodeScaled256(_ x: UnsafePointer<Float>, _ n: Int, _ scales: UnsafePointer<Float>, perElement: Bool, tiesAway: Bool,
+                                       _ out: UnsafeMutablePointer<UInt8>, _ codes: (__m256) -> __m256i) {
     let one = _mm256_set1_ps(1)
     var scale = _mm256_set1_ps(scales[0])
     var i = 0
@@ -61,10 +67,10 @@ public func avx2EncodeMinifloat(_ x: UnsafePointer<Float>, _ n: Int, _ scales: U
         let lanes = laneMask(count)
         let v = _mm256_maskload_ps(x + i, lanes)
         if perElement { scale = _mm256_maskload_ps(scales + i, lanes) }
-        var scaled = format.tiesAway ? _mm256_mul_ps(v, _mm256_div_ps(one, scale)) : _mm256_div_ps(v, scale)
+        var scaled = tiesAway ? _mm256_mul_ps(v, _mm256_div_ps(one, scale)) : _mm256_div_ps(v, scale)
         let zeroScale = _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_castps_si256(scale), _mm256_set1_epi32(Int32.max)), _mm256_setzero_si256())
         scaled = _mm256_andnot_ps(_mm256_castsi256_ps(zeroScale), scaled)  // lanes whose scale is ±0 become +0
-        let q = format.codes(scaled)
+        let q = codes(scaled)
         // Pack to u16, to u8, then gather dword 0 of each 128-bit lane.
         let words = _mm256_packus_epi32(q, q)
         let bytes = _mm256_permutevar8x32_epi32(_mm256_packus_epi16(words, words), _mm256_setr_epi32(0, 4, 0, 4, 0, 4, 0, 4))

@@ -47,17 +47,5 @@ public struct Codebook512 {
 /// code of +0).
 public func avx512EncodeCodebook(_ x: UnsafePointer<Float>, _ n: Int, _ scales: UnsafePointer<Float>, perElement: Bool,
                                  _ book: Codebook512, _ out: UnsafeMutablePointer<UInt8>) {
-    let one = _mm512_set1_ps(1)
-    var scale = _mm512_set1_ps(scales[0])
-    var i = 0
-    while i < n {
-        let lanes = tailMask16(n - i < 16 ? n - i : 16)
-        let v = _mm512_maskz_loadu_ps(lanes, x + i)
-        if perElement { scale = _mm512_mask_loadu_ps(one, lanes, scales + i) }
-        var scaled = book.tiesAway ? _mm512_mul_ps(v, _mm512_div_ps(one, scale)) : _mm512_div_ps(v, scale)
-        let nonZeroScale = _mm512_test_epi32_mask(_mm512_castps_si512(scale), _mm512_set1_epi32(Int32.max))
-        scaled = _mm512_maskz_mov_ps(nonZeroScale, scaled)
-        _mm512_mask_cvtepi32_storeu_epi8(out + i, lanes, book.codes(scaled))
-        i += 16
-    }
+    encodeScaled512(x, n, scales, perElement: perElement, tiesAway: book.tiesAway, out) { book.codes($0) }
 }

@@ -66,6 +66,12 @@ public struct Minifloat512 {
 /// with `scales` one per element (`perElement`) or scales[0] for all; a zero scale codes 0 (+0).
 public func avx512EncodeMinifloat(_ x: UnsafePointer<Float>, _ n: Int, _ scales: UnsafePointer<Float>, perElement: Bool,
                                   _ format: Minifloat512, _ out: UnsafeMutablePointer<UInt8>) {
+    encodeScaled512(x, n, scales, perElement: perElement, tiesAway: format.tiesAway, out) { format.codes($0) }
+}
+
+/// One code byte per float of `codes(x / scale)`, scaled as avx512EncodeMinifloat describes.
+@inline(__always) func encodeScaled512(_ x: UnsafePointer<Float>, _ n: Int, _ scales: UnsafePointer<Float>, perElement: Bool, tiesAway: Bool,
+                                       _ out: UnsafeMutablePointer<UInt8>, _ codes: (__m512) -> __m512i) {
     let one = _mm512_set1_ps(1)
     var scale = _mm512_set1_ps(scales[0])
     var i = 0
@@ -73,10 +79,10 @@ public func avx512EncodeMinifloat(_ x: UnsafePointer<Float>, _ n: Int, _ scales:
         let lanes = tailMask16(n - i < 16 ? n - i : 16)
         let v = _mm512_maskz_loadu_ps(lanes, x + i)
         if perElement { scale = _mm512_mask_loadu_ps(one, lanes, scales + i) }
-        var scaled = format.tiesAway ? _mm512_mul_ps(v, _mm512_div_ps(one, scale)) : _mm512_div_ps(v, scale)
+        var scaled = tiesAway ? _mm512_mul_ps(v, _mm512_div_ps(one, scale)) : _mm512_div_ps(v, scale)
         let nonZeroScale = _mm512_test_epi32_mask(_mm512_castps_si512(scale), _mm512_set1_epi32(Int32.max))
         scaled = _mm512_maskz_mov_ps(nonZeroScale, scaled)  // lanes whose scale is ±0 become +0
-        _mm512_mask_cvtepi32_storeu_epi8(out + i, lanes, format.codes(scaled))
+        _mm512_mask_cvtepi32_storeu_epi8(out + i, lanes, codes(scaled))
         i += 16
     }
 }

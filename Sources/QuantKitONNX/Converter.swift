@@ -3,9 +3,11 @@ import QuantKit
 /// Rewrites the linear layers of a model (main graph and subgraphs) into quantized operators.
 ///
 /// Per candidate node: `LinearLayer.match` (constant 2-D weight?), `LayerPolicy.decide` (which
-/// settings, or why not), the target pass's `check` and `rewrite`. Nodes are replaced in place, so
-/// the node order stays topological; a weight initializer is removed once nothing reads it. Nodes,
-/// tensors and fields that no pass rewrites are kept as they are.
+/// settings, or why not), the target pass's `check` and `rewrite`. Every candidate of a graph is
+/// decided first, so that the weights the passes will quantize (`weightRequest`) are quantized
+/// ahead, side by side on worker threads (`WeightPrefetcher`), while the rewrites run in node order.
+/// Nodes are replaced in place, so the node order stays topological; a weight initializer is
+/// removed once nothing reads it. Nodes, tensors and fields that no pass rewrites are kept as they are.
 public struct Converter {
     public var options: ConversionOptions
     /// Called after each candidate node: (done, total, node name).

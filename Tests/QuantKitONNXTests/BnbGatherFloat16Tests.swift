@@ -17,13 +17,7 @@ final class BnbGatherFloat16Tests: XCTestCase {
                          TensorData.make(name: "shape", int64s: [2, 3, Int64(n)], dims: [3])]
         g.node = [Onnx_NodeProto("MatMul", name: "mm", inputs: ["X", "W"], outputs: ["Y"]),
                   Onnx_NodeProto("Gather", name: "emb", inputs: ["T", "ids"], outputs: ["E"])]
-        var m = Onnx_ModelProto()
-        m.irVersion = 8
-        var opset = Onnx_OperatorSetIdProto()
-        opset.version = 17
-        m.opsetImport = [opset]
-        m.graph = g
-        return m
+        return ModelFixture.model(g)
     }
 
     func options(_ format: QuantFormat, block: Int = 32, scheme: QuantScheme = .symmetric) -> ConversionOptions {
@@ -163,5 +157,19 @@ enum LinearLayerFixture {
         let node = Onnx_NodeProto("MatMul", name: "mm", inputs: ["X", "W"], outputs: ["Y"])
         // The fixture is well formed, so matching cannot fail.
         return try! LinearLayer.match(node: node, at: 0, constant: { $0 == "W" ? w : nil }, external: nil)!
+    }
+}
+
+/// Test models around a graph.
+enum ModelFixture {
+    /// IR version 8, importing the default domain at `opset`.
+    static func model(_ graph: Onnx_GraphProto, opset: Int = 17) -> Onnx_ModelProto {
+        var m = Onnx_ModelProto()
+        m.irVersion = 8
+        var entry = Onnx_OperatorSetIdProto()
+        entry.version = Int64(opset)
+        m.opsetImport = [entry]
+        m.graph = graph
+        return m
     }
 }

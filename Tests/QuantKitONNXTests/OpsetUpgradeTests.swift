@@ -5,13 +5,9 @@ import XCTest
 /// OpsetUpgrade on small graphs (the Python tests run upgraded models in ONNX Runtime).
 final class OpsetUpgradeTests: XCTestCase {
     func model(opset: Int, nodes: [Onnx_NodeProto]) -> Onnx_ModelProto {
-        var m = Onnx_ModelProto()
-        m.irVersion = 8
-        var entry = Onnx_OperatorSetIdProto()
-        entry.version = Int64(opset)
-        m.opsetImport = [entry]
-        m.graph.node = nodes
-        return m
+        var g = Onnx_GraphProto()
+        g.node = nodes
+        return ModelFixture.model(g, opset: opset)
     }
 
     func ints(_ name: String, _ values: [Int64]) -> Onnx_AttributeProto {

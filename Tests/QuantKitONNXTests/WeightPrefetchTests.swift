@@ -25,13 +25,7 @@ final class WeightPrefetchTests: XCTestCase {
         g.node.append(Onnx_NodeProto("Gemm", name: "gemm", inputs: [input, "G", "C"], outputs: ["Z"], attributes: [.int("transB", 1)]))
         g.initializer.append(TensorData.make(name: "T", floats: (0..<(300 * 64)).map { Float($0 % 29) / 14 - 1 }, dims: [300, 64], type: type))
         g.node.append(Onnx_NodeProto("Gather", name: "emb", inputs: ["T", "ids"], outputs: ["E"]))
-        var m = Onnx_ModelProto()
-        m.irVersion = 8
-        var opset = Onnx_OperatorSetIdProto()
-        opset.version = 17
-        m.opsetImport = [opset]
-        m.graph = g
-        return m
+        return ModelFixture.model(g)
     }
 
     /// Small layers of uneven sizes, and one with `splitElements` weights (split over threads).

@@ -22,28 +22,15 @@ final class CodebookKernelTests: XCTestCase {
         for (format, book) in books {
             XCTAssertTrue(book.encoder.fitsKernels, "\(format)")
             let values = probes(book, &rng)
-            var perElement = [Float](repeating: 0, count: values.count)
-            for i in values.indices where i % 11 != 0 {
-                perElement[i] = i % 7 == 0 ? -0.0 : 0.25 + Float(i % 13) * 0.37
-            }
             for rounding in [Rounding.halfEven, .halfAway] {
                 let coder = ElementCoder(spec: format.spec, rounding: rounding)
                 let encoder = try XCTUnwrap(coder.codebook)
-                for scales in [[Float(1)], [0.37], [0], perElement] {
+                for scales in kernelTestScales(count: values.count) {
                     let expected = values.indices.map { i in coder.encode(values[i], scale: scales.count == 1 ? scales[0] : scales[i], zeroPoint: 0) }
                     for variant in variants {
                         let kernels = try XCTUnwrap(BlockKernels.of(variant))
-                        for (start, count) in [(0, values.count), (3, 1), (5, 15), (16, 17), (1, 9), (7, 31)] {
-                            var codes = [UInt8](repeating: 0xA5, count: count + 1)
-                            values.withUnsafeBufferPointer { x in
-                                scales.withUnsafeBufferPointer { s in
-                                    kernels.encodeCodebook(x.baseAddress! + start, count, s.baseAddress! + (scales.count == 1 ? 0 : start), scales.count > 1,
-                                                           encoder, rounding == .halfAway, &codes)
-                                }
-                            }
-                            XCTAssertEqual(Array(codes[0..<count]), Array(expected[start..<(start + count)]),
-                                           "\(variant.name) \(format) \(rounding) scales \(scales.count) start \(start)")
-                            XCTAssertEqual(codes[count], 0xA5, "nothing written past the run")
+                        assertCodeKernel(values, scales: scales, expected: expected, "\(variant.name) \(format) \(rounding) scales \(scales.count)") {
+                            kernels.encodeCodebook($0, $1, $2, $3, encoder, rounding == .halfAway, $4)
                         }
                     }
                 }
@@ -63,25 +50,12 @@ final class CodebookKernelTests: XCTestCase {
                     var values = rng.normal(count: plan.count)
                     for i in stride(from: 0, to: values.count, by: 17) { values[i] = 0 }
                     for i in stride(from: 5, to: values.count, by: 23) { values[i] = -0.0 }
-                    let reference = try quantize(plan, values, .scalar)
+                    let reference = try quantizedBytes(plan, values, .scalar)
                     for variant in variants {
-                        XCTAssertEqual(try quantize(plan, values, variant), reference, "\(variant.name) \(format) \(layout) \(granularity) \(shape)")
+                        XCTAssertEqual(try quantizedBytes(plan, values, variant), reference, "\(variant.name) \(format) \(layout) \(granularity) \(shape)")
                     }
                 }
             }
         }
-    }
-
-    func quantize(_ plan: QuantPlan, _ values: [Float], _ variant: KernelVariant) throws -> [UInt8] {
-        var data = [UInt8](repeating: 0xA5, count: plan.dataBytes)
-        var scales = [UInt8](repeating: 0xA5, count: plan.scaleBytes)
-        try values.withUnsafeBufferPointer { input in
-            try data.withUnsafeMutableBytes { d in
-                try scales.withUnsafeMutableBytes { s in
-                    try Quantizer.quantize(plan, input: input, into: QuantizedBuffers(data: d, scales: s, zeroPoints: nil), variant: variant)
-                }
-            }
-        }
-        return data + scales
     }
 }

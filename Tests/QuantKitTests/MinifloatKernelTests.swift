@@ -28,32 +28,15 @@ final class MinifloatKernelTests: XCTestCase {
         for format in [QuantFormat.fp8E4M3FN, .fp8E5M2, .fp4E2M1] {
             guard case .minifloat(let mf) = format.spec.kind else { return XCTFail("\(format) is not a minifloat") }
             let values = probes(mf, &rng)
-            // Scales: exactly 1 (the values are the scaled values), a value that rounds in x / scale,
-            // and per element: varied, with zeros (those elements code as +0).
-            var perElement = [Float](repeating: 0, count: values.count)
-            for i in values.indices where i % 11 != 0 {
-                perElement[i] = i % 7 == 0 ? -0.0 : 0.25 + Float(i % 13) * 0.37
-            }
-            perElement[1] = 3
             for rounding in [Rounding.halfEven, .halfAway] {
                 let coder = ElementCoder(spec: format.spec, rounding: rounding)
                 let minifloat = try XCTUnwrap(coder.minifloat)
-                for scales in [[Float(1)], [0.37], [0], perElement] {
+                for scales in kernelTestScales(count: values.count) {
                     let expected = values.indices.map { i in coder.encode(values[i], scale: scales.count == 1 ? scales[0] : scales[i], zeroPoint: 0) }
                     for variant in variants {
                         let kernels = try XCTUnwrap(BlockKernels.of(variant))
-                        // Every start offset and length around the vector width, then the rest at once.
-                        for (start, count) in [(0, values.count), (3, 1), (5, 15), (16, 17), (1, 9), (7, 31)] {
-                            var codes = [UInt8](repeating: 0xA5, count: count + 1)
-                            values.withUnsafeBufferPointer { x in
-                                scales.withUnsafeBufferPointer { s in
-                                    kernels.encodeMinifloat(x.baseAddress! + start, count, s.baseAddress! + (scales.count == 1 ? 0 : start), scales.count > 1,
-                                                            minifloat.encoder, rounding == .halfAway, minifloat.plusZero, &codes)
-                                }
-                            }
-                            XCTAssertEqual(Array(codes[0..<count]), Array(expected[start..<(start + count)]),
-                                           "\(variant.name) \(format) \(rounding) scales \(scales.count) start \(start)")
-                            XCTAssertEqual(codes[count], 0xA5, "nothing written past the run")
+                        assertCodeKernel(values, scales: scales, expected: expected, "\(variant.name) \(format) \(rounding) scales \(scales.count)") {
+                            kernels.encodeMinifloat($0, $1, $2, $3, minifloat.encoder, rounding == .halfAway, minifloat.plusZero, $4)
                         }
                     }
                 }
@@ -75,25 +58,12 @@ final class MinifloatKernelTests: XCTestCase {
                     var values = rng.normal(count: plan.count)
                     for i in stride(from: 0, to: values.count, by: 17) { values[i] = 0 }
                     for i in stride(from: 5, to: values.count, by: 23) { values[i] = -0.0 }
-                    let reference = try quantize(plan, values, .scalar)
+                    let reference = try quantizedBytes(plan, values, .scalar)
                     for variant in variants {
-                        XCTAssertEqual(try quantize(plan, values, variant), reference, "\(variant.name) \(format) \(rounding) \(granularity) axis \(axis) \(shape)")
+                        XCTAssertEqual(try quantizedBytes(plan, values, variant), reference, "\(variant.name) \(format) \(rounding) \(granularity) axis \(axis) \(shape)")
                     }
                 }
             }
         }
-    }
-
-    func quantize(_ plan: QuantPlan, _ values: [Float], _ variant: KernelVariant) throws -> [UInt8] {
-        var data = [UInt8](repeating: 0xA5, count: plan.dataBytes)
-        var scales = [UInt8](repeating: 0xA5, count: plan.scaleBytes)
-        try values.withUnsafeBufferPointer { input in
-            try data.withUnsafeMutableBytes { d in
-                try scales.withUnsafeMutableBytes { s in
-                    try Quantizer.quantize(plan, input: input, into: QuantizedBuffers(data: d, scales: s, zeroPoints: nil), variant: variant)
-                }
-            }
-        }
-        return data + scales
     }
 }

@@ -40,3 +40,48 @@ func XCTAssertThrowsStatus(_ status: QuantStatus, _ body: @autoclosure () throws
         XCTAssertEqual((error as? QuantError)?.status, status, "\(error)", file: file, line: line)
     }
 }
+
+/// Codes then scales of `values` quantized with one kernel variant (formats without zero points),
+/// output buffers poisoned beforehand.
+func quantizedBytes(_ plan: QuantPlan, _ values: [Float], _ variant: KernelVariant) throws -> [UInt8] {
+    var data = [UInt8](repeating: 0xA5, count: plan.dataBytes)
+    var scales = [UInt8](repeating: 0xA5, count: plan.scaleBytes)
+    try values.withUnsafeBufferPointer { input in
+        try data.withUnsafeMutableBytes { d in
+            try scales.withUnsafeMutableBytes { s in
+                try Quantizer.quantize(plan, input: input, into: QuantizedBuffers(data: d, scales: s, zeroPoints: nil), variant: variant)
+            }
+        }
+    }
+    return data + scales
+}
+
+/// Scale sets for code-kernel tests: exactly 1 (the values are the scaled values), a value that
+/// rounds in x / scale, zero, and one per element: varied, with +0 and -0 (those code as +0).
+func kernelTestScales(count: Int) -> [[Float]] {
+    var perElement = [Float](repeating: 0, count: count)
+    for i in 0..<count where i % 11 != 0 {
+        perElement[i] = i % 7 == 0 ? -0.0 : 0.25 + Float(i % 13) * 0.37
+    }
+    if count > 1 { perElement[1] = 3 }
+    return [[1], [0.37], [0], perElement]
+}
+
+/// Checks a code kernel `encode(x, n, scales, perElement, out)` against `expected` (the scalar
+/// coder's codes of every value) on runs at every offset and length around the vector widths,
+/// and that it writes nothing past a run. `scales`: one for all, or one per value.
+func assertCodeKernel(_ values: [Float], scales: [Float], expected: [UInt8], _ what: String,
+                      _ encode: (UnsafePointer<Float>, Int, UnsafePointer<Float>, Bool, UnsafeMutablePointer<UInt8>) -> Void,
+                      file: StaticString = #filePath, line: UInt = #line) {
+    let perElement = scales.count > 1
+    for (start, count) in [(0, values.count), (3, 1), (5, 15), (16, 17), (1, 9), (7, 31)] {
+        var codes = [UInt8](repeating: 0xA5, count: count + 1)
+        values.withUnsafeBufferPointer { x in
+            scales.withUnsafeBufferPointer { s in
+                encode(x.baseAddress! + start, count, s.baseAddress! + (perElement ? start : 0), perElement, &codes)
+            }
+        }
+        XCTAssertEqual(Array(codes[0..<count]), Array(expected[start..<(start + count)]), "\(what) start \(start)", file: file, line: line)
+        XCTAssertEqual(codes[count], 0xA5, "\(what): nothing written past the run", file: file, line: line)
+    }
+}
