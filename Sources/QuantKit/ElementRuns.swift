@@ -79,6 +79,19 @@ extension QuantPlan {
         runShape == .outerRows || (runShape == .rows && params.granularity == .blocked)
     }
 
+    /// Min and max of each run i in `runs` into lo[i], hi[i] (empty runs leave them), with the ISA
+    /// kernel. Its finiteness check is not needed: callers checked already.
+    private func runRanges(_ runs: Range<Int>, _ kernels: BlockKernels, _ base: UnsafePointer<Float>,
+                           into lo: UnsafeMutablePointer<Float>, _ hi: UnsafeMutablePointer<Float>) {
+        let poison = UnsafeMutablePointer<Float>.allocate(capacity: 16)
+        poison.initialize(repeating: 0, count: 16)
+        defer { poison.deallocate() }
+        for i in runs {
+            let r = run(i)
+            if r.count > 0 { (lo[i], hi[i]) = kernels.minMax(base + r.start, r.count, poison) }
+        }
+    }
+
     /// `kernels`: an ISA's min/max kernels, which give the scalar scan's values on finite input
     /// (callers check finiteness first).
     func groupRanges(_ x: UnsafeBufferPointer<Float>, threads: Int, kernels: BlockKernels? = nil,
@@ -105,14 +118,7 @@ extension QuantPlan {
                     }
                     return
                 }
-                // As for whole groups below: the ISA kernel, no finiteness check needed.
-                let poison = UnsafeMutablePointer<Float>.allocate(capacity: 16)
-                poison.initialize(repeating: 0, count: 16)
-                defer { poison.deallocate() }
-                for c in range {
-                    let r = run(c)
-                    if r.count > 0 { (partial[c], partial[chunks + c]) = kernels.minMax(base + r.start, r.count, poison) }
-                }
+                runRanges(range, kernels, base, into: partial, partial + chunks)
             }
             for c in 0..<chunks { lo[0] = min(lo[0], partial[c]); hi[0] = max(hi[0], partial[chunks + c]) }
         case .wholeGroups:
@@ -121,14 +127,7 @@ extension QuantPlan {
                     for g in groups { let r = run(g); scan(r.start, r.count, g) }
                     return
                 }
-                // The vector kernel's finiteness check is not needed: callers checked already.
-                let poison = UnsafeMutablePointer<Float>.allocate(capacity: 16)
-                poison.initialize(repeating: 0, count: 16)
-                defer { poison.deallocate() }
-                for g in groups {
-                    let r = run(g)
-                    if r.count > 0 { (lo[g], hi[g]) = kernels.minMax(base + r.start, r.count, poison) }
-                }
+                runRanges(groups, kernels, base, into: lo, hi)
             }
         case .outerRows:
             // Threads own column ranges (groups); each walks every row's slice of its columns.
