@@ -79,8 +79,8 @@ private func tileBlock(_ rows: Int, nibbles: Bool, _ codes: UnsafeRawPointer, _ 
 private func intTile(nibbles: Bool, _ codes: UnsafeRawPointer, _ panelBytes: Int,
                      _ scales: UnsafePointer<Float>, _ panelScales: Int, _ mins: UnsafePointer<Float>?,
                      _ blocks: Int, _ block: Int, _ zero: Int32,
-                     _ xq: UnsafePointer<Int8>, _ ldx: Int, _ xScale: UnsafePointer<Float>, _ xSum: UnsafePointer<Int32>, _ ldb: Int,
-                     _ rows: Int, _ out: UnsafeMutablePointer<Float>, _ ldo: Int) {
+                     _ xq: UnsafePointer<Int8>, _ ldx: Int, _ xBlockStride: Int, _ xScale: UnsafePointer<Float>,
+                     _ xSum: UnsafePointer<Int32>, _ ldb: Int, _ rows: Int, _ out: UnsafeMutablePointer<Float>, _ ldo: Int) {
     let blockBytes = nibbles ? block * 8 : block * 16
     var b = 0
     while b < blocks {
@@ -90,7 +90,7 @@ private func intTile(nibbles: Bool, _ codes: UnsafeRawPointer, _ panelBytes: Int
             let mb: UnsafePointer<Float>? = mins == nil ? nil : mins! + p * panelScales + b * 16
             var m = 0
             while m < rows {
-                let x = xq + m * ldx + b * block, xs = xScale + m * ldb + b, q = xSum + m * ldb + b, y = out + m * ldo + 16 * p
+                let x = xq + m * ldx + b * xBlockStride, xs = xScale + m * ldb + b, q = xSum + m * ldb + b, y = out + m * ldo + 16 * p
                 switch rows - m {
                 case 1: tileBlock(1, nibbles: nibbles, c, s, mb, block, zero, x, ldx, xs, q, ldb, y, ldo)
                 case 2: tileBlock(2, nibbles: nibbles, c, s, mb, block, zero, x, ldx, xs, q, ldb, y, ldo)
@@ -107,14 +107,16 @@ private func intTile(nibbles: Bool, _ codes: UnsafeRawPointer, _ panelBytes: Int
 
 public func avxvnniIntTileNibbles(_ codes: UnsafeRawPointer, _ panelBytes: Int, _ scales: UnsafePointer<Float>, _ panelScales: Int,
                                   _ mins: UnsafePointer<Float>?, _ blocks: Int, _ block: Int, _ zero: Int32,
-                                  _ xq: UnsafePointer<Int8>, _ ldx: Int, _ xScale: UnsafePointer<Float>, _ xSum: UnsafePointer<Int32>, _ ldb: Int,
-                                  _ rows: Int, _ out: UnsafeMutablePointer<Float>, _ ldo: Int) {
-    intTile(nibbles: true, codes, panelBytes, scales, panelScales, mins, blocks, block, zero, xq, ldx, xScale, xSum, ldb, rows, out, ldo)
+                                  _ xq: UnsafePointer<Int8>, _ ldx: Int, _ xBlockStride: Int, _ xScale: UnsafePointer<Float>,
+                                  _ xSum: UnsafePointer<Int32>, _ ldb: Int, _ rows: Int, _ out: UnsafeMutablePointer<Float>, _ ldo: Int) {
+    intTile(nibbles: true, codes, panelBytes, scales, panelScales, mins, blocks, block, zero, xq, ldx, xBlockStride, xScale, xSum, ldb,
+            rows, out, ldo)
 }
 
 public func avxvnniIntTileBytes(_ codes: UnsafeRawPointer, _ panelBytes: Int, _ scales: UnsafePointer<Float>, _ panelScales: Int,
                                 _ mins: UnsafePointer<Float>?, _ blocks: Int, _ block: Int, _ zero: Int32,
-                                _ xq: UnsafePointer<Int8>, _ ldx: Int, _ xScale: UnsafePointer<Float>, _ xSum: UnsafePointer<Int32>, _ ldb: Int,
-                                _ rows: Int, _ out: UnsafeMutablePointer<Float>, _ ldo: Int) {
-    intTile(nibbles: false, codes, panelBytes, scales, panelScales, mins, blocks, block, zero, xq, ldx, xScale, xSum, ldb, rows, out, ldo)
+                                _ xq: UnsafePointer<Int8>, _ ldx: Int, _ xBlockStride: Int, _ xScale: UnsafePointer<Float>,
+                                _ xSum: UnsafePointer<Int32>, _ ldb: Int, _ rows: Int, _ out: UnsafeMutablePointer<Float>, _ ldo: Int) {
+    intTile(nibbles: false, codes, panelBytes, scales, panelScales, mins, blocks, block, zero, xq, ldx, xBlockStride, xScale, xSum, ldb,
+            rows, out, ldo)
 }

@@ -60,29 +60,37 @@ private struct RowDots {
     }
 }
 
+/// One tileBlock call: 4 panels' codes, scales and mins for one block, and the first of its
+/// activation rows with their per-block scales and code sums and outputs.
+private struct TileBlock {
+    var codes: UnsafeRawPointer, panelBytes: Int, scales: UnsafePointer<Float>, panelScales: Int, mins: UnsafePointer<Float>?
+    var block: Int, zero: Int32
+    var xq: UnsafePointer<Int8>, ldx: Int, xScale: UnsafePointer<Float>, xSum: UnsafePointer<Int32>, ldb: Int
+    var out: UnsafeMutablePointer<Float>, ldo: Int
+}
+
 /// `rows` activation rows times 4 panels over one block: 1...4 rows for nibbles (their low and high
 /// codes take 8 registers), 1...6 for bytes (24 accumulators, 4 codes and a broadcast fill 29 of the
-/// 32 registers; each code load then serves 6 rows).
+/// 32 registers; each code load then serves 6 rows). `rows` and `nibbles` must be constants where
+/// it is inlined, so the inner loop has no row tests (see the callers below).
 @inline(__always)
-private func tileBlock(_ rows: Int, nibbles: Bool, _ codes: UnsafeRawPointer, _ panelBytes: Int,
-                       _ scales: UnsafePointer<Float>, _ panelScales: Int, _ mins: UnsafePointer<Float>?, _ block: Int, _ zero: Int32,
-                       _ xq: UnsafePointer<Int8>, _ ldx: Int, _ xScale: UnsafePointer<Float>, _ xSum: UnsafePointer<Int32>, _ ldb: Int,
-                       _ out: UnsafeMutablePointer<Float>, _ ldo: Int) {
+private func tileBlock(_ rows: Int, nibbles: Bool, _ t: TileBlock) {
     var r0 = RowDots(), r1 = RowDots(), r2 = RowDots(), r3 = RowDots(), r4 = RowDots(), r5 = RowDots()
-    let x0 = xq, x1 = xq + ldx, x2 = xq + 2 * ldx, x3 = xq + 3 * ldx, x4 = xq + 4 * ldx, x5 = xq + 5 * ldx
-    var w = codes
+    let ldx = t.ldx, panelBytes = t.panelBytes, block = t.block
+    let x0 = t.xq, x1 = x0 + ldx, x2 = x0 + 2 * ldx, x3 = x0 + 3 * ldx, x4 = x0 + 4 * ldx, x5 = x0 + 5 * ldx
+    var w = t.codes
     var o = 0
     if nibbles {
         let mask = _mm512_set1_epi8(0x0F)
         while o < block {
             let v = PanelCodes(w, panelBytes)
             let lo = v.low(mask), hi = v.high(mask)
-            r0.add(lo, broadcast4(x0, o)); r0.add(hi, broadcast4(x0, o + 4))
-            if rows > 1 { r1.add(lo, broadcast4(x1, o)); r1.add(hi, broadcast4(x1, o + 4)) }
-            if rows > 2 { r2.add(lo, broadcast4(x2, o)); r2.add(hi, broadcast4(x2, o + 4)) }
-            if rows > 3 { r3.add(lo, broadcast4(x3, o)); r3.add(hi, broadcast4(x3, o + 4)) }
+            r0.add(lo, broadcast4(x0, o)); r0.add(hi, broadcast4(x0, o &+ 4))
+            if rows > 1 { r1.add(lo, broadcast4(x1, o)); r1.add(hi, broadcast4(x1, o &+ 4)) }
+            if rows > 2 { r2.add(lo, broadcast4(x2, o)); r2.add(hi, broadcast4(x2, o &+ 4)) }
+            if rows > 3 { r3.add(lo, broadcast4(x3, o)); r3.add(hi, broadcast4(x3, o &+ 4)) }
             w += 64
-            o += 8
+            o &+= 8
         }
     } else {
         while o < block {
@@ -94,40 +102,74 @@ private func tileBlock(_ rows: Int, nibbles: Bool, _ codes: UnsafeRawPointer, _ 
             if rows > 4 { r4.add(v, broadcast4(x4, o)) }
             if rows > 5 { r5.add(v, broadcast4(x5, o)) }
             w += 64
-            o += 4
+            o &+= 4
         }
     }
-    r0.finish(scales, panelScales, mins, zero, xScale[0], xSum[0], out)
-    if rows > 1 { r1.finish(scales, panelScales, mins, zero, xScale[ldb], xSum[ldb], out + ldo) }
-    if rows > 2 { r2.finish(scales, panelScales, mins, zero, xScale[2 * ldb], xSum[2 * ldb], out + 2 * ldo) }
-    if rows > 3 { r3.finish(scales, panelScales, mins, zero, xScale[3 * ldb], xSum[3 * ldb], out + 3 * ldo) }
-    if rows > 4 { r4.finish(scales, panelScales, mins, zero, xScale[4 * ldb], xSum[4 * ldb], out + 4 * ldo) }
-    if rows > 5 { r5.finish(scales, panelScales, mins, zero, xScale[5 * ldb], xSum[5 * ldb], out + 5 * ldo) }
+    let s = t.scales, ps = t.panelScales, mins = t.mins, zero = t.zero, xs = t.xScale, q = t.xSum, ldb = t.ldb
+    let out = t.out, ldo = t.ldo
+    r0.finish(s, ps, mins, zero, xs[0], q[0], out)
+    if rows > 1 { r1.finish(s, ps, mins, zero, xs[ldb], q[ldb], out + ldo) }
+    if rows > 2 { r2.finish(s, ps, mins, zero, xs[2 * ldb], q[2 * ldb], out + 2 * ldo) }
+    if rows > 3 { r3.finish(s, ps, mins, zero, xs[3 * ldb], q[3 * ldb], out + 3 * ldo) }
+    if rows > 4 { r4.finish(s, ps, mins, zero, xs[4 * ldb], q[4 * ldb], out + 4 * ldo) }
+    if rows > 5 { r5.finish(s, ps, mins, zero, xs[5 * ldb], q[5 * ldb], out + 5 * ldo) }
 }
 
-/// Block by block; inside a block every group of 4 rows passes over the same codes, which stay in L1.
+// One function per row count, each inlining tileBlock with its constants. With all ten cases
+// inlined into one caller, the optimizer stopped inlining at the 5- and 6-row byte cases and ran
+// them through one shared copy that tested the row count 5 times per step of the inner loop
+// (branches compete with vpdpbusd for port 0).
+@inline(never) private func nibbleRows1(_ t: TileBlock) { tileBlock(1, nibbles: true, t) }
+@inline(never) private func nibbleRows2(_ t: TileBlock) { tileBlock(2, nibbles: true, t) }
+@inline(never) private func nibbleRows3(_ t: TileBlock) { tileBlock(3, nibbles: true, t) }
+@inline(never) private func nibbleRows4(_ t: TileBlock) { tileBlock(4, nibbles: true, t) }
+@inline(never) private func byteRows1(_ t: TileBlock) { tileBlock(1, nibbles: false, t) }
+@inline(never) private func byteRows2(_ t: TileBlock) { tileBlock(2, nibbles: false, t) }
+@inline(never) private func byteRows3(_ t: TileBlock) { tileBlock(3, nibbles: false, t) }
+@inline(never) private func byteRows4(_ t: TileBlock) { tileBlock(4, nibbles: false, t) }
+@inline(never) private func byteRows5(_ t: TileBlock) { tileBlock(5, nibbles: false, t) }
+@inline(never) private func byteRows6(_ t: TileBlock) { tileBlock(6, nibbles: false, t) }
+
+/// Block by block; inside a block every group of 4 (nibbles) or 6 (bytes) rows passes over the
+/// same codes, which stay in L1.
 @inline(__always)
 private func intTile(nibbles: Bool, _ codes: UnsafeRawPointer, _ panelBytes: Int,
                      _ scales: UnsafePointer<Float>, _ panelScales: Int, _ mins: UnsafePointer<Float>?,
                      _ blocks: Int, _ block: Int, _ zero: Int32,
-                     _ xq: UnsafePointer<Int8>, _ ldx: Int, _ xScale: UnsafePointer<Float>, _ xSum: UnsafePointer<Int32>, _ ldb: Int,
-                     _ rows: Int, _ out: UnsafeMutablePointer<Float>, _ ldo: Int) {
+                     _ xq: UnsafePointer<Int8>, _ ldx: Int, _ xBlockStride: Int, _ xScale: UnsafePointer<Float>,
+                     _ xSum: UnsafePointer<Int32>, _ ldb: Int, _ rows: Int, _ out: UnsafeMutablePointer<Float>, _ ldo: Int) {
     let blockBytes = nibbles ? block * 8 : block * 16
+    let step = nibbles ? 4 : 6
+    var t = TileBlock(codes: codes, panelBytes: panelBytes, scales: scales, panelScales: panelScales, mins: mins, block: block,
+                      zero: zero, xq: xq, ldx: ldx, xScale: xScale, xSum: xSum, ldb: ldb, out: out, ldo: ldo)
     var b = 0
     while b < blocks {
-        let c = codes + b * blockBytes, s = scales + b * 16
-        let mb: UnsafePointer<Float>? = mins == nil ? nil : mins! + b * 16
-        let step = nibbles ? 4 : 6
+        t.codes = codes + b * blockBytes
+        t.scales = scales + b * 16
+        t.mins = mins == nil ? nil : mins! + b * 16
         var m = 0
         while m < rows {
-            let x = xq + m * ldx + b * block, xs = xScale + m * ldb + b, q = xSum + m * ldb + b, y = out + m * ldo
-            switch rows - m < step ? rows - m : step {  // (no generic stdlib calls in ISA modules)
-            case 1: tileBlock(1, nibbles: nibbles, c, panelBytes, s, panelScales, mb, block, zero, x, ldx, xs, q, ldb, y, ldo)
-            case 2: tileBlock(2, nibbles: nibbles, c, panelBytes, s, panelScales, mb, block, zero, x, ldx, xs, q, ldb, y, ldo)
-            case 3: tileBlock(3, nibbles: nibbles, c, panelBytes, s, panelScales, mb, block, zero, x, ldx, xs, q, ldb, y, ldo)
-            case 4: tileBlock(4, nibbles: nibbles, c, panelBytes, s, panelScales, mb, block, zero, x, ldx, xs, q, ldb, y, ldo)
-            case 5: tileBlock(5, nibbles: false, c, panelBytes, s, panelScales, mb, block, zero, x, ldx, xs, q, ldb, y, ldo)
-            default: tileBlock(6, nibbles: false, c, panelBytes, s, panelScales, mb, block, zero, x, ldx, xs, q, ldb, y, ldo)
+            t.xq = xq + m * ldx + b * xBlockStride
+            t.xScale = xScale + m * ldb + b
+            t.xSum = xSum + m * ldb + b
+            t.out = out + m * ldo
+            let count = rows - m < step ? rows - m : step  // (no generic stdlib calls in ISA modules)
+            if nibbles {
+                switch count {
+                case 1: nibbleRows1(t)
+                case 2: nibbleRows2(t)
+                case 3: nibbleRows3(t)
+                default: nibbleRows4(t)
+                }
+            } else {
+                switch count {
+                case 1: byteRows1(t)
+                case 2: byteRows2(t)
+                case 3: byteRows3(t)
+                case 4: byteRows4(t)
+                case 5: byteRows5(t)
+                default: byteRows6(t)
+                }
             }
             m += step
         }
@@ -137,14 +179,16 @@ private func intTile(nibbles: Bool, _ codes: UnsafeRawPointer, _ panelBytes: Int
 
 public func vnni512IntTileNibbles(_ codes: UnsafeRawPointer, _ panelBytes: Int, _ scales: UnsafePointer<Float>, _ panelScales: Int,
                                   _ mins: UnsafePointer<Float>?, _ blocks: Int, _ block: Int, _ zero: Int32,
-                                  _ xq: UnsafePointer<Int8>, _ ldx: Int, _ xScale: UnsafePointer<Float>, _ xSum: UnsafePointer<Int32>, _ ldb: Int,
-                                  _ rows: Int, _ out: UnsafeMutablePointer<Float>, _ ldo: Int) {
-    intTile(nibbles: true, codes, panelBytes, scales, panelScales, mins, blocks, block, zero, xq, ldx, xScale, xSum, ldb, rows, out, ldo)
+                                  _ xq: UnsafePointer<Int8>, _ ldx: Int, _ xBlockStride: Int, _ xScale: UnsafePointer<Float>,
+                                  _ xSum: UnsafePointer<Int32>, _ ldb: Int, _ rows: Int, _ out: UnsafeMutablePointer<Float>, _ ldo: Int) {
+    intTile(nibbles: true, codes, panelBytes, scales, panelScales, mins, blocks, block, zero, xq, ldx, xBlockStride, xScale, xSum, ldb,
+            rows, out, ldo)
 }
 
 public func vnni512IntTileBytes(_ codes: UnsafeRawPointer, _ panelBytes: Int, _ scales: UnsafePointer<Float>, _ panelScales: Int,
                                 _ mins: UnsafePointer<Float>?, _ blocks: Int, _ block: Int, _ zero: Int32,
-                                _ xq: UnsafePointer<Int8>, _ ldx: Int, _ xScale: UnsafePointer<Float>, _ xSum: UnsafePointer<Int32>, _ ldb: Int,
-                                _ rows: Int, _ out: UnsafeMutablePointer<Float>, _ ldo: Int) {
-    intTile(nibbles: false, codes, panelBytes, scales, panelScales, mins, blocks, block, zero, xq, ldx, xScale, xSum, ldb, rows, out, ldo)
+                                _ xq: UnsafePointer<Int8>, _ ldx: Int, _ xBlockStride: Int, _ xScale: UnsafePointer<Float>,
+                                _ xSum: UnsafePointer<Int32>, _ ldb: Int, _ rows: Int, _ out: UnsafeMutablePointer<Float>, _ ldo: Int) {
+    intTile(nibbles: false, codes, panelBytes, scales, panelScales, mins, blocks, block, zero, xq, ldx, xBlockStride, xScale, xSum, ldb,
+            rows, out, ldo)
 }

@@ -103,6 +103,28 @@ final class MatmulTests: XCTestCase {
         }
     }
 
+    /// The int8 tiles take rows in slices of 256, reading the activations block by block: 270 rows
+    /// run a second slice (14 rows from row 256) over two blocks of K, for nibble and byte codes.
+    func testInt8TilesAcrossRowSlices() throws {
+        var rng = SplitMix(seed: 13)
+        let (m, n, k) = (270, 65, 48)
+        let x = rng.normal(count: m * k)
+        var perChannel = QuantParams(format: .int8)
+        perChannel.granularity = .perAxis
+        perChannel.axis = 0
+        for params in [QuantParams(format: .int4), perChannel] {
+            let q = try QuantizedTensor(quantizing: rng.normal(count: n * k, scale: 0.05), shape: [n, k], params: params)
+            let w = try pack(q, n: n, k: k, .nk)
+            let reference = try run(w, x, rows: m, compute: .int8, threads: 1, variant: .scalar)
+            for variant in Runtime.supportedMatmulVariants {
+                for threads in [1, 2] {
+                    let y = try run(w, x, rows: m, compute: .int8, threads: threads, variant: variant)
+                    XCTAssertTrue(y.map(\.bitPattern) == reference.map(\.bitPattern), "\(params.format) \(variant.name) threads=\(threads)")
+                }
+            }
+        }
+    }
+
     func testBiasIsAddedAndEveryOutputWritten() throws {
         var rng = SplitMix(seed: 11)
         let (m, n, k) = (3, 19, 70)

@@ -13,11 +13,17 @@ final class Activations {
     let codes: UnsafeMutablePointer<Int8>?
     let scales: UnsafeMutablePointer<Float>?
     let codeSums: UnsafeMutablePointer<Int32>?
+    /// The same codes block by block, when asked for (the tile kernels): row m's block b at
+    /// blockedCodes + (b * rows + m) * block. A group of rows then reads one contiguous run per
+    /// block instead of one stream per row, K bytes apart (4 KiB at K = 4096, so all in the same
+    /// L1 sets as each other): at M = 512, 4096 x 4096, 1 thread, W8A8 took 41.0 ms instead of
+    /// 47.0 and INT4 b128 55.9 ms instead of 64.3 (medians of 8-10 interleaved runs).
+    let blockedCodes: UnsafeMutablePointer<Int8>?
 
     /// `load(row, destination)` writes row `row`'s K floats (int8 compute calls it from several
     /// threads at once); `dense`, when given, holds the same rows (row m at dense + m * K);
-    /// `quantizer` makes the int8 codes.
-    init(rows: Int, matrix w: PackedMatrix, quantize: Bool, quantizer: ActivationKernel, threads: Int,
+    /// `quantizer` makes the int8 codes; `blocked` also keeps them block by block.
+    init(rows: Int, matrix w: PackedMatrix, quantize: Bool, quantizer: ActivationKernel, threads: Int, blocked: Bool = false,
          dense: UnsafePointer<Float>?, load: (Int, UnsafeMutablePointer<Float>) -> Void) throws {
         self.rows = rows
         kPadded = w.kPadded
@@ -34,9 +40,12 @@ final class Activations {
             self.codes = codes
             self.scales = scales
             codeSums = sums
-            try Self.quantizeRows(rows, w, quantizer, threads, dense, load, codes, scales, sums)
+            let copy = blocked ? UnsafeMutablePointer<Int8>.allocate(capacity: count) : nil
+            blockedCodes = copy
+            try Self.quantizeRows(rows, w, quantizer, threads, dense, load, codes, scales, sums, blocked: copy)
         } else {
             codes = nil
+            blockedCodes = nil
             scales = nil
             codeSums = nil
             let x = UnsafeMutablePointer<Float>.allocate(capacity: count)
@@ -62,8 +71,13 @@ final class Activations {
     private static func quantizeRows(_ rows: Int, _ w: PackedMatrix, _ quantizer: ActivationKernel, _ threads: Int,
                                      _ dense: UnsafePointer<Float>?, _ load: (Int, UnsafeMutablePointer<Float>) -> Void,
                                      _ codes: UnsafeMutablePointer<Int8>,
-                                     _ scales: UnsafeMutablePointer<Float>, _ sums: UnsafeMutablePointer<Int32>) throws {
-        let kPadded = w.kPadded, blocks = w.blocks
+                                     _ scales: UnsafeMutablePointer<Float>, _ sums: UnsafeMutablePointer<Int32>,
+                                     blocked: UnsafeMutablePointer<Int8>?) throws {
+        let kPadded = w.kPadded, blocks = w.blocks, block = w.block
+        func copyBlocks(_ m: Int) {
+            guard let blocked else { return }
+            for b in 0..<blocks { (blocked + (b * rows + m) * block).update(from: codes + m * kPadded + b * block, count: block) }
+        }
         let failed = UnsafeMutablePointer<Bool>.allocate(capacity: max(rows, 1))
         failed.initialize(repeating: false, count: max(rows, 1))
         defer { failed.deallocate() }
@@ -71,6 +85,7 @@ final class Activations {
             if let dense, w.k == kPadded {
                 for m in range {
                     failed[m] = !quantizer(dense + m * kPadded, blocks, w.block, codes + m * kPadded, scales + m * blocks, sums + m * blocks)
+                    copyBlocks(m)
                 }
                 return
             }
@@ -80,6 +95,7 @@ final class Activations {
             for m in range {
                 load(m, row)
                 failed[m] = !quantizer(row, blocks, w.block, codes + m * kPadded, scales + m * blocks, sums + m * blocks)
+                copyBlocks(m)
             }
         }
         guard let m = (0..<rows).first(where: { failed[$0] }) else { return }
@@ -103,6 +119,7 @@ final class Activations {
         x?.deallocate()
         floatSums?.deallocate()
         codes?.deallocate()
+        blockedCodes?.deallocate()
         scales?.deallocate()
         codeSums?.deallocate()
     }

@@ -21,14 +21,15 @@ public enum Matmul {
         guard rows > 0, w.n > 0 else { return }
         let integer = compute == .int8 && w.integerCodes
         let kernels = MatmulKernels.of(variant)
+        let tile = integer ? (w.codes == .nibbles ? kernels.intTileNibbles : kernels.intTileBytes) : nil
+        // Tiles serve every slice of at least tileMinRows rows, so the first one whenever rows reach it.
         let x = try Activations(rows: rows, matrix: w, quantize: integer, quantizer: kernels.quantizeActivations, threads: threads,
-                                dense: denseX, load: load)
+                                blocked: tile != nil && rows >= tileMinRows, dense: denseX, load: load)
         let ldo = w.nPadded
         // The kernels write whole panels: Y takes them in place when N fills its last panel.
         let inPlace = denseY != nil && w.n == ldo
         let y = inPlace ? denseY! : UnsafeMutablePointer<Float>.allocate(capacity: try checkedProduct([rows, ldo]))
         defer { if !inPlace { y.deallocate() } }
-        let tile = integer ? (w.codes == .nibbles ? kernels.intTileNibbles : kernels.intTileBytes) : nil
         // Float tiles pay a decode and a 24-chain finish per block: measured slower than the panel
         // kernels for blocks of 32 and no faster at M = 16.
         let floatTile = integer || w.block < 64 ? nil : kernels.floatTile(w.codes)
@@ -80,12 +81,13 @@ public enum Matmul {
     private static func runTiles(_ w: PackedMatrix, _ panels: Range<Int>, _ tile: IntTileKernel, kernels: MatmulKernels,
                                  x: Activations, first: Int, count: Int, y: UnsafeMutablePointer<Float>, ldo: Int,
                                  scratch: UnsafeMutablePointer<Float>?) {
-        guard let xq = x.codes, let xs = x.scales, let sums = x.codeSums else { return }
-        let ldx = x.kPadded, ldb = x.blocks
+        guard let xq = x.blockedCodes, let xs = x.scales, let sums = x.codeSums else { return }
+        let ldb = x.blocks
         runGroups(of: 4, w, panels, kernels: kernels, integer: true, x: x, first: first, count: count, y: y, ldo: ldo,
                   scratch: scratch) { p, out, scales, mins in
             tile(w.codes(panel: p, block: 0), w.blocks * w.blockBytes, scales, w.blocks * PackedMatrix.panelWidth,
-                 mins, w.blocks, w.block, w.zero, xq + first * ldx, ldx, xs + first * ldb, sums + first * ldb, ldb, count, out, ldo)
+                 mins, w.blocks, w.block, w.zero, xq + first * w.block, w.block, x.rows * w.block, xs + first * ldb, sums + first * ldb,
+                 ldb, count, out, ldo)
         }
     }
 

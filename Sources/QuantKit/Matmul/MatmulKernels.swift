@@ -28,12 +28,14 @@ typealias WidenHalvesKernel = (_ halves: UnsafePointer<UInt16>, _ out: UnsafeMut
 /// (the driver zeroes it before the first block), so a product cut into block ranges gives the same
 /// bits as one IntPanelKernel call. codes/scales/mins point at the first panel's first block; the
 /// next panel starts panelBytes (panelScales floats) later. Outputs of panel p are out[16p..<16p+16].
-/// Panels that do not fill a group of 4 go through the panel kernel.
+/// Row m's codes for block b start at xq + m * ldx + b * xBlockStride (the driver passes them
+/// block by block, each block's rows one after another). Panels that do not fill a group of 4 go
+/// through the panel kernel.
 /// Its scalar twin is ReferencePanels.intNibbles/intBytes through the panel path.
 typealias IntTileKernel = (_ codes: UnsafeRawPointer, _ panelBytes: Int, _ scales: UnsafePointer<Float>, _ panelScales: Int,
                            _ mins: UnsafePointer<Float>?, _ blocks: Int, _ block: Int, _ zero: Int32,
-                           _ xq: UnsafePointer<Int8>, _ ldx: Int, _ xScale: UnsafePointer<Float>, _ xSum: UnsafePointer<Int32>, _ ldb: Int,
-                           _ rows: Int, _ out: UnsafeMutablePointer<Float>, _ ldo: Int) -> Void
+                           _ xq: UnsafePointer<Int8>, _ ldx: Int, _ xBlockStride: Int, _ xScale: UnsafePointer<Float>,
+                           _ xSum: UnsafePointer<Int32>, _ ldb: Int, _ rows: Int, _ out: UnsafeMutablePointer<Float>, _ ldo: Int) -> Void
 
 /// One panel with float activations: per block, four chains c_j = fused multiply-adds of value(code) * x
 /// over the block's K positions j, j+4, j+8, ... in order (from 0), partial = (c0 + c1) + (c2 + c3),
