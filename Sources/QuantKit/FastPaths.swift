@@ -43,6 +43,11 @@ struct BlockKernels {
     /// only for books whose encoder `fitsKernels`.
     let encodeCodebook: (_ x: UnsafePointer<Float>, _ n: Int, _ scales: UnsafePointer<Float>, _ perElement: Bool,
                          _ book: Codebook.Encoder, _ tiesAway: Bool, _ out: UnsafeMutablePointer<UInt8>) -> Void
+    /// fp16 (bf16 when true) bits of a run of floats, whole vectors only: returns how many it did
+    /// (see HalfConversion).
+    let narrowHalves: (_ x: UnsafePointer<Float>, _ n: Int, _ bfloat: Bool, _ out: UnsafeMutablePointer<UInt16>) -> Int
+    /// Floats of a run of fp16 (bf16) bits, whole vectors only: returns how many it did.
+    let widenHalves: (_ h: UnsafePointer<UInt16>, _ n: Int, _ bfloat: Bool, _ out: UnsafeMutablePointer<Float>) -> Int
 
     static func of(_ variant: KernelVariant) -> BlockKernels? {
         switch variant {
@@ -82,7 +87,9 @@ struct BlockKernels {
                 encodeCodebook: { x, n, scales, perElement, book, tiesAway, out in
                     let tables = Codebook256(thresholds: book.paddedThresholds, codes: book.paddedCodes, signMagnitude: book.signMagnitude, tiesAway: tiesAway)
                     avx2EncodeCodebook(x, n, scales, perElement: perElement, tables, out)
-                })
+                },
+                narrowHalves: avx2NarrowHalves,
+                widenHalves: avx2WidenHalfRun)
         case .avx512:
             return BlockKernels(
                 minMax: avx512MinMax,
@@ -118,7 +125,9 @@ struct BlockKernels {
                 encodeCodebook: { x, n, scales, perElement, book, tiesAway, out in
                     let tables = Codebook512(thresholds: book.paddedThresholds, codes: book.paddedCodes, signMagnitude: book.signMagnitude, tiesAway: tiesAway)
                     avx512EncodeCodebook(x, n, scales, perElement: perElement, tables, out)
-                })
+                },
+                narrowHalves: avx512NarrowHalves,
+                widenHalves: avx512WidenHalves)
         }
     }
 }

@@ -317,7 +317,7 @@ public enum Quantizer {
         guard let base = data.baseAddress else { return }
         let out = base.assumingMemoryBound(to: UInt16.self)
         Parallel.forEachChunk(count: input.count, threads: threads, minChunk: 65536) { range in
-            for i in range { out[i] = bfloat ? Float16Codec.bf16Bits(input[i]) : Float16Codec.f16Bits(input[i]) }
+            HalfConversion.narrow(input.baseAddress! + range.lowerBound, count: range.count, bfloat: bfloat, into: out + range.lowerBound)
         }
     }
 

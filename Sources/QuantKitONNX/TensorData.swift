@@ -150,23 +150,19 @@ public enum TensorData {
     }
 
     /// A tensor of floats stored as `type` (float32, float16 or bfloat16).
+    /// (Raw data is little-endian, as this host is.)
     public static func make(name: String, floats: [Float], dims: [Int], type: ONNXType) -> Onnx_TensorProto {
-        var raw: [UInt8]
-        switch type {
-        case .float16:
-            raw = [UInt8](repeating: 0, count: floats.count * 2)
-            raw.withUnsafeMutableBytes { out in
-                for (i, x) in floats.enumerated() { out.storeBytes(of: Float16Codec.f16Bits(x).littleEndian, toByteOffset: i * 2, as: UInt16.self) }
-            }
-        case .bfloat16:
-            raw = [UInt8](repeating: 0, count: floats.count * 2)
-            raw.withUnsafeMutableBytes { out in
-                for (i, x) in floats.enumerated() { out.storeBytes(of: Float16Codec.bf16Bits(x).littleEndian, toByteOffset: i * 2, as: UInt16.self) }
-            }
-        default:
-            raw = floats.withUnsafeBytes { [UInt8]($0) }
+        guard type == .float16 || type == .bfloat16 else {
+            return make(name: name, type: .float, dims: dims, data: floats.withUnsafeBytes { Data($0) })
         }
-        return make(name: name, type: type == .float16 || type == .bfloat16 ? type : .float, dims: dims, raw: raw)
+        var data = Data(count: floats.count * 2)
+        data.withUnsafeMutableBytes { out in
+            floats.withUnsafeBufferPointer { x in
+                HalfConversion.narrow(x.baseAddress!, count: x.count, bfloat: type == .bfloat16,
+                                      into: out.baseAddress!.assumingMemoryBound(to: UInt16.self))
+            }
+        }
+        return make(name: name, type: type, dims: dims, data: data)
     }
 
     public static func make(name: String, int64s: [Int64], dims: [Int]) -> Onnx_TensorProto {
