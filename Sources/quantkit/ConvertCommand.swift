@@ -123,7 +123,7 @@ struct ConvertCommand: ParsableCommand {
         do {
             if options.defaults.format == .fp16 || options.defaults.format == .bf16 {
                 // Half precision is a whole-model conversion, not a per-layer quantization.
-                report = try Float16Pass.apply(to: &converted.proto, format: options.defaults.format, external: external)
+                report = try Float16Pass.apply(to: &converted.proto, format: options.defaults.format, external: external, spool: spool)
             } else {
                 var converter = Converter(options: options)
                 var bar = ProgressBar(enabled: !quiet && !json)

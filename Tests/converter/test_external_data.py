@@ -230,10 +230,13 @@ def peak_rss_mb(argv) -> tuple[float, subprocess.CompletedProcess]:
     return int(result.stderr.strip().splitlines()[-1]) / 1024, result
 
 
-def test_peak_memory_stays_far_below_the_model(tmp_path, rng):
+@pytest.mark.parametrize("fmt, share", [("int4", 0.35), ("fp16", 0.6)])
+def test_peak_memory_stays_far_below_the_model(tmp_path, rng, fmt, share):
     """12 weights of 16 MB in a side file (192 MB): the converter maps one weight at a time and
     drops its pages when done, and writes each quantized weight out as it goes, so its peak
-    resident memory grows by far less than the model's size."""
+    resident memory grows by far less than the model's size. fp16 writes 8 MB per weight (up to
+    64 MB of it may wait for the writer thread): measured 55-72 MB over start-up here, against
+    160 MB when the halves were all held until the model was saved."""
     if not os.access("/usr/bin/time", os.X_OK):
         pytest.skip("GNU time is missing (scripts/setup.sh installs it)")
     k, n, layers = 1024, 4096, 12
@@ -247,6 +250,6 @@ def test_peak_memory_stays_far_below_the_model(tmp_path, rng):
     src = save_external(model, tmp_path / "in")
     model_mb = os.path.getsize(str(src) + ".data") / 2**20
     baseline, _ = peak_rss_mb([cli(), "--version"])
-    peak, result = peak_rss_mb([cli(), "convert", str(src), "-o", str(tmp_path / "q.onnx"), "--quiet"])
+    peak, result = peak_rss_mb([cli(), "convert", str(src), "-o", str(tmp_path / "q.onnx"), "--format", fmt, "--quiet"])
     assert result.returncode == 0, result.stderr
-    assert peak - baseline < 0.35 * model_mb, f"peak {peak:.0f} MB, start-up {baseline:.0f} MB, model {model_mb:.0f} MB"
+    assert peak - baseline < share * model_mb, f"peak {peak:.0f} MB, start-up {baseline:.0f} MB, model {model_mb:.0f} MB"

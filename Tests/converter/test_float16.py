@@ -118,3 +118,31 @@ def test_subgraph_reads_outer_weight(tmp_path):
     (got,) = run(dst, {"X": x, "cond": np.array(True)})
     w16 = numpy_helper.to_array(initializers(model)["W"]).astype(np.float16).astype(np.float32)
     np.testing.assert_allclose(got, x @ w16, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("fmt", ["fp16", "bf16"])
+def test_external_input_gives_the_inline_conversion(tmp_path, fmt):
+    """A model with its weights in a side file: the halves go to the output's side file as they
+    are made, and equal, bit for bit, those of the same model converted from an inline file."""
+    model = mixed_model()
+    inline_src = save(model, str(tmp_path / "inline.onnx"))
+    os.makedirs(tmp_path / "ext")
+    ext_src = str(tmp_path / "ext" / "in.onnx")
+    onnx.save(model, ext_src, save_as_external_data=True, all_tensors_to_one_file=True, location="in.onnx.data",
+              size_threshold=64)
+    inline_dst, ext_dst = str(tmp_path / "inline_out.onnx"), str(tmp_path / "out" / "out.onnx")
+    os.makedirs(tmp_path / "out")
+    convert_half(inline_src, inline_dst, fmt)
+    convert_half(ext_src, ext_dst, fmt)
+    assert sorted(os.listdir(tmp_path / "out")) == ["out.onnx", "out.onnx.data"]
+    stored = onnx.load(ext_dst, load_external_data=False)
+    assert any(t.data_location == TensorProto.EXTERNAL for t in stored.graph.initializer if t.name.endswith(fmt))
+    onnx.checker.check_model(ext_dst, full_check=True)
+    expected, got = initializers(onnx.load(inline_dst)), initializers(onnx.load(ext_dst))
+    assert sorted(expected) == sorted(got)
+    for name, t in expected.items():
+        a, b = numpy_helper.to_array(got[name]), numpy_helper.to_array(t)
+        assert got[name].data_type == t.data_type and a.shape == b.shape and a.tobytes() == b.tobytes(), name
+    ids = np.array([[1, 2, 3], [4, 5, 6]], np.int64)
+    for a, b in zip(run(ext_dst, {"ids": ids}), run(inline_dst, {"ids": ids})):
+        np.testing.assert_array_equal(a, b)

@@ -16,9 +16,12 @@ public enum Float16Pass {
     public static let minimumElements = 16
 
     /// Converts `model` in place. `format` is `.fp16` or `.bf16`; `external` reads weights stored
-    /// in side files (the converted halves are written inline). One report entry per float32
+    /// in side files. The converted halves are written inline, or, with a `spool`, go to the
+    /// output's side file as each one is made (so the converted model is never held in memory
+    /// whole; save with `ONNXModel.save(spool:reader:)`). One report entry per float32
     /// initializer: converted (settings "fp16 → Cast") or skipped with the reason.
-    public static func apply(to model: inout Onnx_ModelProto, format: QuantFormat, external: ExternalDataReader? = nil) throws -> ConversionReport {
+    public static func apply(to model: inout Onnx_ModelProto, format: QuantFormat, external: ExternalDataReader? = nil,
+                             spool: ExternalDataSpool? = nil) throws -> ConversionReport {
         let type: ONNXType
         switch format {
         case .fp16: type = .float16
@@ -37,13 +40,14 @@ public enum Float16Pass {
         var names = ModelNames(model)
         let irVersion = model.irVersion
         try ModelWalk.transformGraphs(&model.graph) { graph, depth in
-            try convert(&graph, depth: depth, to: type, irVersion: irVersion, names: &names, external: external, report: &report)
+            try convert(&graph, depth: depth, to: type, irVersion: irVersion, names: &names, external: external, spool: spool,
+                        report: &report)
         }
         return report
     }
 
     static func convert(_ graph: inout Onnx_GraphProto, depth: Int, to type: ONNXType, irVersion: Int64, names: inout ModelNames,
-                        external: ExternalDataReader?, report: inout ConversionReport) throws {
+                        external: ExternalDataReader?, spool: ExternalDataSpool?, report: inout ConversionReport) throws {
         let inputs = Set(graph.input.map(\.name))
         let suffix = type == .float16 ? "fp16" : "bf16"
         var casts: [Onnx_NodeProto] = []
@@ -68,6 +72,11 @@ public enum Float16Pass {
             let stored = names.unique("\(tensor.name)_\(suffix)")
             var half = TensorData.make(name: stored, floats: values, dims: try TensorData.shape(of: tensor), type: type)
             half.docString = tensor.docString
+            entry.bytesAfter = half.rawData.count
+            let error = Self.error(of: half, against: values, bfloat: type == .bfloat16)
+            entry.sqnrDB = error.sqnrDB
+            entry.maxAbsError = error.maxAbsError
+            try spool?.take(&half)
             graph.initializer[i] = half
             // Before IR 4 every initializer is also listed as a graph input: that entry follows it.
             if let j = graph.input.firstIndex(where: { $0.name == tensor.name }) {
@@ -80,13 +89,29 @@ public enum Float16Pass {
             entry.node = nodeName
             entry.settings = "\(suffix) → Cast to float32"
             entry.target = "cast"
-            entry.bytesAfter = half.rawData.count
-            let restored = try TensorData.floats(of: half, external: nil)
-            let error = values.withUnsafeBufferPointer { r in restored.withUnsafeBufferPointer { ErrorStats.compare(reference: r, actual: $0) } }
-            entry.sqnrDB = error.sqnrDB
-            entry.maxAbsError = error.maxAbsError
         }
         // The casts read initializers only, so they can go first in the graph's node order.
         if !casts.isEmpty { graph.node.insert(contentsOf: casts, at: 0) }
+    }
+
+    /// The error of the stored halves against the float32 values, a cache-sized piece at a time.
+    static func error(of half: Onnx_TensorProto, against values: [Float], bfloat: Bool) -> ErrorStats {
+        let piece = 4096
+        let restored = UnsafeMutablePointer<Float>.allocate(capacity: piece)
+        defer { restored.deallocate() }
+        var sums = ErrorAccumulator()
+        half.rawData.withUnsafeBytes { raw in
+            values.withUnsafeBufferPointer { reference in
+                let halves = raw.bindMemory(to: UInt16.self)
+                var start = 0
+                while start < reference.count {
+                    let count = min(piece, reference.count - start)
+                    HalfConversion.widen(halves.baseAddress! + start, count: count, bfloat: bfloat, into: restored)
+                    sums.add(reference: reference.baseAddress! + start, actual: restored, count: count)
+                    start += count
+                }
+            }
+        }
+        return sums.stats
     }
 }
