@@ -308,7 +308,8 @@ public enum Quantizer {
     /// A value that would round to infinity in fp16/bf16 is an error, not a silent Inf weight.
     private static func checkHalfRange(_ input: UnsafeBufferPointer<Float>, bfloat: Bool) throws {
         let limit: Float = bfloat ? Float(bitPattern: 0x7F7F_8000) : 65520  // first value that rounds to Inf
-        if let i = input.firstIndex(where: { $0.magnitude >= limit }) {
+        guard let base = input.baseAddress else { return }
+        if let i = HalfConversion.firstIndex(magnitudeAtLeast: limit, in: base, count: input.count, finiteOnly: false) {
             throw QuantError(.overflow, "element \(i) is \(input[i]), outside the \(bfloat ? "bf16" : "fp16") range")
         }
     }

@@ -63,4 +63,24 @@ final class HalfConversionTests: XCTestCase {
             }
         }
     }
+
+    /// The range check finds the first out-of-range value wherever it is (first chunk, a later one,
+    /// the tail), past NaNs, and counts Inf only when asked to.
+    func testFirstOutOfRangeValueIsFound() {
+        var rng = SplitMix(seed: 9)
+        let base = (0..<10_000).map { _ in Float(rng.uniform() - 0.5) * 1000 }
+        for variant in variants {
+            for (index, value) in [(0, Float(65520)), (4095, -70000), (4096, 1e30), (9999, 65520), (5000, Float.infinity)] {
+                for finiteOnly in [false, true] {
+                    var x = base
+                    x[index] = value
+                    x[index == 0 ? 1 : index / 2] = .nan
+                    let expected = x.firstIndex { $0.magnitude >= 65520 && ($0.isFinite || !finiteOnly) }
+                    let got = HalfConversion.firstIndex(magnitudeAtLeast: 65520, in: x, count: x.count, finiteOnly: finiteOnly, variant: variant)
+                    XCTAssertEqual(got, expected, "\(variant.name) \(value) at \(index), finiteOnly \(finiteOnly)")
+                }
+            }
+            XCTAssertNil(HalfConversion.firstIndex(magnitudeAtLeast: 65520, in: base, count: base.count, finiteOnly: false, variant: variant))
+        }
+    }
 }

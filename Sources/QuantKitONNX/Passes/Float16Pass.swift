@@ -65,8 +65,10 @@ public enum Float16Pass {
             if overridable { entry.skipped = "a graph input can override it"; continue }
             if count < minimumElements { entry.skipped = "only \(count) values (minimum \(minimumElements))"; continue }
             let values = try TensorData.floats(of: tensor, external: external)
-            if type == .float16, let big = values.first(where: { $0.isFinite && $0.magnitude >= 65520 }) {
-                entry.skipped = "it holds \(big), beyond the float16 range"
+            if type == .float16, let i = values.withUnsafeBufferPointer({
+                HalfConversion.firstIndex(magnitudeAtLeast: 65520, in: $0.baseAddress!, count: $0.count, finiteOnly: true)
+            }) {
+                entry.skipped = "it holds \(values[i]), beyond the float16 range"
                 continue
             }
             let stored = names.unique("\(tensor.name)_\(suffix)")
