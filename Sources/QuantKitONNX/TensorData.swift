@@ -158,8 +158,8 @@ public enum TensorData {
         var data = Data(count: floats.count * 2)
         data.withUnsafeMutableBytes { out in
             floats.withUnsafeBufferPointer { x in
-                HalfConversion.narrow(x.baseAddress!, count: x.count, bfloat: type == .bfloat16,
-                                      into: out.baseAddress!.assumingMemoryBound(to: UInt16.self))
+                guard let source = x.baseAddress, let target = out.baseAddress else { return }  // (no values)
+                HalfConversion.narrow(source, count: x.count, bfloat: type == .bfloat16, into: target.assumingMemoryBound(to: UInt16.self))
             }
         }
         return make(name: name, type: type, dims: dims, data: data)

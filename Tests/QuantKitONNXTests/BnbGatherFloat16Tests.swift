@@ -120,6 +120,10 @@ final class BnbGatherFloat16Tests: XCTestCase {
         XCTAssertEqual(report.quantized.count, 2)
         XCTAssertEqual(report.skipped.count, 2)
         XCTAssertTrue(report.skipped.contains { $0.weight == "big" && $0.skipped!.contains("range") })
+        // An empty tensor has no values to convert (and no buffer to convert them into).
+        for type in [ONNXType.float16, .bfloat16] {
+            XCTAssertEqual(TensorData.make(name: "none", floats: [], dims: [0], type: type).rawData.count, 0)
+        }
     }
 
     func testBFloat16NeedsOpset13AndRejectsOtherFormats() throws {
