@@ -102,11 +102,19 @@ public enum TensorData {
         return values
     }
 
+    /// Checks that `raw` holds exactly `count` values of `width` bytes: a shape that claims more
+    /// than the stored bytes (or more than memory can address) makes the model invalid.
+    static func checkStoredSize(_ raw: UnsafeRawBufferPointer, count: Int, width: Int, name: String) throws {
+        let (needed, overflow) = count.multipliedReportingOverflow(by: width)
+        guard !overflow, raw.count == needed else {
+            let shapeNeeds = overflow ? "more than memory can hold" : "\(needed)"
+            throw QuantError(.invalidModel, "tensor '\(name)' has \(raw.count) bytes of data, its shape needs \(shapeNeeds)")
+        }
+    }
+
     static func decode(_ raw: UnsafeRawBufferPointer, type: ONNXType, count: Int, name: String) throws -> [Float] {
         let width = type == .double ? 8 : (type == .float ? 4 : 2)
-        guard raw.count == count * width else {
-            throw QuantError(.invalidModel, "tensor '\(name)' has \(raw.count) bytes of data, its shape needs \(count * width)")
-        }
+        try checkStoredSize(raw, count: count, width: width, name: name)
         guard count > 0, let base = raw.baseAddress else { return [] }
         return [Float](unsafeUninitializedCapacity: count) { out, initialized in
             switch type {

@@ -31,13 +31,16 @@ extension LinearLayer {
         // The quantizer writes every byte (block padding included): no zero fill needed, and the
         // pages fault in on the threads that write them (or were mapped by an earlier layer).
         func uninitialized(_ count: Int) -> Data { pool?.data(count: count) ?? Self.uninitializedData(count) }
-        var data = uninitialized(plan.dataBytes)
-        var scales = uninitialized(plan.scaleBytes)
-        var zeroPoints = uninitialized(plan.zeroPointBytes)
-        let error = try withStoredValues(external: external) { bytes, type, release in
+        // The outputs are allocated only once the stored values are known to match the weight's
+        // shape: a shape that claims more than its file holds is an invalid model, not a request
+        // for that much memory.
+        return try withStoredValues(external: external) { bytes, type, release in
+            var data = uninitialized(plan.dataBytes)
+            var scales = uninitialized(plan.scaleBytes)
+            var zeroPoints = uninitialized(plan.zeroPointBytes)
             let source = try MatrixSource(bytes: bytes, type: type, rows: weightTransposed ? n : k, columns: weightTransposed ? k : n,
                                           transposed: transposed != weightTransposed, factor: alpha, paddedColumns: shape[1])
-            return try data.withUnsafeMutableBytes { d in
+            let error = try data.withUnsafeMutableBytes { d in
                 try scales.withUnsafeMutableBytes { s in
                     try zeroPoints.withUnsafeMutableBytes { z in
                         let buffers = QuantizedBuffers(data: d, scales: s, zeroPoints: plan.storesZeroPoints ? z : nil)
@@ -46,8 +49,8 @@ extension LinearLayer {
                     }
                 }
             }
+            return QuantizedWeight(plan: plan, data: data, scales: scales, zeroPoints: zeroPoints, error: error)
         }
-        return QuantizedWeight(plan: plan, data: data, scales: scales, zeroPoints: zeroPoints, error: error)
     }
 
     static func uninitializedData(_ count: Int) -> Data {
@@ -72,9 +75,7 @@ extension LinearLayer {
         }
         let count = try TensorData.elementCount(of: weight)
         func checked(_ bytes: UnsafeRawBufferPointer) throws -> UnsafeRawBufferPointer {
-            guard bytes.count == count * type.byteCount else {
-                throw QuantError(.invalidModel, "tensor '\(weight.name)' has \(bytes.count) bytes of data, its shape needs \(count * type.byteCount)")
-            }
+            try TensorData.checkStoredSize(bytes, count: count, width: type.byteCount, name: weight.name)
             return bytes
         }
         if TensorData.isExternal(weight) {

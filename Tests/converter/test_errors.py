@@ -159,6 +159,35 @@ def test_external_file_too_short(tmp_path):
     fails(3, "convert", path, "-o", tmp_path / "out.onnx", mentioning="truncated")
 
 
+TARGETS = [[], ["--target", "qdq", "--format", "fp8-e4m3"], ["--target", "dynamic-int8", "--format", "int8", "--block-size", "0"],
+           ["--format", "nf4"], ["--format", "fp16"]]
+
+
+@pytest.mark.parametrize("storage", ["external", "raw", "float_data"])
+@pytest.mark.parametrize("args", TARGETS, ids=lambda a: "-".join(a).replace("--", "") or "default")
+def test_shape_claiming_more_than_the_stored_values(tmp_path, storage, args):
+    """A weight whose dims claim 2^31 - 1 rows over a few KB of values: an invalid model (exit 3),
+    found before any buffer of the claimed size is asked for (it used to stop the process)."""
+    if storage == "external":
+        path = external_model(tmp_path, "weights.bin")
+        (tmp_path / "weights.bin").write_bytes(b"\0" * (64 * 32 * 4))
+        model = onnx.load(str(path), load_external_data=False)
+    else:
+        model = linear_model(k=64, n=32)
+        if storage == "float_data":
+            weight = model.graph.initializer[0]
+            values = numpy_helper.to_array(weight).ravel().tolist()
+            weight.ClearField("raw_data")
+            weight.float_data.extend(values)
+    model.graph.initializer[0].dims[0] = 2**31 - 1
+    path = tmp_path / "big.onnx"
+    onnx.save(model, str(path))
+    before = digest(path)
+    fails(3, "convert", path, "-o", tmp_path / "out.onnx", *args, mentioning="its shape needs")
+    assert leftovers(tmp_path, ["big.onnx", "ext.onnx", "weights.bin"]) == []
+    assert digest(path) == before
+
+
 def test_inspect_reports_candidates(tmp_path, model):
     summary = json.loads(quantkit("inspect", model, "--json").stdout)
     assert summary["operators"] == {"MatMul": 1}
