@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds and runs the C ABI test against .build/release/libquantkit.so.
 #
-#   Tests/c/run.sh            compile (C99 and C++11, warnings as errors), run the test under the
+#   Tests/c/run.sh            compile (C99 and C++11, warnings as errors), run the test and the
+#                             ABI fuzz (abi_fuzz.c) under the
 #                             default kernels and under each QUANTKIT_KERNELS variant, and compare
 #                             the quantized outputs of all variants byte for byte; also build the C
 #                             and C++ examples (and run them) and the benchmarks (not run); run
@@ -62,6 +63,7 @@ for program in matmul_threads decode_threads; do
     "$cc" "${c_flags[@]/-std=c99/-std=c11}" "$root/Benchmarks/$program.c" "${link[@]}" -ldl -o "$out/$program"
 done
 "$cc" "${c_flags[@]}" "$root/Tests/c/thread_stress.c" "${link[@]}" -o "$out/thread_stress"
+"$cc" "${c_flags[@]}" "$root/Tests/c/abi_fuzz.c" "${link[@]}" -o "$out/abi_fuzz"
 "$out/quantize_weights_c" > "$out/quantize_weights_c.txt"
 "$out/quantize_weights_cpp" > "$out/quantize_weights_cpp.txt"
 echo "examples ran"
@@ -74,11 +76,19 @@ run() { # run LABEL [ENV...]: the test under one kernel setting
 }
 
 run "default kernels"
+# A fixed seed per run keeps CI reproducible; QK_FUZZ_SEED picks another for a longer campaign.
+fuzz() { # fuzz ITERATIONS [ENV...]
+    local iterations="$1"; shift
+    env "$@" "$out/abi_fuzz" "$iterations" "${QK_FUZZ_SEED:-1}" || status=1
+}
+echo "== run: ABI fuzz (random parameters and shapes, guarded buffers)"
+fuzz 50000
 echo "== run: thread stress (qk_matmul of mixed sizes and thread counts, 3 s)"
 "$out/thread_stress" 3 || status=1
 if [[ "${1:-}" != "--quick" ]]; then
     for variant in scalar avx2 avx512; do
         run "QUANTKIT_KERNELS=$variant" QUANTKIT_KERNELS="$variant"
+        fuzz 20000 QUANTKIT_KERNELS="$variant"
     done
     echo "== kernel variants: quantized bytes must be identical"
     for variant in scalar avx2 avx512; do
