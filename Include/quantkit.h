@@ -261,10 +261,12 @@ typedef struct qk_quantized {
 } qk_quantized;
 
 /* Chooses scales (and zero points) with params.method and writes codes, scales and zero points.
- * input: F32, F16 or BF16, any strides. NaN or Inf in the input -> QK_ERROR_NON_FINITE, and the one
- * exception to "outputs untouched on failure": output->data may then be partly written, because
- * checking the whole input before writing would cost a second pass over it (~40% of the time on
- * tensors larger than the caches). Scales and zero points are still untouched. */
+ * input: F32, F16 or BF16, any strides. NaN or Inf in the input -> QK_ERROR_NON_FINITE; a scale
+ * that overflows params.scale_dtype (a group's values spanning more than FLT_MAX, or a scale past
+ * the F16 or BF16 maximum) -> QK_ERROR_OVERFLOW. These two are the one exception to "outputs
+ * untouched on failure": output->data may then be partly written, because checking the whole input
+ * before writing would cost a second pass over it (~40% of the time on tensors larger than the
+ * caches). Scales and zero points are still untouched. */
 qk_status qk_quantize(const qk_quant_params *params, const qk_tensor *input, qk_quantized *output);
 
 /* ONNX QuantizeLinear: reads the given output->scales (and output->zero_points when stored) and

@@ -34,9 +34,10 @@ static int32_t pick(const int32_t *values, int count) { return values[below(coun
 
 static long failures;
 static long iteration;
+static char round_description[512]; /* the current round's parameters, for the failure report */
 
 static void fail(const char *what) {
-    fprintf(stderr, "abi_fuzz: iteration %ld: %s\n", iteration, what);
+    fprintf(stderr, "abi_fuzz: iteration %ld: %s\n    (%s)\n", iteration, what, round_description);
     failures++;
 }
 
@@ -99,9 +100,9 @@ static void check_untouched(qk_status status, const guarded *g, unsigned char *b
 
 /* Calls that succeeded, per function: a campaign where nothing passes the argument checks
  * exercises nothing else, so main() insists on some of each. */
-enum { CALL_LAYOUT, CALL_QUANTIZE, CALL_DEQUANTIZE, CALL_PACK, CALL_MATMUL, CALLS };
+enum { CALL_LAYOUT, CALL_QUANTIZE, CALL_DEQUANTIZE, CALL_PACK, CALL_MATMUL, CALL_MATMUL_INTEGER, CALLS };
 static long succeeded[CALLS];
-static const char *call_names[CALLS] = {"layout", "quantize", "dequantize", "pack", "matmul"};
+static const char *call_names[CALLS] = {"layout", "quantize", "dequantize", "pack", "matmul", "matmul_integer"};
 
 static void check_status(qk_status status, const char *call) {
     char text[256];
@@ -269,7 +270,50 @@ static void matmul_round(const qk_quant_params *p, const int64_t *shape, const q
     qk_packed_matrix_release(w);
 }
 
+/* An optional operand of qk_matmul_integer: absent, a scalar, a vector of `length` (now and then
+ * one too long), of `dtype` or now and then another. */
+static const qk_tensor *optional_operand(tensor_case *c, int32_t dtype, int64_t length) {
+    static const int32_t others[] = {QK_DTYPE_U8, QK_DTYPE_I8, QK_DTYPE_F32, QK_DTYPE_I32};
+    int64_t shape[1] = {length + (chance(5) ? 1 : 0)};
+    tensor_make(c, chance(90) ? dtype : pick(others, 4), chance(50) ? 0 : 1, shape);
+    return chance(40) ? NULL : &c->t;
+}
+
+static void integer_round(void) {
+    snprintf(round_description, sizeof round_description, "qk_matmul_integer");
+    static const int32_t operand_dtypes[] = {QK_DTYPE_U8, QK_DTYPE_I8, QK_DTYPE_U8, QK_DTYPE_I8, QK_DTYPE_F32};
+    int64_t m = below(chance(20) ? 70 : 8), k = below(chance(20) ? 300 : 40) + (chance(95) ? 1 : 0), n = 1 + below(40);
+    int64_t a_shape[2] = {m, k}, b_shape[2] = {k + (chance(5) ? 1 : 0), n}, y_shape[2] = {m, chance(95) ? n : n + 1};
+    int scaled = chance(50);
+    tensor_case a, b, az, bz, as, bs, bias, y;
+    tensor_make(&a, pick(operand_dtypes, 5), 2, a_shape);
+    tensor_make(&b, pick(operand_dtypes, 5), 2, b_shape);
+    const qk_tensor *a_zero = optional_operand(&az, a.t.dtype, m), *b_zero = optional_operand(&bz, b.t.dtype, n);
+    const qk_tensor *a_scale = optional_operand(&as, QK_DTYPE_F32, m), *b_scale = optional_operand(&bs, QK_DTYPE_F32, n);
+    const qk_tensor *bias_t = optional_operand(&bias, QK_DTYPE_F32, n);
+    if (scaled && chance(90)) {
+        if (!a_scale) a_scale = &as.t;
+        if (!b_scale) b_scale = &bs.t;
+    } else if (chance(90)) {
+        a_scale = b_scale = bias_t = NULL;
+    }
+    int32_t y_dtype = (a_scale && b_scale) == chance(95) ? QK_DTYPE_F32 : QK_DTYPE_I32;
+    tensor_make(&y, y_dtype, 2, y_shape);
+    unsigned char *y_before = snapshot(&y.buffer);
+    qk_status s = qk_matmul_integer(&a.t, a_zero, &b.t, b_zero, a_scale, b_scale, bias_t, &y.t, (int32_t)below(3));
+    check_status(s, "qk_matmul_integer");
+    check_untouched(s, &y.buffer, y_before, "qk_matmul_integer", "y");
+    if (s == QK_OK) succeeded[CALL_MATMUL_INTEGER]++;
+    guarded_check(&y.buffer, "the integer matmul output");
+    tensor_case *all[] = {&a, &b, &az, &bz, &as, &bs, &bias, &y};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) guarded_free(&all[i]->buffer);
+}
+
 static void one_round(void) {
+    if (chance(15)) {
+        integer_round();
+        return;
+    }
     qk_quant_params p;
     random_params(&p);
     int32_t ndim;
@@ -278,6 +322,11 @@ static void one_round(void) {
     qk_quantized_layout layout;
     memset(&layout, 0, sizeof layout);
     layout.struct_size = sizeof layout;
+    int used = snprintf(round_description, sizeof round_description,
+                        "format %d scheme %d granularity %d axis %d block %d method %d rounding %d layout %d scale dtype %d; shape",
+                        p.format, p.scheme, p.granularity, p.axis, p.block_size, p.method, p.rounding, p.layout, p.scale_dtype);
+    for (int i = 0; i < ndim && i <= QK_MAX_DIMS && used > 0 && used < (int)sizeof round_description; i++)
+        used += snprintf(round_description + used, sizeof round_description - (size_t)used, " %lld", (long long)shape[i]);
     qk_status s = qk_quantized_layout_get(&p, ndim, shape, &layout);
     check_status(s, "qk_quantized_layout_get");
     if (s != QK_OK) return;
@@ -292,7 +341,8 @@ static void one_round(void) {
     for (int i = 0; i < 3; i++) before[i] = snapshot(&g[i]);
     s = qk_quantize(&p, &input.t, &q);
     check_status(s, "qk_quantize");
-    if (s == QK_ERROR_NON_FINITE) free(before[0]); /* the documented exception: codes partly written */
+    /* the documented exception: codes may be partly written */
+    if (s == QK_ERROR_NON_FINITE || s == QK_ERROR_OVERFLOW) free(before[0]);
     else check_untouched(s, &g[0], before[0], "qk_quantize", "the codes");
     check_untouched(s, &g[1], before[1], "qk_quantize", "the scales");
     check_untouched(s, &g[2], before[2], "qk_quantize", "the zero points");
