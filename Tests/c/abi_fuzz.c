@@ -1,6 +1,6 @@
 /* Randomised calls through the C ABI with parameters inside and outside their documented ranges.
  *
- *   abi_fuzz [iterations] [seed]
+ *   abi_fuzz [rounds] [seed]
  *
  * Every buffer is as large as the call's shapes and the library's own layout say (now and then
  * one byte short, which must be refused) and ends at an inaccessible page. Any status is allowed,
@@ -379,10 +379,10 @@ int main(int argc, char **argv) {
     unsigned long long seed = argc > 2 ? strtoull(argv[2], NULL, 10) : 1;
     rng_state = seed;
     page_size = (size_t)sysconf(_SC_PAGESIZE);
-    printf("abi_fuzz: %ld iterations, seed %llu, kernels %s\n", iterations, seed, qk_matmul_kernel_variant());
+    printf("abi_fuzz: %ld rounds, seed %llu, kernels %s\n", iterations, seed, qk_matmul_kernel_variant());
     fflush(stdout);
     for (iteration = 0; iteration < iterations && failures < 20; iteration++) one_round();
-    printf("abi_fuzz: %ld iterations, %ld failures; calls that succeeded:", iteration, failures);
+    printf("abi_fuzz: %ld rounds, %ld failures; calls that succeeded:", iteration, failures);
     for (int c = 0; c < CALLS; c++) printf(" %s %ld", call_names[c], succeeded[c]);
     printf("\n");
     /* at 2000 iterations a campaign passes each check hundreds of times; 1% is a floor */
