@@ -51,10 +51,12 @@ final class MatmulTests: XCTestCase {
 
     /// (m, n, k): M across 1..70, N and K odd and off the tile and block grids, K below one block;
     /// (9, 33, 700) gives per-channel weights two kernel blocks of 352 over a padded K.
-    /// (35, 131, 160) takes the int8 tiles (groups of 4 panels, 1 and 2 threads) and the float tiles (pairs of panels, 3 rows a pass) through leftover panels and rows;
-    /// with (8, 64, 40) and (10, 67, 96) every row count the int8 tiles take in one pass (1...4 for nibbles, 1...6 for bytes) is a tail somewhere.
+    /// (35, 131, 160) takes the int8 tiles (groups of 4 panels, 1 and 2 threads) and the float tiles (pairs of panels, 6 rows a pass) through leftover panels and rows;
+    /// with (8, 64, 40) and (10, 67, 96) every row count the int8 tiles take in one pass (1...4 for nibbles, 1...6 for bytes) is a tail somewhere,
+    /// and with (37, 33, 192), (38, 17, 128), (33, 40, 72), (70, ...) and (35, ...) every one the float tiles take (1...5 after groups of 6).
     static let shapes: [(Int, Int, Int)] = [(1, 16, 64), (1, 17, 40), (2, 33, 100), (3, 5, 7), (4, 16, 256), (5, 31, 129),
-                                            (17, 9, 64), (70, 21, 96), (35, 131, 160), (8, 64, 40), (10, 67, 96), (9, 33, 700), (1, 1, 1)]
+                                            (17, 9, 64), (70, 21, 96), (35, 131, 160), (8, 64, 40), (10, 67, 96), (9, 33, 700), (1, 1, 1),
+                                            (37, 33, 192), (38, 17, 128), (33, 40, 72)]
 
     func testEveryVariantMatchesTheReference() throws {
         var rng = SplitMix(seed: 7)

@@ -30,8 +30,8 @@ public enum Matmul {
         let inPlace = denseY != nil && w.n == ldo
         let y = inPlace ? denseY! : UnsafeMutablePointer<Float>.allocate(capacity: try checkedProduct([rows, ldo]))
         defer { if !inPlace { y.deallocate() } }
-        // Float tiles pay a decode and a 24-chain finish per block: measured slower than the panel
-        // kernels for blocks of 32 and no faster at M = 16.
+        // Float tiles pay a decode and a per-row transpose of the chains per block: measured no
+        // faster than the panel kernels for blocks of 32, nor at M = 8-24.
         let floatTile = integer || w.block < 64 ? nil : kernels.floatTile(w.codes)
         // Rows in slices whose activations stay in L2 while every panel of a thread streams past.
         let rowsPerSlice = integer ? 256 : 64
