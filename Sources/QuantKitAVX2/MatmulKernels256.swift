@@ -190,7 +190,7 @@ public func avx2IntBytesHalfScales(_ codes: UnsafeRawPointer, _ scales: UnsafePo
 
 // MARK: - float activations
 
-private enum Decode { case nibbles, bytes, halves }
+enum Decode { case nibbles, bytes, halves }
 
 /// Four fused-multiply-add chains per row: chain j takes the K positions j, j+4, j+8, ... of a
 /// block (summed as (c0 + c1) + (c2 + c3)), as in the AVX-512 kernels and the reference.
@@ -217,7 +217,7 @@ private struct Chains {
 }
 
 /// lut[index & 15] per lane: two 8-entry permutes, picked by bit 3.
-@inline(__always) private func lookup(_ index: __m256i, _ low: __m256, _ high: __m256) -> __m256 {
+@inline(__always) func lookup(_ index: __m256i, _ low: __m256, _ high: __m256) -> __m256 {
     let pick = _mm256_castsi256_ps(_mm256_slli_epi32(index, 28))
     return _mm256_blendv_ps(_mm256_permutevar8x32_ps(low, index), _mm256_permutevar8x32_ps(high, index), pick)
 }

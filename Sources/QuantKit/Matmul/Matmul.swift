@@ -30,9 +30,7 @@ public enum Matmul {
         let inPlace = denseY != nil && w.n == ldo
         let y = inPlace ? denseY! : UnsafeMutablePointer<Float>.allocate(capacity: try checkedProduct([rows, ldo]))
         defer { if !inPlace { y.deallocate() } }
-        // Float tiles pay a decode and a per-row transpose of the chains per block: measured no
-        // faster than the panel kernels for blocks of 32, nor at M = 8-24.
-        let floatTile = integer || w.block < 64 ? nil : kernels.floatTile(w.codes)
+        let floatTile = integer || w.block < kernels.floatTileMinBlock ? nil : kernels.floatTile(w.codes)
         // Rows in slices whose activations stay in L2 while every panel of a thread streams past.
         let rowsPerSlice = integer ? 256 : 64
         // Threads take whole groups of panels where the tile kernels may serve them (so groups
@@ -52,7 +50,7 @@ public enum Matmul {
                 let count = min(rowsPerSlice, rows - first)
                 if let tile, count >= tileMinRows {
                     runTiles(w, panels, tile, kernels: kernels, x: x, first: first, count: count, y: y, ldo: ldo, scratch: scratch)
-                } else if let floatTile, count >= floatTileMinRows {
+                } else if let floatTile, count >= kernels.floatTileMinRows {
                     runFloatTiles(w, panels, floatTile, kernels: kernels, x: x, first: first, count: count, y: y, ldo: ldo,
                                   scratch: scratch)
                 } else {
@@ -71,10 +69,10 @@ public enum Matmul {
         }
     }
 
-    /// From this many rows of a slice on, the tile kernels (several panels per pass) beat the panel
-    /// kernels (one panel, float accumulators in registers); measured on AVX-512 at K = N = 4096.
+    /// From this many rows of a slice on, the int8 tile kernels (several panels per pass) beat the
+    /// panel kernels (one panel, float accumulators in registers); measured on AVX-512 at K = N = 4096.
+    /// The float tiles' thresholds depend on the ISA (MatmulKernels.floatTileMinRows).
     static let tileMinRows = 8
-    static let floatTileMinRows = 32
 
     /// Int8 tiles take panels in groups of 4 over every block; the kernel runs all rows of the
     /// slice over one block before the next, so the group's codes for that block stay in L1.

@@ -74,6 +74,12 @@ struct MatmulKernels {
     var floatTileNibbles: FloatTileKernel? = nil
     var floatTileBytes: FloatTileKernel? = nil
     var floatTileHalves: FloatTileKernel? = nil
+    /// The float tiles serve slices of at least this many rows, for kernel blocks of at least this
+    /// size: below, the panel kernels were faster (measured at K = N = 4096, 1 thread). They pay a
+    /// decode per block and slice, and a transpose of the chains per block and row; on AVX-512 the
+    /// panel kernels are fast enough to win below 32 rows and at blocks of 32, on AVX2 only at 1-2 rows.
+    var floatTileMinRows = 32
+    var floatTileMinBlock = 64
 
     func floatTile(_ codes: PackedMatrix.Codes) -> FloatTileKernel? {
         switch codes {
@@ -95,13 +101,17 @@ struct MatmulKernels {
         case .avx2:
             return MatmulKernels(intNibbles: avx2IntNibbles, intBytes: avx2IntBytes, intNibblesHalfScales: avx2IntNibblesHalfScales,
                                  intBytesHalfScales: avx2IntBytesHalfScales, floatNibbles: avx2FloatNibbles,
-                                 floatBytes: avx2FloatBytes, floatHalves: avx2FloatHalves, quantizeActivations: avx2QuantizeActivations)
+                                 floatBytes: avx2FloatBytes, floatHalves: avx2FloatHalves, quantizeActivations: avx2QuantizeActivations,
+                                 floatTileNibbles: avx2FloatTileNibbles, floatTileBytes: avx2FloatTileBytes,
+                                 floatTileHalves: avx2FloatTileHalves, floatTileMinRows: 3, floatTileMinBlock: 8)
         case .avx2Vnni:
             return MatmulKernels(intNibbles: avxvnniIntNibbles, intBytes: avxvnniIntBytes,
                                  intNibblesHalfScales: avxvnniIntNibblesHalfScales, intBytesHalfScales: avxvnniIntBytesHalfScales,
                                  floatNibbles: avx2FloatNibbles,
                                  floatBytes: avx2FloatBytes, floatHalves: avx2FloatHalves, quantizeActivations: avx2QuantizeActivations,
-                                 intTileNibbles: avxvnniIntTileNibbles, intTileBytes: avxvnniIntTileBytes)
+                                 intTileNibbles: avxvnniIntTileNibbles, intTileBytes: avxvnniIntTileBytes,
+                                 floatTileNibbles: avx2FloatTileNibbles, floatTileBytes: avx2FloatTileBytes,
+                                 floatTileHalves: avx2FloatTileHalves, floatTileMinRows: 3, floatTileMinBlock: 8)
         case .avx512Vnni:
             return MatmulKernels(intNibbles: vnni512IntNibbles, intBytes: vnni512IntBytes,
                                  intNibblesHalfScales: vnni512IntNibblesHalfScales, intBytesHalfScales: vnni512IntBytesHalfScales,
