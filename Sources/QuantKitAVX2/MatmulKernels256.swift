@@ -21,22 +21,47 @@ private let codesAhead = 4096
     _mm256_set1_epi32(UnsafeRawPointer(x).loadUnaligned(fromByteOffset: offset, as: Int32.self))
 }
 
+// Integer dot products of unsigned codes with signed int8 activations, 4 bytes per lane.
+// Nibble products (`addNibbles`) go into partial sums of at most `nibbleProductsPerRun` products
+// each, which `flushNibbles` adds to the int32 sums (.max: the partial sums are those sums); byte
+// codes go in as the `byteOperands` of their loaded vector, and the finish then takes
+// `zero - byteZeroShift` as their zero point.
+
+/// A vector of byte codes as the byte dot products take it.
+typealias ByteOperands = (codes: __m256i, magnitudes: __m256i)
+
 #if AVXVNNI
-/// d + the dot products of 4 unsigned code bytes with 4 signed activation bytes, per lane.
-@inline(__always) func dotNibbles(_ d: __m256i, _ u: __m256i, _ x: __m256i) -> __m256i { _mm256_dpbusd_avx_epi32(d, u, x) }
-@inline(__always) func dotBytes(_ d: __m256i, _ u: __m256i, _ x: __m256i) -> __m256i { _mm256_dpbusd_avx_epi32(d, u, x) }
+/// vpdpbusd sums into int32 exactly: the partial sums are int32 and a run is a whole block.
+let nibbleProductsPerRun = Int.max
+@inline(__always) func addNibbles(_ p: __m256i, _ u: __m256i, _ x: __m256i) -> __m256i { _mm256_dpbusd_avx_epi32(p, u, x) }
+@inline(__always) func flushNibbles(_ d: __m256i, _ p: __m256i) -> __m256i { _mm256_add_epi32(d, p) }
+@inline(__always) func byteOperands(_ v: __m256i) -> ByteOperands { (v, v) }
+@inline(__always) func dotBytes(_ d: __m256i, _ v: ByteOperands, _ x: __m256i) -> __m256i {
+    _mm256_dpbusd_avx_epi32(d, v.codes, x)
+}
+let byteZeroShift: Int32 = 0
 #else
-/// vpmaddubsw saturates at 16 bits: exact for codes up to 15 (15 * 127 * 2 < 32767).
-@inline(__always) func dotNibbles(_ d: __m256i, _ u: __m256i, _ x: __m256i) -> __m256i {
-    _mm256_add_epi32(d, _mm256_madd_epi16(_mm256_maddubs_epi16(u, x), _mm256_set1_epi16(1)))
+/// vpmaddubsw (unsigned x signed bytes to int16 pairs, saturating) is exact on nibble codes: a
+/// pair is at most 2 * 15 * 127 = 3810 in magnitude, so 8 of them add up in int16 without
+/// wrapping (30480 < 32767); one vpmaddwd per run widens them, keeping it (the same ports as
+/// vpmaddubsw) out of the inner loop.
+let nibbleProductsPerRun = 8
+@inline(__always) func addNibbles(_ p: __m256i, _ u: __m256i, _ x: __m256i) -> __m256i {
+    _mm256_add_epi16(p, _mm256_maddubs_epi16(u, x))
 }
-/// Byte codes go through their two nibbles (u = low + 16 * high) so that no pair saturates.
-@inline(__always) func dotBytes(_ d: __m256i, _ u: __m256i, _ x: __m256i) -> __m256i {
-    let mask = _mm256_set1_epi8(0x0F)
-    let lo = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_and_si256(u, mask), x), _mm256_set1_epi16(1))
-    let hi = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(u, 4), mask), x), _mm256_set1_epi16(16))
-    return _mm256_add_epi32(d, _mm256_add_epi32(lo, hi))
+@inline(__always) func flushNibbles(_ d: __m256i, _ p: __m256i) -> __m256i { _mm256_add_epi32(d, _mm256_madd_epi16(p, _mm256_set1_epi16(1))) }
+/// Byte codes (0...255) would saturate a pair (2 * 255 * 127), so they are taken as signed
+/// s = code - 128: vpmaddubsw(|s|, x with the sign of s) is exact (pairs at most 2 * 128 * 127 =
+/// 32512), and dot(code, x) - zero * sum(x) = dot(s, x) - (zero - 128) * sum(x) in the same
+/// wrapping int32 arithmetic.
+@inline(__always) func byteOperands(_ v: __m256i) -> ByteOperands {
+    let s = _mm256_xor_si256(v, _mm256_set1_epi8(-128))
+    return (s, _mm256_abs_epi8(s))
 }
+@inline(__always) func dotBytes(_ d: __m256i, _ v: ByteOperands, _ x: __m256i) -> __m256i {
+    _mm256_add_epi32(d, _mm256_madd_epi16(_mm256_maddubs_epi16(v.magnitudes, _mm256_sign_epi8(x, v.codes)), _mm256_set1_epi16(1)))
+}
+let byteZeroShift: Int32 = 128
 #endif
 
 /// Scales 8h..8h+7 of panel block b, held as fp32 or (`halfScales`) as fp16, and a prefetch of
@@ -62,6 +87,25 @@ private let codesAhead = 4096
     return a
 }
 
+/// One activation row's int32 dot products with the two halves of a panel (the int8 tile kernels).
+struct HalfDots {
+    var d0 = _mm256_setzero_si256(), d1 = _mm256_setzero_si256()
+
+    /// out[h] = finishInt(out[h], dots of half h): the reference's per-block step.
+    @inline(__always) func finish(_ scales: UnsafePointer<Float>, _ mins: UnsafePointer<Float>?, _ zero: Int32, _ sx: Float, _ sum: Int32,
+                                  _ out: UnsafeMutablePointer<Float>) {
+        _mm256_storeu_ps(out, finishInt(_mm256_loadu_ps(out), d0, _mm256_loadu_ps(scales), mins, zero, sx, sum))
+        let m: UnsafePointer<Float>? = mins == nil ? nil : mins! + 8
+        _mm256_storeu_ps(out + 8, finishInt(_mm256_loadu_ps(out + 8), d1, _mm256_loadu_ps(scales + 8), m, zero, sx, sum))
+    }
+
+    /// Adds a run's nibble partial sums (see flushNibbles).
+    @inline(__always) mutating func flush(_ p: HalfDots) {
+        d0 = flushNibbles(d0, p.d0)
+        d1 = flushNibbles(d1, p.d1)
+    }
+}
+
 // MARK: - int8 activations
 
 /// Rows 8h..8h+7 of the panel for up to 4 activation rows.
@@ -76,26 +120,40 @@ private func intRows(_ rows: Int, nibbles: Bool, half h: Int, _ codes: UnsafeRaw
     var w = codes + 32 * h
     var b = 0
     while b < blocks {
-        // Two accumulators per row (low and high nibbles) keep the dependency chains short.
+        // Two sums per row (low and high nibbles) keep the dependency chains short.
         var d0 = _mm256_setzero_si256(), d1 = d0, e0 = d0, e1 = d0
         var o = b * block
         let end = o + block
         if nibbles {
-            while o < end {
-                qk_prefetch(w + codesAhead)
-                let v = _mm256_loadu_si256(w.assumingMemoryBound(to: __m256i_u.self))
-                let lo = _mm256_and_si256(v, mask)
-                let hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), mask)
-                d0 = dotNibbles(d0, lo, broadcast4(x0, o))
-                e0 = dotNibbles(e0, hi, broadcast4(x0, o + 4))
-                if rows > 1 { d1 = dotNibbles(d1, lo, broadcast4(x1, o)); e1 = dotNibbles(e1, hi, broadcast4(x1, o + 4)) }
-                w += 64
-                o += 8
+            /// Steps of 8 K positions up to `stop`, each adding one product to every sum.
+            @inline(__always) func steps(_ p0: inout __m256i, _ q0: inout __m256i, _ p1: inout __m256i, _ q1: inout __m256i, until stop: Int) {
+                while o < stop {
+                    qk_prefetch(w + codesAhead)
+                    let v = _mm256_loadu_si256(w.assumingMemoryBound(to: __m256i_u.self))
+                    let lo = _mm256_and_si256(v, mask)
+                    let hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), mask)
+                    p0 = addNibbles(p0, lo, broadcast4(x0, o))
+                    q0 = addNibbles(q0, hi, broadcast4(x0, o + 4))
+                    if rows > 1 { p1 = addNibbles(p1, lo, broadcast4(x1, o)); q1 = addNibbles(q1, hi, broadcast4(x1, o + 4)) }
+                    w += 64
+                    o += 8
+                }
+            }
+            if nibbleProductsPerRun == .max {
+                steps(&d0, &e0, &d1, &e1, until: end)
+            } else {
+                while o < end {
+                    var p0 = _mm256_setzero_si256(), q0 = p0, p1 = p0, q1 = p0
+                    steps(&p0, &q0, &p1, &q1, until: min(end, o + nibbleProductsPerRun * 8))
+                    d0 = flushNibbles(d0, p0)
+                    e0 = flushNibbles(e0, q0)
+                    if rows > 1 { d1 = flushNibbles(d1, p1); e1 = flushNibbles(e1, q1) }
+                }
             }
         } else {
             while o < end {
                 qk_prefetch(w + codesAhead)
-                let v = _mm256_loadu_si256(w.assumingMemoryBound(to: __m256i_u.self))
+                let v = byteOperands(_mm256_loadu_si256(w.assumingMemoryBound(to: __m256i_u.self)))
                 d0 = dotBytes(d0, v, broadcast4(x0, o))
                 if rows > 1 { d1 = dotBytes(d1, v, broadcast4(x1, o)) }
                 w += 64
@@ -104,8 +162,9 @@ private func intRows(_ rows: Int, nibbles: Bool, half h: Int, _ codes: UnsafeRaw
         }
         let s = panelScales(scales, halfScales: halfScales, mins, b, h)
         let m: UnsafePointer<Float>? = mins == nil ? nil : mins! + b * 16 + 8 * h
-        a0 = finishInt(a0, _mm256_add_epi32(d0, e0), s, m, zero, xScale[b], xSum[b])
-        if rows > 1 { a1 = finishInt(a1, _mm256_add_epi32(d1, e1), s, m, zero, xScale[ldb + b], xSum[ldb + b]) }
+        let z = nibbles ? zero : zero &- byteZeroShift
+        a0 = finishInt(a0, _mm256_add_epi32(d0, e0), s, m, z, xScale[b], xSum[b])
+        if rows > 1 { a1 = finishInt(a1, _mm256_add_epi32(d1, e1), s, m, z, xScale[ldb + b], xSum[ldb + b]) }
         b += 1
     }
     let o = out + 8 * h

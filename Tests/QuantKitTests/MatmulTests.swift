@@ -127,6 +127,52 @@ final class MatmulTests: XCTestCase {
         }
     }
 
+    /// The largest integer dot products the int8 kernels meet: every code at an end of its range
+    /// and every activation at +-127 (constant rows quantize to that), with products of one sign
+    /// over whole blocks. AVX2 adds nibble products in int16 for a while and takes byte codes as
+    /// signed; an int16 sum held one step too long, or a saturating pair, changes these bits.
+    func testInt8ComputeAtTheExtremeCodes() throws {
+        var perChannel = QuantParams(format: .int8)
+        perChannel.granularity = .perAxis
+        perChannel.axis = 0
+        var asymmetric = QuantParams(format: .uint4)
+        asymmetric.scheme = .asymmetric
+        asymmetric.blockSize = 64
+        var wide = QuantParams(format: .int4)
+        wide.blockSize = 256
+        // (params, the byte every code byte is set to, what the packed matrix then holds in every code byte)
+        let cases: [(QuantParams, UInt8, UInt8)] = [
+            (QuantParams(format: .int4), 0x77, 0xFF), (wide, 0x77, 0xFF), (asymmetric, 0xFF, 0xFF),
+            (perChannel, 0x7F, 0xFF), (perChannel, 0x80, 0x00),
+        ]
+        let (n, k) = (64, 512)
+        for (params, fill, packedCode) in cases {
+            var rng = SplitMix(seed: 17)
+            var q = try QuantizedTensor(quantizing: rng.normal(count: n * k, scale: 0.05), shape: [n, k], params: params)
+            q.data = [UInt8](repeating: fill, count: q.data.count)
+            let w = try pack(q, n: n, k: k, .nk)
+            for p in 0..<w.panels {
+                let codes = UnsafeRawBufferPointer(start: w.codes(panel: p, block: 0), count: w.blocks * w.blockBytes)
+                XCTAssertTrue(codes.allSatisfy { $0 == packedCode }, "\(params.format) fill \(fill): panel \(p)")
+            }
+            for m in [3, 12] {
+                // Rows of +1, of -1, and of signs alternating along K.
+                let x = (0..<(m * k)).map { i -> Float in
+                    switch (i / k) % 3 {
+                    case 0: return 1
+                    case 1: return -1
+                    default: return i % 2 == 0 ? 1 : -1
+                    }
+                }
+                let reference = try run(w, x, rows: m, compute: .int8, threads: 1, variant: .scalar)
+                for variant in Runtime.supportedMatmulVariants {
+                    let y = try run(w, x, rows: m, compute: .int8, threads: 1, variant: variant)
+                    XCTAssertTrue(y.map(\.bitPattern) == reference.map(\.bitPattern), "\(params.format) fill \(fill) m=\(m) \(variant.name)")
+                }
+            }
+        }
+    }
+
     func testBiasIsAddedAndEveryOutputWritten() throws {
         var rng = SplitMix(seed: 11)
         let (m, n, k) = (3, 19, 70)

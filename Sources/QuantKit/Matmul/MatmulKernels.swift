@@ -102,6 +102,7 @@ struct MatmulKernels {
             return MatmulKernels(intNibbles: avx2IntNibbles, intBytes: avx2IntBytes, intNibblesHalfScales: avx2IntNibblesHalfScales,
                                  intBytesHalfScales: avx2IntBytesHalfScales, floatNibbles: avx2FloatNibbles,
                                  floatBytes: avx2FloatBytes, floatHalves: avx2FloatHalves, quantizeActivations: avx2QuantizeActivations,
+                                 intTileNibbles: avx2IntTileNibbles, intTileBytes: avx2IntTileBytes,
                                  floatTileNibbles: avx2FloatTileNibbles, floatTileBytes: avx2FloatTileBytes,
                                  floatTileHalves: avx2FloatTileHalves, floatTileMinRows: 3, floatTileMinBlock: 8)
         case .avx2Vnni:

@@ -1,0 +1,1 @@
+../QuantKitAVX2/MatmulIntTiles256.swift
