@@ -43,13 +43,16 @@ private func decodeBlock(_ decode: Decode, _ codes: UnsafeRawPointer, _ block: I
         _mm256_loadu_si256((w + 32 * g).assumingMemoryBound(to: __m256i_u.self))
     }
     switch decode {
-    case .nibbles:
+    case .nibbles, .rampNibbles:
         // Byte t of a row holds K+t (low nibble) and K+t+4 (high nibble): two steps per group.
-        let low = _mm256_loadu_ps(lut), high = _mm256_loadu_ps(lut + 8)
+        let low = _mm256_loadu_ps(lut), high = _mm256_loadu_ps(lut + 8), zeros = _mm256_set1_epi32(zero)
         let nibbleShifts = _mm256_add_epi32(byteShifts, _mm256_set1_epi32(4))
+        @inline(__always) func value(_ shifted: __m256i) -> __m256 {
+            decode == .rampNibbles ? rampValue(shifted, zeros) : lookup(shifted, low, high)
+        }
         @inline(__always) func emit(_ dwords: __m256i, _ v: Int) {
-            _mm256_storeu_ps(out + 8 * v, lookup(_mm256_srlv_epi32(dwords, byteShifts), low, high))
-            _mm256_storeu_ps(out + 64 + 8 * v, lookup(_mm256_srlv_epi32(dwords, nibbleShifts), low, high))
+            _mm256_storeu_ps(out + 8 * v, value(_mm256_srlv_epi32(dwords, byteShifts)))
+            _mm256_storeu_ps(out + 64 + 8 * v, value(_mm256_srlv_epi32(dwords, nibbleShifts)))
         }
         while c < block {
             var g = 0
@@ -198,7 +201,7 @@ private func floatTile(_ decode: Decode, _ codes: UnsafeRawPointer, _ panelBytes
                        _ rows: Int, _ out: UnsafeMutablePointer<Float>, _ ldo: Int, _ buffer: UnsafeMutablePointer<Float>) {
     let blockBytes: Int
     switch decode {
-    case .nibbles: blockBytes = block * 8
+    case .nibbles, .rampNibbles: blockBytes = block * 8
     case .bytes: blockBytes = block * 16
     case .halves: blockBytes = block * 32
     }
@@ -223,7 +226,12 @@ public func avx2FloatTileNibbles(_ codes: UnsafeRawPointer, _ panelBytes: Int, _
                                  _ mins: UnsafePointer<Float>?, _ blocks: Int, _ block: Int, _ zero: Int32, _ lut: UnsafePointer<Float>,
                                  _ x: UnsafePointer<Float>, _ ldx: Int, _ xSum: UnsafePointer<Float>, _ ldb: Int,
                                  _ rows: Int, _ out: UnsafeMutablePointer<Float>, _ ldo: Int, _ buffer: UnsafeMutablePointer<Float>) {
-    floatTile(.nibbles, codes, panelBytes, scales, panelScales, mins, blocks, block, zero, lut, x, ldx, xSum, ldb, rows, out, ldo, buffer)
+    if Decode.of(nibbleTable: lut, zero: zero) == .rampNibbles {
+        floatTile(.rampNibbles, codes, panelBytes, scales, panelScales, mins, blocks, block, zero, lut, x, ldx, xSum, ldb, rows, out, ldo,
+                  buffer)
+    } else {
+        floatTile(.nibbles, codes, panelBytes, scales, panelScales, mins, blocks, block, zero, lut, x, ldx, xSum, ldb, rows, out, ldo, buffer)
+    }
 }
 
 public func avx2FloatTileBytes(_ codes: UnsafeRawPointer, _ panelBytes: Int, _ scales: UnsafePointer<Float>, _ panelScales: Int,

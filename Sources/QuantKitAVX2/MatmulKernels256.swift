@@ -249,7 +249,27 @@ public func avx2IntBytesHalfScales(_ codes: UnsafeRawPointer, _ scales: UnsafePo
 
 // MARK: - float activations
 
-enum Decode { case nibbles, bytes, halves }
+/// How a kernel turns codes into values. `rampNibbles`: nibble codes whose table is u - zero (the
+/// integer formats), converted instead of looked up: the same values without the two permutes
+/// and the blend of `lookup` (the permutes share one port).
+enum Decode {
+    case nibbles, rampNibbles, bytes, halves
+
+    /// .rampNibbles when lut[u] is exactly Float(u - zero) for every nibble u, else .nibbles.
+    static func of(nibbleTable lut: UnsafePointer<Float>, zero: Int32) -> Decode {
+        var u: Int32 = 0
+        while u < 16 {
+            if lut[Int(u)].bitPattern != Float(u &- zero).bitPattern { return .nibbles }
+            u += 1
+        }
+        return .rampNibbles
+    }
+}
+
+/// The value of a ramp nibble: the low 4 bits of each lane, minus zero, as a float.
+@inline(__always) func rampValue(_ shifted: __m256i, _ zeros: __m256i) -> __m256 {
+    _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_and_si256(shifted, _mm256_set1_epi32(15)), zeros))
+}
 
 /// Four fused-multiply-add chains per row: chain j takes the K positions j, j+4, j+8, ... of a
 /// block (summed as (c0 + c1) + (c2 + c3)), as in the AVX-512 kernels and the reference.
@@ -298,18 +318,21 @@ private func floatRows(_ rows: Int, _ decode: Decode, half h: Int, _ codes: Unsa
         var k = b * block
         let end = k + block
         switch decode {
-        case .nibbles:
+        case .nibbles, .rampNibbles:
+            @inline(__always) func value(_ shifted: __m256i) -> __m256 {
+                decode == .rampNibbles ? rampValue(shifted, zeros) : lookup(shifted, low, high)
+            }
             while k < end {
                 qk_prefetch(w + codesAhead)
                 let v = _mm256_loadu_si256((w + 32 * h).assumingMemoryBound(to: __m256i_u.self))
-                accumulate(rows, lookup(v, low, high), k, chain: 0, x0, x1, &p0, &p1)
-                accumulate(rows, lookup(_mm256_srli_epi32(v, 8), low, high), k + 1, chain: 1, x0, x1, &p0, &p1)
-                accumulate(rows, lookup(_mm256_srli_epi32(v, 16), low, high), k + 2, chain: 2, x0, x1, &p0, &p1)
-                accumulate(rows, lookup(_mm256_srli_epi32(v, 24), low, high), k + 3, chain: 3, x0, x1, &p0, &p1)
-                accumulate(rows, lookup(_mm256_srli_epi32(v, 4), low, high), k + 4, chain: 0, x0, x1, &p0, &p1)
-                accumulate(rows, lookup(_mm256_srli_epi32(v, 12), low, high), k + 5, chain: 1, x0, x1, &p0, &p1)
-                accumulate(rows, lookup(_mm256_srli_epi32(v, 20), low, high), k + 6, chain: 2, x0, x1, &p0, &p1)
-                accumulate(rows, lookup(_mm256_srli_epi32(v, 28), low, high), k + 7, chain: 3, x0, x1, &p0, &p1)
+                accumulate(rows, value(v), k, chain: 0, x0, x1, &p0, &p1)
+                accumulate(rows, value(_mm256_srli_epi32(v, 8)), k + 1, chain: 1, x0, x1, &p0, &p1)
+                accumulate(rows, value(_mm256_srli_epi32(v, 16)), k + 2, chain: 2, x0, x1, &p0, &p1)
+                accumulate(rows, value(_mm256_srli_epi32(v, 24)), k + 3, chain: 3, x0, x1, &p0, &p1)
+                accumulate(rows, value(_mm256_srli_epi32(v, 4)), k + 4, chain: 0, x0, x1, &p0, &p1)
+                accumulate(rows, value(_mm256_srli_epi32(v, 12)), k + 5, chain: 1, x0, x1, &p0, &p1)
+                accumulate(rows, value(_mm256_srli_epi32(v, 20)), k + 6, chain: 2, x0, x1, &p0, &p1)
+                accumulate(rows, value(_mm256_srli_epi32(v, 28)), k + 7, chain: 3, x0, x1, &p0, &p1)
                 w += 64
                 k += 8
             }
@@ -384,7 +407,11 @@ public func avx2FloatNibbles(_ codes: UnsafeRawPointer, _ scales: UnsafePointer<
                              _ blocks: Int, _ block: Int, _ zero: Int32, _ lut: UnsafePointer<Float>,
                              _ x: UnsafePointer<Float>, _ ldx: Int, _ xSum: UnsafePointer<Float>, _ ldb: Int,
                              _ rows: Int, _ out: UnsafeMutablePointer<Float>, _ ldo: Int) {
-    floatPanel(.nibbles, codes, scales, mins, blocks, block, zero, lut, x, ldx, xSum, ldb, rows, out, ldo)
+    if Decode.of(nibbleTable: lut, zero: zero) == .rampNibbles {
+        floatPanel(.rampNibbles, codes, scales, mins, blocks, block, zero, lut, x, ldx, xSum, ldb, rows, out, ldo)
+    } else {
+        floatPanel(.nibbles, codes, scales, mins, blocks, block, zero, lut, x, ldx, xSum, ldb, rows, out, ldo)
+    }
 }
 
 public func avx2FloatBytes(_ codes: UnsafeRawPointer, _ scales: UnsafePointer<Float>, _ mins: UnsafePointer<Float>?,

@@ -22,9 +22,9 @@ public enum Matmul {
         let integer = compute == .int8 && w.integerCodes
         let kernels = MatmulKernels.of(variant)
         let tile = integer ? (w.codes == .nibbles ? kernels.intTileNibbles : kernels.intTileBytes) : nil
-        // Tiles serve every slice of at least tileMinRows rows, so the first one whenever rows reach it.
+        // Tiles serve every slice of at least intTileMinRows rows, so the first one whenever rows reach it.
         let x = try Activations(rows: rows, matrix: w, quantize: integer, quantizer: kernels.quantizeActivations, threads: threads,
-                                blocked: tile != nil && rows >= tileMinRows, dense: denseX, load: load)
+                                blocked: tile != nil && rows >= kernels.intTileMinRows, dense: denseX, load: load)
         let ldo = w.nPadded
         // The kernels write whole panels: Y takes them in place when N fills its last panel.
         let inPlace = denseY != nil && w.n == ldo
@@ -48,7 +48,7 @@ public enum Matmul {
             var first = 0
             while first < rows {
                 let count = min(rowsPerSlice, rows - first)
-                if let tile, count >= tileMinRows {
+                if let tile, count >= kernels.intTileMinRows {
                     runTiles(w, panels, tile, kernels: kernels, x: x, first: first, count: count, y: y, ldo: ldo, scratch: scratch)
                 } else if let floatTile, count >= kernels.floatTileMinRows {
                     runFloatTiles(w, panels, floatTile, kernels: kernels, x: x, first: first, count: count, y: y, ldo: ldo,
@@ -68,11 +68,6 @@ public enum Matmul {
             if !inPlace { store(m, row) }
         }
     }
-
-    /// From this many rows of a slice on, the int8 tile kernels (several panels per pass) beat the
-    /// panel kernels (one panel, float accumulators in registers); measured on AVX-512 at K = N = 4096.
-    /// The float tiles' thresholds depend on the ISA (MatmulKernels.floatTileMinRows).
-    static let tileMinRows = 8
 
     /// Int8 tiles take panels in groups of 4 over every block; the kernel runs all rows of the
     /// slice over one block before the next, so the group's codes for that block stay in L1.
