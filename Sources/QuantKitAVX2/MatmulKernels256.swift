@@ -172,7 +172,78 @@ private func intRows(_ rows: Int, nibbles: Bool, half h: Int, _ codes: UnsafeRaw
     if rows > 1 { _mm256_storeu_ps(o + ldo, a1) }
 }
 
-/// Activation rows two at a time (16 ymm registers), each over both halves of the panel.
+/// One activation row (a decode step) over both halves of the panel in a single pass: each code
+/// line is loaded once and each activation broadcast serves both halves, where two half passes
+/// (intRows) load the activations twice; and with vpdpbusd its four sums are four independent
+/// chains where a half pass has two.
+@inline(__always)
+private func intRow(nibbles: Bool, _ codes: UnsafeRawPointer, _ scales: UnsafeRawPointer, halfScales: Bool,
+                    _ mins: UnsafePointer<Float>?, _ blocks: Int, _ block: Int, _ zero: Int32,
+                    _ x: UnsafePointer<Int8>, _ xScale: UnsafePointer<Float>, _ xSum: UnsafePointer<Int32>,
+                    _ out: UnsafeMutablePointer<Float>) {
+    let mask = _mm256_set1_epi8(0x0F)
+    var a0 = _mm256_setzero_ps(), a1 = a0
+    var w = codes
+    var b = 0
+    while b < blocks {
+        // Half h's sums: d (low nibbles or even steps) and e (high nibbles or odd steps).
+        var d0 = _mm256_setzero_si256(), e0 = d0, d1 = d0, e1 = d0
+        var o = b * block
+        let end = o + block
+        @inline(__always) func load(_ h: Int) -> __m256i { _mm256_loadu_si256((w + 32 * h).assumingMemoryBound(to: __m256i_u.self)) }
+        if nibbles {
+            /// Steps of 8 K positions up to `stop`, each adding one product to every sum.
+            @inline(__always) func steps(_ p0: inout __m256i, _ q0: inout __m256i, _ p1: inout __m256i, _ q1: inout __m256i, until stop: Int) {
+                while o < stop {
+                    qk_prefetch(w + codesAhead)
+                    let v0 = load(0), v1 = load(1)
+                    let bl = broadcast4(x, o), bh = broadcast4(x, o + 4)
+                    p0 = addNibbles(p0, _mm256_and_si256(v0, mask), bl)
+                    q0 = addNibbles(q0, _mm256_and_si256(_mm256_srli_epi16(v0, 4), mask), bh)
+                    p1 = addNibbles(p1, _mm256_and_si256(v1, mask), bl)
+                    q1 = addNibbles(q1, _mm256_and_si256(_mm256_srli_epi16(v1, 4), mask), bh)
+                    w += 64
+                    o += 8
+                }
+            }
+            if nibbleProductsPerRun == .max {
+                steps(&d0, &e0, &d1, &e1, until: end)
+            } else {
+                while o < end {
+                    var p0 = _mm256_setzero_si256(), q0 = p0, p1 = p0, q1 = p0
+                    steps(&p0, &q0, &p1, &q1, until: min(end, o + nibbleProductsPerRun * 8))
+                    d0 = flushNibbles(flushNibbles(d0, p0), q0)
+                    d1 = flushNibbles(flushNibbles(d1, p1), q1)
+                }
+            }
+        } else {
+            // Blocks are multiples of 8 positions: two steps at a time.
+            while o < end {
+                qk_prefetch(w + codesAhead)
+                let b0 = broadcast4(x, o), b1 = broadcast4(x, o + 4)
+                d0 = dotBytes(d0, byteOperands(load(0)), b0)
+                d1 = dotBytes(d1, byteOperands(load(1)), b0)
+                w += 64
+                e0 = dotBytes(e0, byteOperands(load(0)), b1)
+                e1 = dotBytes(e1, byteOperands(load(1)), b1)
+                w += 64
+                o += 8
+            }
+        }
+        let s0 = panelScales(scales, halfScales: halfScales, mins, b, 0), s1 = panelScales(scales, halfScales: halfScales, mins, b, 1)
+        let m0: UnsafePointer<Float>? = mins == nil ? nil : mins! + b * 16
+        let m1: UnsafePointer<Float>? = mins == nil ? nil : mins! + b * 16 + 8
+        let z = nibbles ? zero : zero &- byteZeroShift
+        a0 = finishInt(a0, _mm256_add_epi32(d0, e0), s0, m0, z, xScale[b], xSum[b])
+        a1 = finishInt(a1, _mm256_add_epi32(d1, e1), s1, m1, z, xScale[b], xSum[b])
+        b += 1
+    }
+    _mm256_storeu_ps(out, a0)
+    _mm256_storeu_ps(out + 8, a1)
+}
+
+/// Activation rows two at a time (16 ymm registers), each over both halves of the panel; a last
+/// single row goes through intRow.
 @inline(__always)
 private func intPanel(nibbles: Bool, _ codes: UnsafeRawPointer, _ scales: UnsafeRawPointer, halfScales: Bool, _ mins: UnsafePointer<Float>?,
                       _ blocks: Int, _ block: Int, _ zero: Int32,
@@ -181,13 +252,13 @@ private func intPanel(nibbles: Bool, _ codes: UnsafeRawPointer, _ scales: Unsafe
     var m = 0
     while m < rows {
         let x = xq + m * ldx, s = xScale + m * ldb, q = xSum + m * ldb, o = out + m * ldo
+        if rows - m == 1 {
+            intRow(nibbles: nibbles, codes, scales, halfScales: halfScales, mins, blocks, block, zero, x, s, q, o)
+            return
+        }
         var h = 0
         while h < 2 {
-            if rows - m == 1 {
-                intRows(1, nibbles: nibbles, half: h, codes, scales, halfScales: halfScales, mins, blocks, block, zero, x, ldx, s, q, ldb, o, ldo)
-            } else {
-                intRows(2, nibbles: nibbles, half: h, codes, scales, halfScales: halfScales, mins, blocks, block, zero, x, ldx, s, q, ldb, o, ldo)
-            }
+            intRows(2, nibbles: nibbles, half: h, codes, scales, halfScales: halfScales, mins, blocks, block, zero, x, ldx, s, q, ldb, o, ldo)
             h += 1
         }
         m += 2
