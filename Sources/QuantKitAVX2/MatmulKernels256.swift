@@ -108,7 +108,7 @@ struct HalfDots {
 
 // MARK: - int8 activations
 
-/// Rows 8h..8h+7 of the panel for up to 4 activation rows.
+/// Rows 8h..8h+7 of the panel for `rows` (1 or 2) activation rows; intPanel passes pairs.
 @inline(__always)
 private func intRows(_ rows: Int, nibbles: Bool, half h: Int, _ codes: UnsafeRawPointer, _ scales: UnsafeRawPointer, halfScales: Bool,
                      _ mins: UnsafePointer<Float>?, _ blocks: Int, _ block: Int, _ zero: Int32,
