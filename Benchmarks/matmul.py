@@ -37,7 +37,7 @@ size, which stays in cache between calls as the weights do) gives the GB/s a pla
 streams from there, and each method's share of it (%hot read): the ceiling of a decode step.
 
 Then a memory-bandwidth probe (single-thread reads of a buffer much larger than L3) and a cold
-decode: M = 1 through L distinct 4096x4096 INT4 layers in turn (each output feeds the next layer;
+decode (INT4 blocks of 32 and of 128, `--cold-blocks`): M = 1 through L distinct 4096x4096 INT4 layers in turn (each output feeds the next layer;
 ORT runs them as one chained model, so one thread pool), L chosen so the layers exceed L3 (at least
 16), reported as weight GB/s and as a share of the probe's best single-thread bandwidth.
 
@@ -362,11 +362,10 @@ def ort_chain(layers, k, block, accuracy_level, threads):
     return _session(nodes, inits, [], k, k, threads, [helper.make_opsetid("com.microsoft", 1)])
 
 
-def cold_decode(threads_list, target_s, l3, single_bw, margin):
-    """M = 1 through L distinct square INT4 layers in turn (each layer's output is the next one's
-    input, as in decoding), L large enough that the weights do not fit in L3."""
+def cold_decode(threads_list, target_s, l3, single_bw, margin, block):
+    """M = 1 through L distinct square INT4 layers of `block` in turn (each layer's output is the
+    next one's input, as in decoding), L large enough that the weights do not fit in L3."""
     k = 4096
-    block = 32
     layer = int4_bytes(k, k, block)
     count = max(16, math.ceil(margin * l3 / layer))
     cap = (1800 << 20) // layer  # ORT's chained model must stay under protobuf's 2 GB
@@ -436,6 +435,7 @@ def main(argv=None):
     ap.add_argument("--err-rows", type=int, default=8, help="rows compared with the float64 reference")
     ap.add_argument("--bw-gib", type=float, default=None, help="bandwidth probe buffer in GiB (default 1; --quick 1)")
     ap.add_argument("--no-cold", action="store_true", help="skip the cold-decode case")
+    ap.add_argument("--cold-blocks", help="INT4 block sizes of the cold decode, e.g. 32,128 (default 32,128; --quick: 32)")
     args = ap.parse_args(argv)
 
     shapes = ([tuple(int(v) for v in s.lower().split("x")) for s in args.shapes.split(",")] if args.shapes
@@ -463,7 +463,9 @@ def main(argv=None):
         bench_shape(k, n, ms, threads_list, blas, target_s, args.err_rows, rows)
 
     if not args.no_cold:
-        cold_decode(threads_list, target_s, l3, single_bw, margin=1.25 if args.quick else 2.0)
+        cold_blocks = parse_list(args.cold_blocks) if args.cold_blocks else ([32] if args.quick else [32, 128])
+        for block in cold_blocks:
+            cold_decode(threads_list, target_s, l3, single_bw, margin=1.25 if args.quick else 2.0, block=block)
 
     print(f"\nSummary: QuantKit time / peer time (below 1 = QuantKit faster); error ratio = QK max|err| / peer's")
     print(f"  {'K':>6} {'N':>6} {'M':>4} {'thr':>3}  " + "  ".join(f"{name:>21}" for name in PEERS))
