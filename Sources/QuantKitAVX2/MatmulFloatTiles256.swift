@@ -39,8 +39,17 @@ private func decodeBlock(_ decode: Decode, _ codes: UnsafeRawPointer, _ block: I
     var w = codes
     var out = buffer
     var c = 0
-    @inline(__always) func half(_ g: Int) -> __m256i {
-        _mm256_loadu_si256((w + 32 * g).assumingMemoryBound(to: __m256i_u.self))
+    /// emit(the dwords of buffer vector v, v) for the 8 vectors of one 64-byte step of codes.
+    @inline(__always) func spread(_ emit: (__m256i, Int) -> Void) {
+        var g = 0
+        while g < 2 {
+            let v = _mm256_loadu_si256((w + 32 * g).assumingMemoryBound(to: __m256i_u.self))
+            emit(_mm256_permutevar8x32_epi32(v, r0), 4 * g)
+            emit(_mm256_permutevar8x32_epi32(v, r1), 4 * g + 1)
+            emit(_mm256_permutevar8x32_epi32(v, r2), 4 * g + 2)
+            emit(_mm256_permutevar8x32_epi32(v, r3), 4 * g + 3)
+            g += 1
+        }
     }
     switch decode {
     case .nibbles, .rampNibbles:
@@ -55,15 +64,7 @@ private func decodeBlock(_ decode: Decode, _ codes: UnsafeRawPointer, _ block: I
             _mm256_storeu_ps(out + 64 + 8 * v, value(_mm256_srlv_epi32(dwords, nibbleShifts)))
         }
         while c < block {
-            var g = 0
-            while g < 2 {
-                let v = half(g)
-                emit(_mm256_permutevar8x32_epi32(v, r0), 4 * g)
-                emit(_mm256_permutevar8x32_epi32(v, r1), 4 * g + 1)
-                emit(_mm256_permutevar8x32_epi32(v, r2), 4 * g + 2)
-                emit(_mm256_permutevar8x32_epi32(v, r3), 4 * g + 3)
-                g += 1
-            }
+            spread(emit)
             w += 64
             out += 128
             c += 8
@@ -75,15 +76,7 @@ private func decodeBlock(_ decode: Decode, _ codes: UnsafeRawPointer, _ block: I
             _mm256_storeu_ps(out + 8 * v, _mm256_cvtepi32_ps(_mm256_sub_epi32(codes, zeros)))
         }
         while c < block {
-            var g = 0
-            while g < 2 {
-                let v = half(g)
-                emit(_mm256_permutevar8x32_epi32(v, r0), 4 * g)
-                emit(_mm256_permutevar8x32_epi32(v, r1), 4 * g + 1)
-                emit(_mm256_permutevar8x32_epi32(v, r2), 4 * g + 2)
-                emit(_mm256_permutevar8x32_epi32(v, r3), 4 * g + 3)
-                g += 1
-            }
+            spread(emit)
             w += 64
             out += 64
             c += 4
