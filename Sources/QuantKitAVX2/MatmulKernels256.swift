@@ -108,124 +108,89 @@ struct HalfDots {
 
 // MARK: - int8 activations
 
-/// Rows 8h..8h+7 of the panel for `rows` (1 or 2) activation rows; intPanel passes pairs.
+/// One activation row's int32 sums with both halves of a panel: d (low nibbles, or the even steps
+/// of byte codes) and e (high nibbles, or the odd steps), so that vpdpbusd runs four independent
+/// chains per row. With int16 partial sums (plain AVX2) a partial takes both nibbles in d.
+private struct RowSums {
+    var d0 = _mm256_setzero_si256(), e0 = _mm256_setzero_si256(), d1 = _mm256_setzero_si256(), e1 = _mm256_setzero_si256()
+
+    /// Adds a run's int16 partial sums (see flushNibbles).
+    @inline(__always) mutating func flush(_ p: RowSums) {
+        d0 = flushNibbles(d0, p.d0)
+        d1 = flushNibbles(d1, p.d1)
+    }
+}
+
+/// `rows` (1 or 2) activation rows over both halves of the panel in a single pass: each code line
+/// is loaded once for every row, and each activation broadcast serves both halves (the decode
+/// step: half passes took M = 1 at 1.5-1.65x the time). The float sums of a second row spill;
+/// they are touched once per block.
 @inline(__always)
-private func intRows(_ rows: Int, nibbles: Bool, half h: Int, _ codes: UnsafeRawPointer, _ scales: UnsafeRawPointer, halfScales: Bool,
+private func intRows(_ rows: Int, nibbles: Bool, _ codes: UnsafeRawPointer, _ scales: UnsafeRawPointer, halfScales: Bool,
                      _ mins: UnsafePointer<Float>?, _ blocks: Int, _ block: Int, _ zero: Int32,
                      _ xq: UnsafePointer<Int8>, _ ldx: Int, _ xScale: UnsafePointer<Float>, _ xSum: UnsafePointer<Int32>, _ ldb: Int,
                      _ out: UnsafeMutablePointer<Float>, _ ldo: Int) {
     let mask = _mm256_set1_epi8(0x0F)
-    var a0 = _mm256_setzero_ps(), a1 = a0
+    var a0 = _mm256_setzero_ps(), a1 = a0, c0 = a0, c1 = a0  // row 0's halves, row 1's halves
     let x0 = xq, x1 = xq + ldx
-    var w = codes + 32 * h
-    var b = 0
-    while b < blocks {
-        // Two sums per row (low and high nibbles) keep the dependency chains short.
-        var d0 = _mm256_setzero_si256(), d1 = d0, e0 = d0, e1 = d0
-        var o = b * block
-        let end = o + block
-        if nibbles {
-            /// Steps of 8 K positions up to `stop`, each adding one product to every sum.
-            @inline(__always) func steps(_ p0: inout __m256i, _ q0: inout __m256i, _ p1: inout __m256i, _ q1: inout __m256i, until stop: Int) {
-                while o < stop {
-                    qk_prefetch(w + codesAhead)
-                    let v = _mm256_loadu_si256(w.assumingMemoryBound(to: __m256i_u.self))
-                    let lo = _mm256_and_si256(v, mask)
-                    let hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), mask)
-                    p0 = addNibbles(p0, lo, broadcast4(x0, o))
-                    q0 = addNibbles(q0, hi, broadcast4(x0, o + 4))
-                    if rows > 1 { p1 = addNibbles(p1, lo, broadcast4(x1, o)); q1 = addNibbles(q1, hi, broadcast4(x1, o + 4)) }
-                    w += 64
-                    o += 8
-                }
-            }
-            if nibbleProductsPerRun == .max {
-                steps(&d0, &e0, &d1, &e1, until: end)
-            } else {
-                while o < end {
-                    var p0 = _mm256_setzero_si256(), q0 = p0, p1 = p0, q1 = p0
-                    steps(&p0, &q0, &p1, &q1, until: min(end, o + nibbleProductsPerRun * 8))
-                    d0 = flushNibbles(d0, p0)
-                    e0 = flushNibbles(e0, q0)
-                    if rows > 1 { d1 = flushNibbles(d1, p1); e1 = flushNibbles(e1, q1) }
-                }
-            }
-        } else {
-            while o < end {
-                qk_prefetch(w + codesAhead)
-                let v = byteOperands(_mm256_loadu_si256(w.assumingMemoryBound(to: __m256i_u.self)))
-                d0 = dotBytes(d0, v, broadcast4(x0, o))
-                if rows > 1 { d1 = dotBytes(d1, v, broadcast4(x1, o)) }
-                w += 64
-                o += 4
-            }
-        }
-        let s = panelScales(scales, halfScales: halfScales, mins, b, h)
-        let m: UnsafePointer<Float>? = mins == nil ? nil : mins! + b * 16 + 8 * h
-        let z = nibbles ? zero : zero &- byteZeroShift
-        a0 = finishInt(a0, _mm256_add_epi32(d0, e0), s, m, z, xScale[b], xSum[b])
-        if rows > 1 { a1 = finishInt(a1, _mm256_add_epi32(d1, e1), s, m, z, xScale[ldb + b], xSum[ldb + b]) }
-        b += 1
-    }
-    let o = out + 8 * h
-    _mm256_storeu_ps(o, a0)
-    if rows > 1 { _mm256_storeu_ps(o + ldo, a1) }
-}
-
-/// One activation row (a decode step) over both halves of the panel in a single pass: each code
-/// line is loaded once and each activation broadcast serves both halves, where two half passes
-/// (intRows) load the activations twice; and with vpdpbusd its four sums are four independent
-/// chains where a half pass has two.
-@inline(__always)
-private func intRow(nibbles: Bool, _ codes: UnsafeRawPointer, _ scales: UnsafeRawPointer, halfScales: Bool,
-                    _ mins: UnsafePointer<Float>?, _ blocks: Int, _ block: Int, _ zero: Int32,
-                    _ x: UnsafePointer<Int8>, _ xScale: UnsafePointer<Float>, _ xSum: UnsafePointer<Int32>,
-                    _ out: UnsafeMutablePointer<Float>) {
-    let mask = _mm256_set1_epi8(0x0F)
-    var a0 = _mm256_setzero_ps(), a1 = a0
     var w = codes
     var b = 0
     while b < blocks {
-        // Half h's sums: d (low nibbles or even steps) and e (high nibbles or odd steps).
-        var d0 = _mm256_setzero_si256(), e0 = d0, d1 = d0, e1 = d0
+        var r0 = RowSums(), r1 = RowSums()
         var o = b * block
         let end = o + block
         @inline(__always) func load(_ h: Int) -> __m256i { _mm256_loadu_si256((w + 32 * h).assumingMemoryBound(to: __m256i_u.self)) }
         if nibbles {
-            /// Steps of 8 K positions up to `stop`, each adding one product to every sum.
-            @inline(__always) func steps(_ p0: inout __m256i, _ q0: inout __m256i, _ p1: inout __m256i, _ q1: inout __m256i, until stop: Int) {
+            @inline(__always) func add(_ s: inout RowSums, _ x: UnsafePointer<Int8>, _ lo0: __m256i, _ hi0: __m256i, _ lo1: __m256i,
+                                       _ hi1: __m256i) {
+                let bl = broadcast4(x, o), bh = broadcast4(x, o + 4)
+                if nibbleProductsPerRun == .max {
+                    s.d0 = addNibbles(s.d0, lo0, bl); s.e0 = addNibbles(s.e0, hi0, bh)
+                    s.d1 = addNibbles(s.d1, lo1, bl); s.e1 = addNibbles(s.e1, hi1, bh)
+                } else {
+                    s.d0 = addNibbles(addNibbles(s.d0, lo0, bl), hi0, bh)
+                    s.d1 = addNibbles(addNibbles(s.d1, lo1, bl), hi1, bh)
+                }
+            }
+            /// Steps of 8 K positions up to `stop`.
+            @inline(__always) func steps(_ s0: inout RowSums, _ s1: inout RowSums, until stop: Int) {
                 while o < stop {
                     qk_prefetch(w + codesAhead)
                     let v0 = load(0), v1 = load(1)
-                    let bl = broadcast4(x, o), bh = broadcast4(x, o + 4)
-                    p0 = addNibbles(p0, _mm256_and_si256(v0, mask), bl)
-                    q0 = addNibbles(q0, _mm256_and_si256(_mm256_srli_epi16(v0, 4), mask), bh)
-                    p1 = addNibbles(p1, _mm256_and_si256(v1, mask), bl)
-                    q1 = addNibbles(q1, _mm256_and_si256(_mm256_srli_epi16(v1, 4), mask), bh)
+                    let lo0 = _mm256_and_si256(v0, mask), hi0 = _mm256_and_si256(_mm256_srli_epi16(v0, 4), mask)
+                    let lo1 = _mm256_and_si256(v1, mask), hi1 = _mm256_and_si256(_mm256_srli_epi16(v1, 4), mask)
+                    add(&s0, x0, lo0, hi0, lo1, hi1)
+                    if rows > 1 { add(&s1, x1, lo0, hi0, lo1, hi1) }
                     w += 64
                     o += 8
                 }
             }
             if nibbleProductsPerRun == .max {
-                steps(&d0, &e0, &d1, &e1, until: end)
+                steps(&r0, &r1, until: end)
             } else {
                 while o < end {
-                    var p0 = _mm256_setzero_si256(), q0 = p0, p1 = p0, q1 = p0
-                    steps(&p0, &q0, &p1, &q1, until: min(end, o + nibbleProductsPerRun * 8))
-                    d0 = flushNibbles(flushNibbles(d0, p0), q0)
-                    d1 = flushNibbles(flushNibbles(d1, p1), q1)
+                    // A step adds two products to each partial sum.
+                    var p0 = RowSums(), p1 = RowSums()
+                    steps(&p0, &p1, until: min(end, o + nibbleProductsPerRun / 2 * 8))
+                    r0.flush(p0)
+                    if rows > 1 { r1.flush(p1) }
                 }
             }
         } else {
+            @inline(__always) func add(_ s: inout RowSums, _ x: UnsafePointer<Int8>, _ v0: ByteOperands, _ v1: ByteOperands,
+                                       _ u0: ByteOperands, _ u1: ByteOperands) {
+                let even = broadcast4(x, o), odd = broadcast4(x, o + 4)
+                s.d0 = dotBytes(s.d0, v0, even); s.d1 = dotBytes(s.d1, v1, even)
+                s.e0 = dotBytes(s.e0, u0, odd); s.e1 = dotBytes(s.e1, u1, odd)
+            }
             // Blocks are multiples of 8 positions: two steps at a time.
             while o < end {
                 qk_prefetch(w + codesAhead)
-                let b0 = broadcast4(x, o), b1 = broadcast4(x, o + 4)
-                d0 = dotBytes(d0, byteOperands(load(0)), b0)
-                d1 = dotBytes(d1, byteOperands(load(1)), b0)
+                let v0 = byteOperands(load(0)), v1 = byteOperands(load(1))
                 w += 64
-                e0 = dotBytes(e0, byteOperands(load(0)), b1)
-                e1 = dotBytes(e1, byteOperands(load(1)), b1)
+                let u0 = byteOperands(load(0)), u1 = byteOperands(load(1))
+                add(&r0, x0, v0, v1, u0, u1)
+                if rows > 1 { add(&r1, x1, v0, v1, u0, u1) }
                 w += 64
                 o += 8
             }
@@ -234,16 +199,23 @@ private func intRow(nibbles: Bool, _ codes: UnsafeRawPointer, _ scales: UnsafeRa
         let m0: UnsafePointer<Float>? = mins == nil ? nil : mins! + b * 16
         let m1: UnsafePointer<Float>? = mins == nil ? nil : mins! + b * 16 + 8
         let z = nibbles ? zero : zero &- byteZeroShift
-        a0 = finishInt(a0, _mm256_add_epi32(d0, e0), s0, m0, z, xScale[b], xSum[b])
-        a1 = finishInt(a1, _mm256_add_epi32(d1, e1), s1, m1, z, xScale[b], xSum[b])
+        a0 = finishInt(a0, _mm256_add_epi32(r0.d0, r0.e0), s0, m0, z, xScale[b], xSum[b])
+        a1 = finishInt(a1, _mm256_add_epi32(r0.d1, r0.e1), s1, m1, z, xScale[b], xSum[b])
+        if rows > 1 {
+            c0 = finishInt(c0, _mm256_add_epi32(r1.d0, r1.e0), s0, m0, z, xScale[ldb + b], xSum[ldb + b])
+            c1 = finishInt(c1, _mm256_add_epi32(r1.d1, r1.e1), s1, m1, z, xScale[ldb + b], xSum[ldb + b])
+        }
         b += 1
     }
     _mm256_storeu_ps(out, a0)
     _mm256_storeu_ps(out + 8, a1)
+    if rows > 1 {
+        _mm256_storeu_ps(out + ldo, c0)
+        _mm256_storeu_ps(out + ldo + 8, c1)
+    }
 }
 
-/// Activation rows two at a time (16 ymm registers), each over both halves of the panel; a last
-/// single row goes through intRow.
+/// Activation rows two at a time, then a last single one.
 @inline(__always)
 private func intPanel(nibbles: Bool, _ codes: UnsafeRawPointer, _ scales: UnsafeRawPointer, halfScales: Bool, _ mins: UnsafePointer<Float>?,
                       _ blocks: Int, _ block: Int, _ zero: Int32,
@@ -253,13 +225,9 @@ private func intPanel(nibbles: Bool, _ codes: UnsafeRawPointer, _ scales: Unsafe
     while m < rows {
         let x = xq + m * ldx, s = xScale + m * ldb, q = xSum + m * ldb, o = out + m * ldo
         if rows - m == 1 {
-            intRow(nibbles: nibbles, codes, scales, halfScales: halfScales, mins, blocks, block, zero, x, s, q, o)
-            return
-        }
-        var h = 0
-        while h < 2 {
-            intRows(2, nibbles: nibbles, half: h, codes, scales, halfScales: halfScales, mins, blocks, block, zero, x, ldx, s, q, ldb, o, ldo)
-            h += 1
+            intRows(1, nibbles: nibbles, codes, scales, halfScales: halfScales, mins, blocks, block, zero, x, ldx, s, q, ldb, o, ldo)
+        } else {
+            intRows(2, nibbles: nibbles, codes, scales, halfScales: halfScales, mins, blocks, block, zero, x, ldx, s, q, ldb, o, ldo)
         }
         m += 2
     }

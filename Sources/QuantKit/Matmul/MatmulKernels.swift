@@ -76,7 +76,8 @@ struct MatmulKernels {
     var floatTileHalves: FloatTileKernel? = nil
     /// The int8 tiles serve slices of at least this many rows: below, the panel kernels (one panel
     /// and 2 rows per pass, accumulators in registers) were as fast or faster (K = N = 4096, 1 thread;
-    /// on AVX-512 the tiles tie at 2-4 rows and win from 5, on AVX2 they win from 3).
+    /// on AVX-512 the tiles tie at 2-4 rows and win from 5; on AVX2 and AVX-VNNI, whose panel kernels
+    /// take both halves of a panel in one pass, the two tie from 8 to 32 rows).
     var intTileMinRows = 5
     /// The float tiles serve slices of at least this many rows, for kernel blocks of at least this
     /// size: below, the panel kernels were faster (measured at K = N = 4096, 1 thread). They pay a
@@ -108,7 +109,7 @@ struct MatmulKernels {
                                  floatBytes: avx2FloatBytes, floatHalves: avx2FloatHalves, quantizeActivations: avx2QuantizeActivations,
                                  intTileNibbles: avx2IntTileNibbles, intTileBytes: avx2IntTileBytes,
                                  floatTileNibbles: avx2FloatTileNibbles, floatTileBytes: avx2FloatTileBytes,
-                                 floatTileHalves: avx2FloatTileHalves, intTileMinRows: 3, floatTileMinRows: 3, floatTileMinBlock: 8)
+                                 floatTileHalves: avx2FloatTileHalves, intTileMinRows: 8, floatTileMinRows: 3, floatTileMinBlock: 8)
         case .avx2Vnni:
             return MatmulKernels(intNibbles: avxvnniIntNibbles, intBytes: avxvnniIntBytes,
                                  intNibblesHalfScales: avxvnniIntNibblesHalfScales, intBytesHalfScales: avxvnniIntBytesHalfScales,
@@ -116,7 +117,7 @@ struct MatmulKernels {
                                  floatBytes: avx2FloatBytes, floatHalves: avx2FloatHalves, quantizeActivations: avx2QuantizeActivations,
                                  intTileNibbles: avxvnniIntTileNibbles, intTileBytes: avxvnniIntTileBytes,
                                  floatTileNibbles: avx2FloatTileNibbles, floatTileBytes: avx2FloatTileBytes,
-                                 floatTileHalves: avx2FloatTileHalves, intTileMinRows: 3, floatTileMinRows: 3, floatTileMinBlock: 8)
+                                 floatTileHalves: avx2FloatTileHalves, intTileMinRows: 8, floatTileMinRows: 3, floatTileMinBlock: 8)
         case .avx512Vnni:
             return MatmulKernels(intNibbles: vnni512IntNibbles, intBytes: vnni512IntBytes,
                                  intNibblesHalfScales: vnni512IntNibblesHalfScales, intBytesHalfScales: vnni512IntBytesHalfScales,
