@@ -10,7 +10,10 @@ struct BlockKernels {
     /// Codes of one group at one byte each (8-bit) or two per byte (4-bit, low nibble first).
     let encode: (_ x: UnsafePointer<Float>, _ n: Int, _ scale: Float, _ zeroPoint: Int32, _ coder: ElementCoder, _ tiesAway: Bool,
                  _ nibbles: Bool, _ out: UnsafeMutablePointer<UInt8>) -> Void
-    let decode: (UnsafePointer<UInt8>, Int, Bool, Bool, Float, Int32, UnsafeMutablePointer<Float>) -> Void
+    /// (value(code) - zero point) * scale of one group's codes: value is the integer code, or
+    /// table[code] for 4-bit table formats; nibbles low first, or high first (bnb4).
+    let decode: (_ data: UnsafePointer<UInt8>, _ n: Int, _ nibbles: Bool, _ signed: Bool, _ scale: Float, _ zeroPoint: Int32,
+                 _ table: UnsafePointer<Float>?, _ highNibbleFirst: Bool, _ out: UnsafeMutablePointer<Float>) -> Void
     let allFinite: (UnsafePointer<Float>, Int) -> Bool
     /// Per-lane groups (element k of a run in group k): running min/max, and byte codes.
     let minMaxPerLane: (UnsafePointer<Float>, Int, UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>) -> Void
@@ -60,7 +63,7 @@ struct BlockKernels {
                     let e = Encoding256(scale: scale, zeroPoint: zp, codeMin: coder.codeMin, codeMax: coder.codeMax, codeMask: coder.mask, tiesAway: tiesAway)
                     if nibbles { avx2EncodeNibbles(x, n, e, out) } else { avx2EncodeBytes(x, n, e, out) }
                 },
-                decode: { avx2DecodeBlock($0, $1, nibbles: $2, signed: $3, scale: $4, zeroPoint: $5, out: $6) },
+                decode: { avx2DecodeBlock($0, $1, nibbles: $2, signed: $3, scale: $4, zeroPoint: $5, table: $6, highNibbleFirst: $7, out: $8) },
                 allFinite: avx2AllFinite,
                 minMaxPerLane: avx2MinMaxPerLane,
                 encodePerLane: { x, n, s, z, coder, tiesAway, codes in
@@ -98,7 +101,7 @@ struct BlockKernels {
                     let e = Encoding512(scale: scale, zeroPoint: zp, codeMin: coder.codeMin, codeMax: coder.codeMax, codeMask: coder.mask, tiesAway: tiesAway)
                     if nibbles { avx512EncodeNibbles(x, n, e, out) } else { avx512EncodeBytes(x, n, e, out) }
                 },
-                decode: { avx512DecodeBlock($0, $1, nibbles: $2, signed: $3, scale: $4, zeroPoint: $5, out: $6) },
+                decode: { avx512DecodeBlock($0, $1, nibbles: $2, signed: $3, scale: $4, zeroPoint: $5, table: $6, highNibbleFirst: $7, out: $8) },
                 allFinite: avx512AllFinite,
                 minMaxPerLane: avx512MinMaxPerLane,
                 encodePerLane: { x, n, s, z, coder, tiesAway, codes in
@@ -241,7 +244,8 @@ enum FastPaths {
 
     static func dequantize(_ plan: QuantPlan, _ q: QuantizedView, into output: UnsafeMutableBufferPointer<Float>,
                            variant: KernelVariant = Runtime.kernelVariant) throws -> Bool {
-        guard covers(plan, variant: variant), let kernels = BlockKernels.of(variant),
+        let table = coversTableDecode(plan, variant: variant)
+        guard table || covers(plan, variant: variant), let kernels = BlockKernels.of(variant),
               let target = output.baseAddress, let dataBase = q.data.baseAddress
         else { return false }
         let data = dataBase.assumingMemoryBound(to: UInt8.self)
@@ -251,14 +255,33 @@ enum FastPaths {
         let nibbles = plan.codeSpec.bits == 4
         let signed = plan.codeSpec.flags.contains(.signed)
         let matMulNBits = plan.params.layout == .matMulNBits
+        let highNibbleFirst = plan.params.layout == .bnb4
         let blockBytes = plan.block * plan.codeSpec.bits / 8
-        Parallel.forEachChunk(count: plan.groupCount, threads: plan.params.threads, minChunk: Quantizer.groupsPerTask(plan)) { groups in
-            forEachContiguousGroup(plan, groups) { g, base, length in
-                let offset = matMulNBits ? g * blockBytes : (nibbles ? base / 2 : base)
-                kernels.decode(data + offset, length, nibbles, signed, scratch.scales[g], scratch.zeroPoints[g], target + base)
+        let values = ElementCoder(spec: plan.codeSpec, rounding: plan.params.rounding).decodeTable
+        values.withUnsafeBufferPointer { levels in
+            let levels = table ? levels.baseAddress : nil
+            Parallel.forEachChunk(count: plan.groupCount, threads: plan.params.threads, minChunk: Quantizer.groupsPerTask(plan)) { groups in
+                forEachContiguousGroup(plan, groups) { g, base, length in
+                    let offset = matMulNBits ? g * blockBytes : (nibbles ? base / 2 : base)
+                    kernels.decode(data + offset, length, nibbles, signed, scratch.scales[g], scratch.zeroPoints[g], levels, highNibbleFirst,
+                                   target + base)
+                }
             }
         }
         return true
+    }
+
+    /// 4-bit codebook and minifloat codes (NF4, FP4, log4) decode through their 16-value table, in
+    /// groups that are contiguous and start on whole bytes: ONNX's layout (low nibble first) and
+    /// bitsandbytes' (high nibble first).
+    static func coversTableDecode(_ plan: QuantPlan, variant: KernelVariant) -> Bool {
+        guard variant != .scalar, !plan.codeSpec.isInteger, plan.codeSpec.bits == 4, plan.groupCount > 0, plan.groupsAreContiguous
+        else { return false }
+        switch plan.params.layout {
+        case .bnb4: return plan.block % 2 == 0
+        case .onnx: return groupsStartOnWholeBytes(plan)
+        case .matMulNBits: return false
+        }
     }
 
     /// One group over the whole tensor (per tensor), split into chunks so that every thread works:
@@ -313,7 +336,11 @@ enum FastPaths {
         let start = plan.span(ofGroup: first)
         var base = start.base
         if plan.params.granularity != .blocked || plan.params.layout == .bnb4 {
-            for g in groups { body(g, g == first ? base : plan.span(ofGroup: g).base, start.elementCount) }
+            // bnb4's last block may be shorter than the others: each group's own length.
+            for g in groups {
+                let span = g == first ? start : plan.span(ofGroup: g)
+                body(g, span.base, span.elementCount)
+            }
             return
         }
         var block = first % plan.blocksPerDim

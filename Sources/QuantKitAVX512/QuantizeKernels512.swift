@@ -105,15 +105,18 @@ public func avx512AllZero(_ p: UnsafePointer<Float>) -> Bool {
     _mm512_reduce_add_ps(_mm512_abs_ps(_mm512_loadu_ps(p))) == 0
 }
 
-/// out[i] = (value(code_i) - zp) * scale for n codes stored as 4-bit nibbles (low first) or bytes.
-/// `signed` sign-extends the codes (int4/int8); `nibbles` selects the 4-bit layout.
-/// The nibble form starts at an even element: codes begin at byte 0 of `data`.
+/// out[i] = (value(code_i) - zp) * scale for n codes stored as 4-bit nibbles or bytes.
+/// value(code) is the code itself, sign-extended when `signed` (int4/int8), or `table[code]` when
+/// a 16-entry table is given (nibbles only: the codebook and minifloat 4-bit formats).
+/// Nibbles are stored low first, or high first (`highNibbleFirst`, bitsandbytes' layout); the
+/// nibble form starts at an even element: codes begin at byte 0 of `data`.
 public func avx512DecodeBlock(
     _ data: UnsafePointer<UInt8>, _ n: Int, nibbles: Bool, signed: Bool, scale: Float, zeroPoint: Int32,
-    out: UnsafeMutablePointer<Float>
+    table: UnsafePointer<Float>? = nil, highNibbleFirst: Bool = false, out: UnsafeMutablePointer<Float>
 ) {
     let vscale = _mm512_set1_ps(scale), vzp = _mm512_set1_ps(Float(zeroPoint))
     let signBit = _mm512_set1_epi32(nibbles ? 8 : 128)
+    let levels = table.map { _mm512_loadu_ps($0) } ?? _mm512_setzero_ps()
     var i = 0
     while i < n {
         let count = n - i < 16 ? n - i : 16
@@ -124,6 +127,7 @@ public func avx512DecodeBlock(
             var raw: UInt64 = 0
             let available = (count + 1) / 2
             for b in 0..<available { raw |= UInt64(data[i / 2 + b]) << UInt64(8 * b) }
+            if highNibbleFirst { raw = (raw >> 4) & 0x0F0F_0F0F_0F0F_0F0F | (raw & 0x0F0F_0F0F_0F0F_0F0F) << 4 }
             let lo = _pdep_u64(raw & 0xFFFF_FFFF, 0x0F0F_0F0F_0F0F_0F0F)
             let hi = _pdep_u64(raw >> 32, 0x0F0F_0F0F_0F0F_0F0F)
             bytes = _mm_set_epi64x(Int64(bitPattern: hi), Int64(bitPattern: lo))
@@ -131,8 +135,14 @@ public func avx512DecodeBlock(
             bytes = _mm_maskz_loadu_epi8(lanes, data + i)
         }
         var q = _mm512_cvtepu8_epi32(bytes)
-        if signed { q = _mm512_sub_epi32(_mm512_xor_si512(q, signBit), signBit) }
-        let v = _mm512_mul_ps(_mm512_sub_ps(_mm512_cvtepi32_ps(q), vzp), vscale)
+        let value: __m512
+        if table != nil {
+            value = _mm512_permutexvar_ps(q, levels)
+        } else {
+            if signed { q = _mm512_sub_epi32(_mm512_xor_si512(q, signBit), signBit) }
+            value = _mm512_cvtepi32_ps(q)
+        }
+        let v = _mm512_mul_ps(_mm512_sub_ps(value, vzp), vscale)
         _mm512_mask_storeu_ps(out + i, lanes, v)
         i += 16
     }

@@ -38,6 +38,48 @@ final class CodebookKernelTests: XCTestCase {
         }
     }
 
+    /// 4-bit table formats dequantize through their 16 values on the ISA paths: random bytes (every
+    /// code in both nibbles), scales with ±0 and negatives, both nibble orders, odd element counts,
+    /// and groups the fast path declines (per-axis groups off whole bytes); bit for bit against the
+    /// scalar path.
+    func testTableFormatsDequantizeLikeTheReference() throws {
+        var rng = SplitMix(seed: 53)
+        for format in [QuantFormat.nf4, .fp4Bnb, .log4, .fp4E2M1] {
+            for layout in [PackingLayout.onnx, .bnb4] where layout == .onnx || format == .nf4 || format == .fp4Bnb {
+                for (granularity, axis, block, shape) in [(Granularity.blocked, -1, 64, [7, 128]), (.blocked, 1, 16, [5, 40]), (.blocked, 1, 32, [3, 33]),
+                                                          (.perAxis, 1, 1, [33, 70]), (.perAxis, 0, 1, [7, 9]), (.perTensor, -1, 1, [9, 31])] {
+                    var params = QuantParams(format: format)
+                    (params.granularity, params.axis, params.blockSize, params.layout) = (granularity, axis, block, layout)
+                    guard let plan = try? QuantPlan(params: params, shape: shape) else { continue }  // combinations a layout does not take
+                    let data = (0..<plan.dataBytes).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+                    var scaleValues = (0..<max(1, plan.scaleBytes / 4)).map { _ in Float(rng.uniform() * 4 - 2) }
+                    scaleValues[0] = -0.0
+                    if scaleValues.count > 2 { scaleValues[2] = 0 }
+                    let scales = scaleValues.flatMap { withUnsafeBytes(of: $0.bitPattern.littleEndian, Array.init) }
+                    guard scales.count == plan.scaleBytes else { continue }  // fp32 scales only
+                    func dequantized(_ variant: KernelVariant) throws -> [UInt32] {
+                        var out = [Float](repeating: .nan, count: plan.count)
+                        try data.withUnsafeBytes { d in
+                            try scales.withUnsafeBytes { s in
+                                try out.withUnsafeMutableBufferPointer {
+                                    try Quantizer.dequantize(plan, QuantizedView(data: d, scales: s, zeroPoints: nil), into: $0, variant: variant)
+                                }
+                            }
+                        }
+                        return out.map(\.bitPattern)
+                    }
+                    let reference = try dequantized(.scalar)
+                    for variant in variants {
+                        XCTAssertEqual(try dequantized(variant), reference, "\(variant.name) \(format) \(layout) \(granularity) \(shape)")
+                    }
+                    if granularity == .blocked, shape[1] % 2 == 0, let variant = variants.last {
+                        XCTAssertTrue(FastPaths.coversTableDecode(plan, variant: variant), "\(format) \(layout) \(shape) should take the table path")
+                    }
+                }
+            }
+        }
+    }
+
     func testCodebookTensorsMatchTheReferenceInEveryVariant() throws {
         var rng = SplitMix(seed: 52)
         for (format, _) in books {
