@@ -14,6 +14,9 @@ struct BlockKernels {
     /// table[code] for 4-bit table formats; nibbles low first, or high first (bnb4).
     let decode: (_ data: UnsafePointer<UInt8>, _ n: Int, _ nibbles: Bool, _ signed: Bool, _ scale: Float, _ zeroPoint: Int32,
                  _ table: UnsafePointer<Float>?, _ highNibbleFirst: Bool, _ out: UnsafeMutablePointer<Float>) -> Void
+    /// decode for runs whose element k is in group k (strided groups), integer codes only.
+    let decodePerLane: (_ data: UnsafePointer<UInt8>, _ n: Int, _ nibbles: Bool, _ signed: Bool, _ scales: UnsafePointer<Float>,
+                        _ zeroPoints: UnsafePointer<Int32>, _ out: UnsafeMutablePointer<Float>) -> Void
     let allFinite: (UnsafePointer<Float>, Int) -> Bool
     /// Per-lane groups (element k of a run in group k): running min/max, and byte codes.
     let minMaxPerLane: (UnsafePointer<Float>, Int, UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>) -> Void
@@ -64,6 +67,7 @@ struct BlockKernels {
                     if nibbles { avx2EncodeNibbles(x, n, e, out) } else { avx2EncodeBytes(x, n, e, out) }
                 },
                 decode: { avx2DecodeBlock($0, $1, nibbles: $2, signed: $3, scale: $4, zeroPoint: $5, table: $6, highNibbleFirst: $7, out: $8) },
+                decodePerLane: { avx2DecodePerLane($0, $1, nibbles: $2, signed: $3, scales: $4, zeroPoints: $5, out: $6) },
                 allFinite: avx2AllFinite,
                 minMaxPerLane: avx2MinMaxPerLane,
                 encodePerLane: { x, n, s, z, coder, tiesAway, codes in
@@ -102,6 +106,7 @@ struct BlockKernels {
                     if nibbles { avx512EncodeNibbles(x, n, e, out) } else { avx512EncodeBytes(x, n, e, out) }
                 },
                 decode: { avx512DecodeBlock($0, $1, nibbles: $2, signed: $3, scale: $4, zeroPoint: $5, table: $6, highNibbleFirst: $7, out: $8) },
+                decodePerLane: { avx512DecodePerLane($0, $1, nibbles: $2, signed: $3, scales: $4, zeroPoints: $5, out: $6) },
                 allFinite: avx512AllFinite,
                 minMaxPerLane: avx512MinMaxPerLane,
                 encodePerLane: { x, n, s, z, coder, tiesAway, codes in
@@ -266,6 +271,34 @@ enum FastPaths {
                     kernels.decode(data + offset, length, nibbles, signed, scratch.scales[g], scratch.zeroPoints[g], levels, highNibbleFirst,
                                    target + base)
                 }
+            }
+        }
+        return true
+    }
+
+    /// Integer codes in strided groups (blocks along a leading axis, one scale per column) in
+    /// ONNX's layout, a run at a time, each run's element k in group k; runs of nibbles must start
+    /// on whole bytes. Returns false (nothing written) where it does not apply.
+    static func dequantizePerLane(_ plan: QuantPlan, _ q: QuantizedView, into output: UnsafeMutableBufferPointer<Float>,
+                                  variant: KernelVariant = Runtime.kernelVariant) throws -> Bool {
+        let bits = plan.codeSpec.bits
+        guard variant != .scalar, plan.codeSpec.isInteger, bits == 4 || bits == 8, plan.params.layout == .onnx, plan.count > 0,
+              plan.runsAdvanceOneGroupPerElement, let kernels = BlockKernels.of(variant),
+              let target = output.baseAddress, let dataBase = q.data.baseAddress
+        else { return false }
+        let nibbles = bits == 4
+        if nibbles && (0..<plan.runCount).contains(where: { plan.run($0).start % 2 != 0 }) { return false }
+        let data = dataBase.assumingMemoryBound(to: UInt8.self)
+        let scratch = GroupScratch(plan, withCodes: false)
+        defer { scratch.deallocate() }
+        try Quantizer.readScales(plan, q, into: scratch, requireFinite: false)
+        let signed = plan.codeSpec.flags.contains(.signed)
+        let perRun = max(1, plan.count / plan.runCount)
+        Parallel.forEachChunk(count: plan.runCount, threads: plan.params.threads, minChunk: max(1, 16384 / perRun)) { runs in
+            for i in runs {
+                let r = plan.run(i)
+                kernels.decodePerLane(data + (nibbles ? r.start / 2 : r.start), r.count, nibbles, signed, scratch.scales + r.groupBase,
+                                      scratch.zeroPoints + r.groupBase, target + r.start)
             }
         }
         return true

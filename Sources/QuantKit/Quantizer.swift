@@ -134,6 +134,7 @@ public enum Quantizer {
             return
         }
         if try FastPaths.dequantize(plan, q, into: output, variant: variant) { return }
+        if try FastPaths.dequantizePerLane(plan, q, into: output, variant: variant) { return }
         let scratch = GroupScratch(plan)
         defer { scratch.deallocate() }
         try readScales(plan, q, into: scratch, requireFinite: false)

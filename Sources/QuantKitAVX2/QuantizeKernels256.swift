@@ -151,6 +151,32 @@ public func avx2DecodeBlock(
     }
 }
 
+/// See avx512DecodePerLane.
+public func avx2DecodePerLane(
+    _ data: UnsafePointer<UInt8>, _ n: Int, nibbles: Bool, signed: Bool, scales: UnsafePointer<Float>, zeroPoints: UnsafePointer<Int32>,
+    out: UnsafeMutablePointer<Float>
+) {
+    let signBit = _mm256_set1_epi32(nibbles ? 8 : 128)
+    var i = 0
+    while i < n {
+        let count = n - i < 8 ? n - i : 8
+        let lanes = laneMask(count)
+        var raw: UInt64 = 0
+        if nibbles {
+            for b in 0..<((count + 1) / 2) { raw |= UInt64(data[i / 2 + b]) << UInt64(8 * b) }
+            raw = _pdep_u64(raw, 0x0F0F_0F0F_0F0F_0F0F)
+        } else {
+            for b in 0..<count { raw |= UInt64(data[i + b]) << UInt64(8 * b) }
+        }
+        var q = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(Int64(bitPattern: raw)))
+        if signed { q = _mm256_sub_epi32(_mm256_xor_si256(q, signBit), signBit) }
+        let zp = _mm256_cvtepi32_ps(_mm256_maskload_epi32(zeroPoints + i, lanes))
+        let v = _mm256_mul_ps(_mm256_sub_ps(_mm256_cvtepi32_ps(q), zp), _mm256_maskload_ps(scales + i, lanes))
+        _mm256_maskstore_ps(out + i, lanes, v)
+        i += 8
+    }
+}
+
 public func avx2AllFinite(_ p: UnsafePointer<Float>, _ n: Int) -> Bool {
     let exponent = _mm256_set1_epi32(0x7F80_0000)
     var worst = _mm256_setzero_si256()

@@ -148,6 +148,37 @@ public func avx512DecodeBlock(
     }
 }
 
+/// out[k] = (code_k - zeroPoints[k]) * scales[k] for n integer codes (element k in group k: strided
+/// groups read row by row), as 4-bit nibbles (low first, from an even element) or bytes;
+/// `signed` sign-extends the codes.
+public func avx512DecodePerLane(
+    _ data: UnsafePointer<UInt8>, _ n: Int, nibbles: Bool, signed: Bool, scales: UnsafePointer<Float>, zeroPoints: UnsafePointer<Int32>,
+    out: UnsafeMutablePointer<Float>
+) {
+    let signBit = _mm512_set1_epi32(nibbles ? 8 : 128)
+    var i = 0
+    while i < n {
+        let count = n - i < 16 ? n - i : 16
+        let lanes = tailMask16(count)
+        var bytes: __m128i
+        if nibbles {
+            var raw: UInt64 = 0
+            for b in 0..<((count + 1) / 2) { raw |= UInt64(data[i / 2 + b]) << UInt64(8 * b) }
+            let lo = _pdep_u64(raw & 0xFFFF_FFFF, 0x0F0F_0F0F_0F0F_0F0F)
+            let hi = _pdep_u64(raw >> 32, 0x0F0F_0F0F_0F0F_0F0F)
+            bytes = _mm_set_epi64x(Int64(bitPattern: hi), Int64(bitPattern: lo))
+        } else {
+            bytes = _mm_maskz_loadu_epi8(lanes, data + i)
+        }
+        var q = _mm512_cvtepu8_epi32(bytes)
+        if signed { q = _mm512_sub_epi32(_mm512_xor_si512(q, signBit), signBit) }
+        let zp = _mm512_cvtepi32_ps(_mm512_maskz_loadu_epi32(lanes, zeroPoints + i))
+        let v = _mm512_mul_ps(_mm512_sub_ps(_mm512_cvtepi32_ps(q), zp), _mm512_maskz_loadu_ps(lanes, scales + i))
+        _mm512_mask_storeu_ps(out + i, lanes, v)
+        i += 16
+    }
+}
+
 /// true when no element is NaN or +-Inf (exponent bits all ones).
 public func avx512AllFinite(_ p: UnsafePointer<Float>, _ n: Int) -> Bool {
     let exponent = _mm512_set1_epi32(0x7F80_0000)

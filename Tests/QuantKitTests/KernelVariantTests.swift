@@ -84,6 +84,11 @@ final class KernelVariantTests: XCTestCase {
                             let fast = try run(plan, values, variant)
                             XCTAssertEqual(fast.data, reference.data, "\(variant.name) \(format) \(scheme) \(rounding) \(shape)")
                             XCTAssertEqual(fast.scales + fast.zeroPoints, reference.scales + reference.zeroPoints)
+                            XCTAssertEqual(fast.restored.map(\.bitPattern), reference.restored.map(\.bitPattern),
+                                           "\(variant.name) \(format) \(scheme) \(rounding) \(shape): dequantized")
+                            if (format.spec.bits == 4 || format.spec.bits == 8) && (shape == [70, 1000] || shape == [300, 70]) {
+                                XCTAssertTrue(try takesPerLaneDequantize(plan, variant), "\(variant.name) \(format) \(shape)")
+                            }
                         }
                     }
                 }
@@ -190,6 +195,23 @@ final class KernelVariantTests: XCTestCase {
     }
 
     struct Outcome { var data: [UInt8]; var scales: [UInt8]; var zeroPoints: [UInt8]; var restored: [Float] }
+
+    /// Whether dequantizing `plan` takes the per-lane ISA path (on zero codes and scales).
+    func takesPerLaneDequantize(_ plan: QuantPlan, _ variant: KernelVariant) throws -> Bool {
+        let data = [UInt8](repeating: 0, count: plan.dataBytes), scales = [UInt8](repeating: 0, count: plan.scaleBytes)
+        let zeroPoints = [UInt8](repeating: 0, count: plan.zeroPointBytes)
+        var out = [Float](repeating: 0, count: plan.count)
+        return try data.withUnsafeBytes { d in
+            try scales.withUnsafeBytes { s in
+                try zeroPoints.withUnsafeBytes { z in
+                    try out.withUnsafeMutableBufferPointer {
+                        try FastPaths.dequantizePerLane(plan, QuantizedView(data: d, scales: s, zeroPoints: plan.storesZeroPoints ? z : nil),
+                                                        into: $0, variant: variant)
+                    }
+                }
+            }
+        }
+    }
 
     /// Quantize and dequantize with one variant, output buffers poisoned beforehand.
     func run(_ plan: QuantPlan, _ values: [Float], _ variant: KernelVariant) throws -> Outcome {
