@@ -262,7 +262,7 @@ enum FastPaths {
         let matMulNBits = plan.params.layout == .matMulNBits
         let highNibbleFirst = plan.params.layout == .bnb4
         let blockBytes = plan.block * plan.codeSpec.bits / 8
-        let values = ElementCoder(spec: plan.codeSpec, rounding: plan.params.rounding).decodeTable
+        let values = table ? ElementCoder(spec: plan.codeSpec, rounding: plan.params.rounding).decodeTable : []
         values.withUnsafeBufferPointer { levels in
             let levels = table ? levels.baseAddress : nil
             Parallel.forEachChunk(count: plan.groupCount, threads: plan.params.threads, minChunk: Quantizer.groupsPerTask(plan)) { groups in
