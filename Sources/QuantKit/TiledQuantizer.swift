@@ -48,7 +48,8 @@ public enum TiledQuantizer {
         try Quantizer.checkSizes(plan, inputCount: plan.count, data: out.data.count, scales: out.scales.count, zeroPoints: out.zeroPoints?.count)
         let (rows, columns) = (plan.shape[0], plan.shape[1])
         guard splitsIntoRows(plan), columns > 0 else {
-            return try quantizeWhole(plan, from: source, into: out, measureError: measureError, variant: variant, sourceRead: sourceRead)
+            return try quantizeWhole(plan, from: source, into: out, measureError: measureError, variant: variant, workspace: workspace,
+                                     sourceRead: sourceRead)
         }
         let threads = plan.params.threads > 0 ? plan.params.threads : Runtime.defaultThreadCount
         let foldRows = Self.foldRows(columns: columns)
@@ -62,7 +63,7 @@ public enum TiledQuantizer {
         let perRow = (data: plan.dataBytes / rows, scales: plan.scaleBytes / rows, zeroPoints: plan.zeroPointBytes / rows)
         guard fullPlan.dataBytes == bandRows * perRow.data, fullPlan.scaleBytes == bandRows * perRow.scales,
               fullPlan.zeroPointBytes == bandRows * perRow.zeroPoints else {
-            return try quantizeWhole(plan, from: source, into: out, measureError: measureError, variant: variant)
+            return try quantizeWhole(plan, from: source, into: out, measureError: measureError, variant: variant, workspace: workspace)
         }
 
         let workspace = workspace ?? BandWorkspace()
@@ -150,22 +151,26 @@ public enum TiledQuantizer {
     }
 
     /// The matrix read whole, quantized, and compared whole: plans that do not split into rows.
+    /// Its two full-size buffers come from `workspace` when given: a converter then reuses them
+    /// layer after layer instead of taking fresh pages (and their faults) for every weight.
     private static func quantizeWhole(_ plan: QuantPlan, from source: MatrixSource, into out: QuantizedBuffers, measureError: Bool,
-                                      variant: KernelVariant, sourceRead: () -> Void = {}) throws -> ErrorStats? {
-        var values = [Float](repeating: 0, count: plan.count)
-        if plan.count > 0 { values.withUnsafeMutableBufferPointer { _ = source.read(rows: 0..<plan.shape[0], into: $0.baseAddress!, variant: variant) } }
+                                      variant: KernelVariant, workspace: BandWorkspace? = nil,
+                                      sourceRead: () -> Void = {}) throws -> ErrorStats? {
+        let pool = workspace ?? BandWorkspace()
+        let valuesBuffer = pool.take(plan.count)
+        defer { pool.give(valuesBuffer) }
+        let values = UnsafeMutableBufferPointer(start: valuesBuffer.pointer, count: plan.count)
+        if plan.count > 0 { _ = source.read(rows: 0..<plan.shape[0], into: values.baseAddress!, variant: variant) }  // every element
         sourceRead()
-        try values.withUnsafeBufferPointer { try Quantizer.quantize(plan, input: $0, into: out, variant: variant) }
+        try Quantizer.quantize(plan, input: UnsafeBufferPointer(values), into: out, variant: variant)
         guard measureError else { return nil }
         guard plan.count > 0 else { return ErrorAccumulator().stats }
-        var restored = [Float](repeating: 0, count: plan.count)
-        try restored.withUnsafeMutableBufferPointer { try Quantizer.dequantize(plan, out.readOnly, into: $0, variant: variant) }
+        let restoredBuffer = pool.take(plan.count)
+        defer { pool.give(restoredBuffer) }
+        let restored = UnsafeMutableBufferPointer(start: restoredBuffer.pointer, count: plan.count)
+        try Quantizer.dequantize(plan, out.readOnly, into: restored, variant: variant)  // every element
         var total = ErrorAccumulator()
-        values.withUnsafeBufferPointer { v in
-            restored.withUnsafeBufferPointer { r in
-                total.add(reference: v.baseAddress!, actual: r.baseAddress!, count: plan.count, variant: variant)
-            }
-        }
+        total.add(reference: values.baseAddress!, actual: restored.baseAddress!, count: plan.count, variant: variant)
         return total.stats
     }
 }
