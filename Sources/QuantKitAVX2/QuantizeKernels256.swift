@@ -118,35 +118,36 @@ public func avx2EncodeNibbles(_ p: UnsafePointer<Float>, _ n: Int, _ e: Encoding
     }
 }
 
+/// Codes i..<i+count (count <= 8) as 8 int32 lanes: see the AVX-512 twin.
+@inline(__always) private func codeLanes(_ data: UnsafePointer<UInt8>, _ i: Int, _ count: Int, nibbles: Bool, signed: Bool,
+                                         highNibbleFirst: Bool = false) -> __m256i {
+    var raw: UInt64 = 0
+    if nibbles {
+        for b in 0..<((count + 1) / 2) { raw |= UInt64(data[i / 2 + b]) << UInt64(8 * b) }
+        if highNibbleFirst { raw = (raw >> 4) & 0x0F0F_0F0F | (raw & 0x0F0F_0F0F) << 4 }
+        raw = _pdep_u64(raw, 0x0F0F_0F0F_0F0F_0F0F)
+    } else {
+        for b in 0..<count { raw |= UInt64(data[i + b]) << UInt64(8 * b) }
+    }
+    let q = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(Int64(bitPattern: raw)))
+    guard signed else { return q }
+    let signBit = _mm256_set1_epi32(nibbles ? 8 : 128)
+    return _mm256_sub_epi32(_mm256_xor_si256(q, signBit), signBit)
+}
+
 /// See avx512DecodeBlock.
 public func avx2DecodeBlock(
     _ data: UnsafePointer<UInt8>, _ n: Int, nibbles: Bool, signed: Bool, scale: Float, zeroPoint: Int32,
     table: UnsafePointer<Float>? = nil, highNibbleFirst: Bool = false, out: UnsafeMutablePointer<Float>
 ) {
     let vscale = _mm256_set1_ps(scale), vzp = _mm256_set1_ps(Float(zeroPoint))
-    let signBit = _mm256_set1_epi32(nibbles ? 8 : 128)
     let low = table.map { _mm256_loadu_ps($0) } ?? _mm256_setzero_ps(), high = table.map { _mm256_loadu_ps($0 + 8) } ?? _mm256_setzero_ps()
     var i = 0
     while i < n {
         let count = n - i < 8 ? n - i : 8
-        var raw: UInt64 = 0
-        if nibbles {
-            for b in 0..<((count + 1) / 2) { raw |= UInt64(data[i / 2 + b]) << UInt64(8 * b) }
-            if highNibbleFirst { raw = (raw >> 4) & 0x0F0F_0F0F | (raw & 0x0F0F_0F0F) << 4 }
-            raw = _pdep_u64(raw, 0x0F0F_0F0F_0F0F_0F0F)
-        } else {
-            for b in 0..<count { raw |= UInt64(data[i + b]) << UInt64(8 * b) }
-        }
-        var q = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(Int64(bitPattern: raw)))
-        let value: __m256
-        if table != nil {
-            value = lookup(q, low, high)
-        } else {
-            if signed { q = _mm256_sub_epi32(_mm256_xor_si256(q, signBit), signBit) }
-            value = _mm256_cvtepi32_ps(q)
-        }
-        let v = _mm256_mul_ps(_mm256_sub_ps(value, vzp), vscale)
-        _mm256_maskstore_ps(out + i, laneMask(count), v)
+        let q = codeLanes(data, i, count, nibbles: nibbles, signed: signed && table == nil, highNibbleFirst: highNibbleFirst)
+        let value = table != nil ? lookup(q, low, high) : _mm256_cvtepi32_ps(q)
+        _mm256_maskstore_ps(out + i, laneMask(count), _mm256_mul_ps(_mm256_sub_ps(value, vzp), vscale))
         i += 8
     }
 }
@@ -156,23 +157,13 @@ public func avx2DecodePerLane(
     _ data: UnsafePointer<UInt8>, _ n: Int, nibbles: Bool, signed: Bool, scales: UnsafePointer<Float>, zeroPoints: UnsafePointer<Int32>,
     out: UnsafeMutablePointer<Float>
 ) {
-    let signBit = _mm256_set1_epi32(nibbles ? 8 : 128)
     var i = 0
     while i < n {
         let count = n - i < 8 ? n - i : 8
         let lanes = laneMask(count)
-        var raw: UInt64 = 0
-        if nibbles {
-            for b in 0..<((count + 1) / 2) { raw |= UInt64(data[i / 2 + b]) << UInt64(8 * b) }
-            raw = _pdep_u64(raw, 0x0F0F_0F0F_0F0F_0F0F)
-        } else {
-            for b in 0..<count { raw |= UInt64(data[i + b]) << UInt64(8 * b) }
-        }
-        var q = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(Int64(bitPattern: raw)))
-        if signed { q = _mm256_sub_epi32(_mm256_xor_si256(q, signBit), signBit) }
+        let q = codeLanes(data, i, count, nibbles: nibbles, signed: signed)
         let zp = _mm256_cvtepi32_ps(_mm256_maskload_epi32(zeroPoints + i, lanes))
-        let v = _mm256_mul_ps(_mm256_sub_ps(_mm256_cvtepi32_ps(q), zp), _mm256_maskload_ps(scales + i, lanes))
-        _mm256_maskstore_ps(out + i, lanes, v)
+        _mm256_maskstore_ps(out + i, lanes, _mm256_mul_ps(_mm256_sub_ps(_mm256_cvtepi32_ps(q), zp), _mm256_maskload_ps(scales + i, lanes)))
         i += 8
     }
 }

@@ -105,6 +105,28 @@ public func avx512AllZero(_ p: UnsafePointer<Float>) -> Bool {
     _mm512_reduce_add_ps(_mm512_abs_ps(_mm512_loadu_ps(p))) == 0
 }
 
+/// Codes i..<i+count (count <= 16) as 16 int32 lanes: nibbles (low first, or high first) from
+/// element i (even) on, or bytes; `signed` sign-extends them (int4/int8).
+@inline(__always) private func codeLanes(_ data: UnsafePointer<UInt8>, _ i: Int, _ count: Int, nibbles: Bool, signed: Bool,
+                                         highNibbleFirst: Bool = false) -> __m512i {
+    var bytes: __m128i
+    if nibbles {
+        // 8 bytes hold 16 nibbles; pdep spreads them into one byte each, in order.
+        var raw: UInt64 = 0
+        for b in 0..<((count + 1) / 2) { raw |= UInt64(data[i / 2 + b]) << UInt64(8 * b) }
+        if highNibbleFirst { raw = (raw >> 4) & 0x0F0F_0F0F_0F0F_0F0F | (raw & 0x0F0F_0F0F_0F0F_0F0F) << 4 }
+        let lo = _pdep_u64(raw & 0xFFFF_FFFF, 0x0F0F_0F0F_0F0F_0F0F)
+        let hi = _pdep_u64(raw >> 32, 0x0F0F_0F0F_0F0F_0F0F)
+        bytes = _mm_set_epi64x(Int64(bitPattern: hi), Int64(bitPattern: lo))
+    } else {
+        bytes = _mm_maskz_loadu_epi8(tailMask16(count), data + i)
+    }
+    let q = _mm512_cvtepu8_epi32(bytes)
+    guard signed else { return q }
+    let signBit = _mm512_set1_epi32(nibbles ? 8 : 128)
+    return _mm512_sub_epi32(_mm512_xor_si512(q, signBit), signBit)
+}
+
 /// out[i] = (value(code_i) - zp) * scale for n codes stored as 4-bit nibbles or bytes.
 /// value(code) is the code itself, sign-extended when `signed` (int4/int8), or `table[code]` when
 /// a 16-entry table is given (nibbles only: the codebook and minifloat 4-bit formats).
@@ -115,35 +137,13 @@ public func avx512DecodeBlock(
     table: UnsafePointer<Float>? = nil, highNibbleFirst: Bool = false, out: UnsafeMutablePointer<Float>
 ) {
     let vscale = _mm512_set1_ps(scale), vzp = _mm512_set1_ps(Float(zeroPoint))
-    let signBit = _mm512_set1_epi32(nibbles ? 8 : 128)
     let levels = table.map { _mm512_loadu_ps($0) } ?? _mm512_setzero_ps()
     var i = 0
     while i < n {
         let count = n - i < 16 ? n - i : 16
-        let lanes = tailMask16(count)
-        var bytes: __m128i
-        if nibbles {
-            // 8 bytes hold 16 nibbles; pdep spreads them into one byte each, in order.
-            var raw: UInt64 = 0
-            let available = (count + 1) / 2
-            for b in 0..<available { raw |= UInt64(data[i / 2 + b]) << UInt64(8 * b) }
-            if highNibbleFirst { raw = (raw >> 4) & 0x0F0F_0F0F_0F0F_0F0F | (raw & 0x0F0F_0F0F_0F0F_0F0F) << 4 }
-            let lo = _pdep_u64(raw & 0xFFFF_FFFF, 0x0F0F_0F0F_0F0F_0F0F)
-            let hi = _pdep_u64(raw >> 32, 0x0F0F_0F0F_0F0F_0F0F)
-            bytes = _mm_set_epi64x(Int64(bitPattern: hi), Int64(bitPattern: lo))
-        } else {
-            bytes = _mm_maskz_loadu_epi8(lanes, data + i)
-        }
-        var q = _mm512_cvtepu8_epi32(bytes)
-        let value: __m512
-        if table != nil {
-            value = _mm512_permutexvar_ps(q, levels)
-        } else {
-            if signed { q = _mm512_sub_epi32(_mm512_xor_si512(q, signBit), signBit) }
-            value = _mm512_cvtepi32_ps(q)
-        }
-        let v = _mm512_mul_ps(_mm512_sub_ps(value, vzp), vscale)
-        _mm512_mask_storeu_ps(out + i, lanes, v)
+        let q = codeLanes(data, i, count, nibbles: nibbles, signed: signed && table == nil, highNibbleFirst: highNibbleFirst)
+        let value = table != nil ? _mm512_permutexvar_ps(q, levels) : _mm512_cvtepi32_ps(q)
+        _mm512_mask_storeu_ps(out + i, tailMask16(count), _mm512_mul_ps(_mm512_sub_ps(value, vzp), vscale))
         i += 16
     }
 }
@@ -155,26 +155,13 @@ public func avx512DecodePerLane(
     _ data: UnsafePointer<UInt8>, _ n: Int, nibbles: Bool, signed: Bool, scales: UnsafePointer<Float>, zeroPoints: UnsafePointer<Int32>,
     out: UnsafeMutablePointer<Float>
 ) {
-    let signBit = _mm512_set1_epi32(nibbles ? 8 : 128)
     var i = 0
     while i < n {
         let count = n - i < 16 ? n - i : 16
         let lanes = tailMask16(count)
-        var bytes: __m128i
-        if nibbles {
-            var raw: UInt64 = 0
-            for b in 0..<((count + 1) / 2) { raw |= UInt64(data[i / 2 + b]) << UInt64(8 * b) }
-            let lo = _pdep_u64(raw & 0xFFFF_FFFF, 0x0F0F_0F0F_0F0F_0F0F)
-            let hi = _pdep_u64(raw >> 32, 0x0F0F_0F0F_0F0F_0F0F)
-            bytes = _mm_set_epi64x(Int64(bitPattern: hi), Int64(bitPattern: lo))
-        } else {
-            bytes = _mm_maskz_loadu_epi8(lanes, data + i)
-        }
-        var q = _mm512_cvtepu8_epi32(bytes)
-        if signed { q = _mm512_sub_epi32(_mm512_xor_si512(q, signBit), signBit) }
+        let q = codeLanes(data, i, count, nibbles: nibbles, signed: signed)
         let zp = _mm512_cvtepi32_ps(_mm512_maskz_loadu_epi32(lanes, zeroPoints + i))
-        let v = _mm512_mul_ps(_mm512_sub_ps(_mm512_cvtepi32_ps(q), zp), _mm512_maskz_loadu_ps(lanes, scales + i))
-        _mm512_mask_storeu_ps(out + i, lanes, v)
+        _mm512_mask_storeu_ps(out + i, lanes, _mm512_mul_ps(_mm512_sub_ps(_mm512_cvtepi32_ps(q), zp), _mm512_maskz_loadu_ps(lanes, scales + i)))
         i += 16
     }
 }
