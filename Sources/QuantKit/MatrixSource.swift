@@ -1,3 +1,5 @@
+import CQuantKit
+
 /// A row-major matrix of f32, f16 or bf16 values in raw little-endian bytes (for example a
 /// weight in a memory-mapped model file, at any alignment), read a band of rows at a time as
 /// floats: either as stored or transposed, times a factor, each row padded with zeros.
@@ -66,7 +68,9 @@ public struct MatrixSource: @unchecked Sendable {
             for c0 in stride(from: 0, to: storedRows, by: 16) {
                 let group = c0 / ranges.block * ranges.stride
                 for j0 in stride(from: 0, to: band.count, by: 16) {
-                    transpose(base + (c0 * storedColumns + band.lowerBound + j0) * 4, storedColumns * 4, min(16, storedRows - c0),
+                    let source = base + (c0 * storedColumns + band.lowerBound + j0) * 4
+                    prefetchNextBlock(source, rowBytes: storedColumns * 4, storedRow: c0)
+                    transpose(source, storedColumns * 4, min(16, storedRows - c0),
                               min(16, band.count - j0), out + j0 * paddedColumns + c0, paddedColumns,
                               ranges.lo + group + j0, ranges.hi + group + j0, ranges.poison)
                 }
@@ -77,7 +81,9 @@ public struct MatrixSource: @unchecked Sendable {
             let transpose = BlockKernels.of(variant)?.transposeBlock ?? Self.transposeBlock
             for c0 in stride(from: 0, to: storedRows, by: 16) {
                 for j0 in stride(from: 0, to: band.count, by: 16) {
-                    transpose(base + (c0 * storedColumns + band.lowerBound + j0) * 4, storedColumns * 4, min(16, storedRows - c0),
+                    let source = base + (c0 * storedColumns + band.lowerBound + j0) * 4
+                    prefetchNextBlock(source, rowBytes: storedColumns * 4, storedRow: c0)
+                    transpose(source, storedColumns * 4, min(16, storedRows - c0),
                               min(16, band.count - j0), out + j0 * paddedColumns + c0, paddedColumns)
                 }
             }
@@ -110,6 +116,18 @@ public struct MatrixSource: @unchecked Sendable {
         }
         if rangesRead, let ranges { ranges.includePadding(rows: band.count, from: columns, to: paddedColumns) }
         return rangesRead
+    }
+
+    /// Asks for the 16 stored rows after the 16 at `source` (same columns), which the transposed
+    /// read reaches after the rest of the band's columns. Each stored row is read in runs of one
+    /// band's width (a few hundred bytes), too short for the hardware prefetcher to follow, so
+    /// without this the read waits on memory: about 5 GB/s instead of 12 on a mapped model file.
+    @inline(__always) private func prefetchNextBlock(_ source: UnsafeRawPointer, rowBytes: Int, storedRow: Int) {
+        var i = 16
+        while i < 32 && storedRow + i < storedRows {
+            qk_prefetch(source + i * rowBytes)
+            i += 1
+        }
     }
 
     /// The scalar twin of transposeBlockRanges (avx512TransposeBlockRanges): transposeBlock, and

@@ -121,6 +121,19 @@ public final class ExternalDataReader: @unchecked Sendable {
         return UnsafeRawBufferPointer(start: base + ref.offset, count: end - ref.offset)
     }
 
+    /// Maps all of a tensor's pages now, in one call, before it is read: cheaper than a page fault
+    /// per 64 KiB, and a mapped page can be prefetched (a software prefetch of a page not yet
+    /// mapped is dropped), which the strided transposed read relies on. Best effort: kernels
+    /// before Linux 5.14 refuse the advice, and the pages then fault in as they are read.
+    public func populate(_ bytes: UnsafeRawBufferPointer) {
+        guard let start = bytes.baseAddress, bytes.count > 0 else { return }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let first = Int(bitPattern: start) / page * page
+        let last = Int(bitPattern: start + bytes.count)
+        let populateRead: Int32 = 22  // MADV_POPULATE_READ, not in every libc's headers
+        _ = madvise(UnsafeMutableRawPointer(bitPattern: first), last - first, populateRead)
+    }
+
     /// Tells the kernel that a tensor's pages are no longer needed (they are re-read from the file if used again).
     public func release(_ bytes: UnsafeRawBufferPointer) {
         guard let start = bytes.baseAddress, bytes.count > 0 else { return }

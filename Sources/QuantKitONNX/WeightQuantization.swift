@@ -83,6 +83,7 @@ extension LinearLayer {
                 throw QuantError(.invalidModel, "tensor '\(weight.name)' is stored externally, but no model folder is known")
             }
             let bytes = try external.bytes(of: weight)
+            external.populate(bytes)
             var released = false
             let release = {
                 if !released { external.release(bytes) }
