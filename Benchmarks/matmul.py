@@ -39,7 +39,8 @@ streams from there, and each method's share of it (%hot read): the ceiling of a 
 Then a memory-bandwidth probe (single-thread reads of a buffer much larger than L3) and a cold
 decode (INT4 blocks of 32 and of 128, `--cold-blocks`): M = 1 through L distinct 4096x4096 INT4 layers in turn (each output feeds the next layer;
 ORT runs them as one chained model, so one thread pool), L chosen so the layers exceed L3 (at least
-16), reported as weight GB/s and as a share of the probe's best single-thread bandwidth.
+16), reported as weight GB/s and as a share of the best single-thread bandwidth of a probe run
+again just before each cold decode (this VM's memory bandwidth drifts over a run of minutes).
 
 The machine is shared: run it when nothing else is busy, and compare ratios, not absolute times.
 """
@@ -362,9 +363,14 @@ def ort_chain(layers, k, block, accuracy_level, threads):
     return _session(nodes, inits, [], k, k, threads, [helper.make_opsetid("com.microsoft", 1)])
 
 
-def cold_decode(threads_list, target_s, l3, single_bw, margin, block):
+def single_thread_bandwidth(probe):
+    return max(v for name, v in probe.items() if "1" in name)
+
+
+def cold_decode(threads_list, target_s, l3, probe_bandwidth, margin, block):
     """M = 1 through L distinct square INT4 layers of `block` in turn (each layer's output is the
-    next one's input, as in decoding), L large enough that the weights do not fit in L3."""
+    next one's input, as in decoding), L large enough that the weights do not fit in L3. Shares of
+    bandwidth are of `probe_bandwidth()`, called once the layers are ready."""
     k = 4096
     layer = int4_bytes(k, k, block)
     count = max(16, math.ceil(margin * l3 / layer))
@@ -382,8 +388,11 @@ def cold_decode(threads_list, target_s, l3, single_bw, margin, block):
         layers.append(qk.quantize(w, "int4", layout="matmulnbits", block_size=block, rounding="half_away"))
     x = rng.standard_normal((1, k), dtype=np.float32)
     bufs = [np.empty((1, k), np.float32), np.empty((1, k), np.float32)]
-    print(f"  {'method':<22} {'threads':>7} {'ms/layer':>9} {'wGB/s':>8} {'% 1-thread BW':>14} {'QK/peer':>8}")
     packed = [qk.pack_matmulnbits(qt.data, qt.scales, None, k=k, n=k, bits=4, block_size=block) for qt in layers]
+    probe = probe_bandwidth()
+    single_bw = single_thread_bandwidth(probe)
+    print("  bandwidth probe just before: " + ", ".join(f"{name} {v:.1f} GB/s" for name, v in probe.items()))
+    print(f"  {'method':<22} {'threads':>7} {'ms/layer':>9} {'wGB/s':>8} {'% 1-thread BW':>14} {'QK/peer':>8}")
     for threads in threads_list:
         rows = {}
         for compute in ("int8", "float"):
@@ -454,7 +463,6 @@ def main(argv=None):
     started = time.perf_counter()
 
     probe = bandwidth_probe(blas, args.bw_gib or 1.0, target_s)
-    single_bw = max(v for name, v in probe.items() if "1" in name)
     print("\nMemory bandwidth probe (buffer >> L3): " +
           ", ".join(f"{name} {v:.1f} GB/s" for name, v in probe.items()))
 
@@ -465,7 +473,8 @@ def main(argv=None):
     if not args.no_cold:
         cold_blocks = parse_list(args.cold_blocks) if args.cold_blocks else ([32] if args.quick else [32, 128])
         for block in cold_blocks:
-            cold_decode(threads_list, target_s, l3, single_bw, margin=1.25 if args.quick else 2.0, block=block)
+            cold_decode(threads_list, target_s, l3, lambda: bandwidth_probe(blas, args.bw_gib or 1.0, target_s),
+                        margin=1.25 if args.quick else 2.0, block=block)
 
     print(f"\nSummary: QuantKit time / peer time (below 1 = QuantKit faster); error ratio = QK max|err| / peer's")
     print(f"  {'K':>6} {'N':>6} {'M':>4} {'thr':>3}  " + "  ".join(f"{name:>21}" for name in PEERS))
