@@ -126,21 +126,22 @@ public final class ExternalDataReader: @unchecked Sendable {
     /// mapped is dropped), which the strided transposed read relies on. Best effort: kernels
     /// before Linux 5.14 refuse the advice, and the pages then fault in as they are read.
     public func populate(_ bytes: UnsafeRawBufferPointer) {
-        guard let start = bytes.baseAddress, bytes.count > 0 else { return }
-        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
-        let first = Int(bitPattern: start) / page * page
-        let last = Int(bitPattern: start + bytes.count)
         let populateRead: Int32 = 22  // MADV_POPULATE_READ, not in every libc's headers
-        _ = madvise(UnsafeMutableRawPointer(bitPattern: first), last - first, populateRead)
+        Self.advise(bytes, populateRead)
     }
 
     /// Tells the kernel that a tensor's pages are no longer needed (they are re-read from the file if used again).
     public func release(_ bytes: UnsafeRawBufferPointer) {
+        Self.advise(bytes, Int32(MADV_DONTNEED))
+    }
+
+    /// madvise over the pages that hold `bytes` (from the page its first byte is in).
+    private static func advise(_ bytes: UnsafeRawBufferPointer, _ advice: Int32) {
         guard let start = bytes.baseAddress, bytes.count > 0 else { return }
         let page = Int(sysconf(Int32(_SC_PAGESIZE)))
         let first = Int(bitPattern: start) / page * page
         let last = Int(bitPattern: start + bytes.count)
-        _ = madvise(UnsafeMutableRawPointer(bitPattern: first), last - first, Int32(MADV_DONTNEED))
+        _ = madvise(UnsafeMutableRawPointer(bitPattern: first), last - first, advice)
     }
 
     /// True when the tensor's bytes are in a side file (not in the model file itself).

@@ -83,14 +83,15 @@ extension LinearLayer {
                 throw QuantError(.invalidModel, "tensor '\(weight.name)' is stored externally, but no model folder is known")
             }
             let bytes = try external.bytes(of: weight)
-            external.populate(bytes)
             var released = false
             let release = {
                 if !released { external.release(bytes) }
                 released = true
             }
             defer { release() }
-            return try body(try checked(bytes), type, release)
+            let values = try checked(bytes)
+            external.populate(values)
+            return try body(values, type, release)
         }
         if !weight.rawData.isEmpty || count == 0 {
             return try weight.rawData.withUnsafeBytes { try body(try checked($0), type, {}) }
