@@ -183,9 +183,12 @@ private func intRows(_ rows: Int, nibbles: Bool, _ codes: UnsafeRawPointer, _ sc
                 s.d0 = dotBytes(s.d0, v0, even); s.d1 = dotBytes(s.d1, v1, even)
                 s.e0 = dotBytes(s.e0, u0, odd); s.e1 = dotBytes(s.e1, u1, odd)
             }
-            // Blocks are multiples of 8 positions: two steps at a time.
+            // Blocks are multiples of 8 positions: two steps at a time. A step reads two lines, and
+            // each gets its hint: with one, W8A8 at M = 1 streamed from DRAM at 8.4 GB/s on an AMD
+            // EPYC (Zen 3) and at 11.4 with both, where the int4 kernels (one line a step) read 12-13.
             while o < end {
                 qk_prefetch(w + codesAhead)
+                qk_prefetch(w + codesAhead + 64)
                 let v0 = byteOperands(load(0)), v1 = byteOperands(load(1))
                 w += 64
                 let u0 = byteOperands(load(0)), u1 = byteOperands(load(1))
