@@ -24,7 +24,9 @@ What runs, for each weight shape (K, N), batch M and thread count:
     scales as ever;
   * W8A8: int8 per-channel weights (QuantKit's codes and scales, the same bytes on both sides):
       ORT  DynamicQuantizeLinear + MatMulInteger + rescale (what quantize_dynamic emits; ORT fuses it
-           into DynamicQuantizeMatMul), intra_op_num_threads = threads,
+           into DynamicQuantizeMatMul), intra_op_num_threads = threads; and "u8", the same codes as
+           uint8 with zero point 128 (quantize_dynamic's weight_type=QUInt8): on CPUs without VNNI
+           ORT's int8-weight kernel saturates 16-bit pair sums (see its max|err|), the uint8 one does not;
       QK   quantkit.matmul compute="int8" on the packed int8 weights.
 Columns: median ms over repeats (after warm-up), GFLOP/s (2*M*K*N / time), weight GB/s (bytes of
 the weights as each method stores them / time: MatMulNBits codes and fp32 scales for ONNX Runtime,
@@ -156,10 +158,15 @@ def ort_matmulnbits(qt, k, n, block, accuracy_level, threads):
     return _session([node], inits, [], k, n, threads, [helper.make_opsetid("com.microsoft", 1)])
 
 
-def ort_dynamic_int8(codes_kn, scales_n, k, n, threads):
-    """DynamicQuantizeLinear + MatMulInteger + Cast + Mul(a_scale * w_scale), as quantize_dynamic writes."""
-    inits = [numpy_helper.from_array(codes_kn, "Wq"),
-             numpy_helper.from_array(np.zeros(n, np.int8), "Wzp"),
+def ort_dynamic_int8(codes_kn, scales_n, k, n, threads, unsigned=False):
+    """DynamicQuantizeLinear + MatMulInteger + Cast + Mul(a_scale * w_scale), as quantize_dynamic writes;
+    `unsigned`: the same codes as uint8 with zero point 128 (its weight_type=QUInt8)."""
+    if unsigned:
+        codes, zeros = (codes_kn.astype(np.int16) + 128).astype(np.uint8), np.full(n, 128, np.uint8)
+    else:
+        codes, zeros = codes_kn, np.zeros(n, np.int8)
+    inits = [numpy_helper.from_array(codes, "Wq"),
+             numpy_helper.from_array(zeros, "Wzp"),
              numpy_helper.from_array(scales_n.astype(np.float32), "Ws")]
     nodes = [helper.make_node("DynamicQuantizeLinear", ["A"], ["Aq", "As", "Azp"]),
              helper.make_node("MatMulInteger", ["Aq", "Wq", "Azp", "Wzp"], ["Yi"]),
@@ -235,6 +242,7 @@ def bench_shape(k, n, ms, threads_list, blas, target_s, err_rows, rows_out):
             for acc in levels:
                 sessions[(name, acc)] = ort_matmulnbits(wts.int4[name][0], k, n, block, acc, threads)
         sessions["dyn"] = ort_dynamic_int8(wts.q8_codes_kn, wts.q8.scales.reshape(-1), k, n, threads)
+        sessions["dyn u8"] = ort_dynamic_int8(wts.q8_codes_kn, wts.q8.scales.reshape(-1), k, n, threads, unsigned=True)
         blas.set(threads)
         for m in ms:
             x = np.random.default_rng(m).standard_normal((m, k), dtype=np.float32)
@@ -263,6 +271,9 @@ def bench_shape(k, n, ms, threads_list, blas, target_s, err_rows, rows_out):
             s = sessions["dyn"]
             y = s.run(None, {"A": x})[0]
             record("ORT W8A8 dynamic", measure(lambda: s.run(None, {"A": x}), target_s), q8_bytes, y, "int8")
+            s = sessions["dyn u8"]
+            y = s.run(None, {"A": x})[0]
+            record("ORT W8A8 dynamic u8", measure(lambda: s.run(None, {"A": x}), target_s), q8_bytes, y, "int8")
 
             def call8():
                 qk.matmul(x, wts.q8_packed, compute="int8", num_threads=threads, out=y_qk)
@@ -275,14 +286,17 @@ def bench_shape(k, n, ms, threads_list, blas, target_s, err_rows, rows_out):
     wts.close()
 
 
-PEERS = {  # QuantKit row -> the peer it is compared with
+PEERS = {  # QuantKit row -> the peer its QK/peer column is against
     "QK int4 b32 float": "ORT int4 b32 acc0", "QK int4 b32 int8": "ORT int4 b32 acc4",
     "QK int4 b128 float": "ORT int4 b128 acc0", "QK int4 b128 int8": "ORT int4 b128 acc4",
     "QK int4 b32 bf16 int8": "ORT int4 b32 bf16 acc4", "QK W8A8 int8": "ORT W8A8 dynamic",
 }
+# The summary's columns: every pair above, and W8A8 against ORT with uint8 weights too (exact on
+# every CPU; its int8-weight kernel saturates 16-bit pair sums on CPUs without VNNI).
+SUMMARY_PAIRS = list(PEERS.items()) + [("QK W8A8 int8", "ORT W8A8 dynamic u8")]
 ORDER = ["numpy fp32", "ORT int4 b32 acc0", "QK int4 b32 float", "ORT int4 b32 acc4", "QK int4 b32 int8",
          "ORT int4 b128 acc0", "QK int4 b128 float", "ORT int4 b128 acc4", "QK int4 b128 int8",
-         "ORT int4 b32 bf16 acc4", "QK int4 b32 bf16 int8", "ORT W8A8 dynamic", "QK W8A8 int8"]
+         "ORT int4 b32 bf16 acc4", "QK int4 b32 bf16 int8", "ORT W8A8 dynamic", "ORT W8A8 dynamic u8", "QK W8A8 int8"]
 
 
 def hot_read_probe(nbytes, target_s):
@@ -477,10 +491,11 @@ def main(argv=None):
                         margin=1.25 if args.quick else 2.0, block=block)
 
     print(f"\nSummary: QuantKit time / peer time (below 1 = QuantKit faster); error ratio = QK max|err| / peer's")
-    print(f"  {'K':>6} {'N':>6} {'M':>4} {'thr':>3}  " + "  ".join(f"{name:>21}" for name in PEERS))
+    labels = [name if peer == PEERS[name] else f"{name} vs u8" for name, peer in SUMMARY_PAIRS]
+    print(f"  {'K':>6} {'N':>6} {'M':>4} {'thr':>3}  " + "  ".join(f"{label:>21}" for label in labels))
     for k, n, m, threads, res in rows:
         cells = []
-        for name, peer in PEERS.items():
+        for name, peer in SUMMARY_PAIRS:
             t = res[name][0] / res[peer][0]
             e = res[name][2] / res[peer][2] if res[peer][2] else float("inf")
             cells.append(f"{t:6.2f}x  err{e:6.2f}")
