@@ -127,6 +127,32 @@ final class MatmulTests: XCTestCase {
         }
     }
 
+    /// A matrix whose codes take 2.2 MB (packed weights of 2 MiB and more go in buffers aligned and
+    /// marked for huge pages, here with a tail past the last whole 2 MiB) gives the scalar
+    /// reference's bits in every variant, at decode and tile row counts. Byte codes per channel:
+    /// half the products of nibble codes of the same size.
+    func testAMatrixInAHugePageBufferMatchesTheReference() throws {
+        var rng = SplitMix(seed: 29)
+        let (n, k) = (528, 4100)  // 33 panels x 9 kernel blocks of 456 x 16 rows = 2,166,912 bytes
+        var params = QuantParams(format: .int8)
+        params.granularity = .perAxis
+        params.axis = 0
+        let q = try QuantizedTensor(quantizing: rng.normal(count: n * k, scale: 0.05), shape: [n, k], params: params)
+        let w = try pack(q, n: n, k: k, .nk)
+        XCTAssertGreaterThan(w.panels * w.blocks * w.blockBytes, HugePageBuffer.pageBytes)
+        XCTAssertEqual(Int(bitPattern: w.data) % HugePageBuffer.pageBytes, 0)
+        for m in [1, 9] {
+            let x = rng.normal(count: m * k)
+            for compute in [MatmulCompute.float, .int8] {
+                let reference = try run(w, x, rows: m, compute: compute, threads: 1, variant: .scalar)
+                for variant in Runtime.supportedMatmulVariants {
+                    let y = try run(w, x, rows: m, compute: compute, threads: 2, variant: variant)
+                    XCTAssertTrue(y.map(\.bitPattern) == reference.map(\.bitPattern), "m=\(m) \(compute) \(variant.name)")
+                }
+            }
+        }
+    }
+
     /// The largest integer dot products the int8 kernels meet: every code at an end of its range
     /// and every activation at +-127 (constant rows quantize to that), with products of one sign
     /// over whole blocks. AVX2 adds nibble products in int16 for a while and takes byte codes as

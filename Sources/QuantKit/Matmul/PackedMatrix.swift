@@ -81,7 +81,7 @@ public final class PackedMatrix: @unchecked Sendable {
         }
         let dataBytes = try checkedProduct([panels, blocks, perBlock])
         let scaleCount = try checkedProduct([panels, blocks, Self.panelWidth])
-        data = .allocate(byteCount: max(dataBytes, 64), alignment: 64)
+        data = HugePageBuffer.allocate(byteCount: max(dataBytes, 64))
         data.initializeMemory(as: UInt8.self, repeating: 0, count: max(dataBytes, 64))
         let floats = UnsafeMutablePointer<Float>.allocate(capacity: scaleCount)
         floats.initialize(repeating: 0, count: scaleCount)
