@@ -62,6 +62,8 @@ echo "== examples and benchmark: compile (warnings as errors), run the examples"
 for program in matmul_threads decode_threads; do
     "$cc" "${c_flags[@]/-std=c99/-std=c11}" "$root/Benchmarks/$program.c" "${link[@]}" -ldl -o "$out/$program"
 done
+# The AVX2 instruction-form probe links nothing of QuantKit; compiled here so it cannot rot.
+"$cc" "${c_flags[@]/-std=c99/-std=c11}" -mavx2 "$root/Benchmarks/int8_dot_forms.c" -o "$out/int8_dot_forms"
 "$cc" "${c_flags[@]}" "$root/Tests/c/thread_stress.c" "${link[@]}" -o "$out/thread_stress"
 "$cc" "${c_flags[@]}" "$root/Tests/c/abi_fuzz.c" "${link[@]}" -o "$out/abi_fuzz"
 "$out/quantize_weights_c" > "$out/quantize_weights_c.txt"
