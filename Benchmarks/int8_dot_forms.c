@@ -3,9 +3,10 @@
 //   Benchmarks/run_int8_dot_forms.sh            (needs clang and an AVX2 CPU, no QuantKit build)
 //
 // W8A8 from M = 16 is compute-bound, and on AVX2 without VNNI the inner loop is the whole story.
-// This probe runs the same tile (4 activation rows x 16 weight columns, K = 512, everything in L1)
-// in four instruction forms, checks each against a plain C dot product, and prints the time per
-// 256 products and the ratio to the saturating form:
+// This probe computes the same products (12 activation rows x 16 weight columns, K = 512, all in
+// L1) in five instruction forms, checks each against a plain C dot product, and prints the time
+// per 256 products and the ratio to the saturating form. The first four run tiles of 4 rows x 16
+// columns, as QuantKit's AVX2 int8 tile does:
 //
 //   saturating   ONNX Runtime's AVX2 u8 x s8 kernel form: vpmaddubsw(activation + 128 as u8,
 //                signed weights), vpmaddwd by 1, vpaddd: 3 vector ops per 32 products. A pair of
@@ -20,6 +21,8 @@
 //                it loads them). Here both are widened beforehand: the form's best case.
 //   sign-mag     weights stored as sign bit | 7-bit magnitude (symmetric codes only): one vpand
 //                per vector replaces vpxor + vpabsb.
+//   widen6       tiles of 6 rows x 8 columns: u8 codes zero-extended to int16 as they are loaded,
+//                int16 activations, vpmaddwd + vpaddd (the shape of ONNX Runtime's u8 x u8 kernel).
 //
 // The data are uniform over [-127, 127], the worst case for saturation: every output of the
 // saturating form is wrong here; real activations saturate less often (Benchmarks/matmul.py prints
@@ -34,7 +37,8 @@
 #include <string.h>
 #include <time.h>
 
-enum { K = 512, ROWS = 4, COLS = 16, STEPS = K / 4, ROUNDS = 25, CALLS = 4000 };
+// 12 rows: three groups for the 4-row forms, two for the 6-row one.
+enum { K = 512, ROWS = 12, COLS = 16, STEPS = K / 4, ROUNDS = 25, CALLS = 1500 };
 
 // Weights: per step of 4 K positions, 16 columns x 4 bytes (two vectors of 8 columns); each
 // 32-bit lane holds one column's 4 consecutive K positions, as QuantKit's byte panels do.
@@ -65,72 +69,110 @@ static __m256i broadcast4(const void *p) {
 #define ACCUMULATORS __m256i a0l = _mm256_setzero_si256(), a0h = a0l, a1l = a0l, a1h = a0l, a2l = a0l, \
     a2h = a0l, a3l = a0l, a3h = a0l
 #define FOR_EACH_ROW(ROW) ROW(0) ROW(1) ROW(2) ROW(3)
-#define STORE_ROW(r) _mm256_storeu_si256((__m256i *)out[r], a##r##l); \
-    _mm256_storeu_si256((__m256i *)(out[r] + 8), a##r##h);
+#define STORE_ROW(r) _mm256_storeu_si256((__m256i *)out[g + r], a##r##l); \
+    _mm256_storeu_si256((__m256i *)(out[g + r] + 8), a##r##h);
 
+// The 4-row forms: rows g..g+3 against the 16 columns, for each group g.
 __attribute__((noinline)) static void saturatingForm(int32_t out[ROWS][COLS]) {
     const __m256i one = _mm256_set1_epi16(1);
-    ACCUMULATORS;
-    for (int s = 0; s < STEPS; s++) {
-        __m256i w0 = _mm256_load_si256((const __m256i *)weights[s][0]);
-        __m256i w1 = _mm256_load_si256((const __m256i *)weights[s][8]);
-#define ROW(r) { __m256i a = broadcast4(&xUnsigned[r][4 * s]); \
-        a##r##l = _mm256_add_epi32(a##r##l, _mm256_madd_epi16(_mm256_maddubs_epi16(a, w0), one)); \
-        a##r##h = _mm256_add_epi32(a##r##h, _mm256_madd_epi16(_mm256_maddubs_epi16(a, w1), one)); }
-        FOR_EACH_ROW(ROW)
+    for (int g = 0; g < ROWS; g += 4) {
+        ACCUMULATORS;
+        for (int s = 0; s < STEPS; s++) {
+            __m256i w0 = _mm256_load_si256((const __m256i *)weights[s][0]);
+            __m256i w1 = _mm256_load_si256((const __m256i *)weights[s][8]);
+#define ROW(r) { __m256i a = broadcast4(&xUnsigned[g + r][4 * s]); \
+            a##r##l = _mm256_add_epi32(a##r##l, _mm256_madd_epi16(_mm256_maddubs_epi16(a, w0), one)); \
+            a##r##h = _mm256_add_epi32(a##r##h, _mm256_madd_epi16(_mm256_maddubs_epi16(a, w1), one)); }
+            FOR_EACH_ROW(ROW)
 #undef ROW
+        }
+        FOR_EACH_ROW(STORE_ROW)
     }
-    FOR_EACH_ROW(STORE_ROW)
 }
 
 __attribute__((noinline)) static void signForm(int32_t out[ROWS][COLS]) {
     const __m256i one = _mm256_set1_epi16(1), bias = _mm256_set1_epi8(-128);
-    ACCUMULATORS;
-    for (int s = 0; s < STEPS; s++) {
-        __m256i s0 = _mm256_xor_si256(_mm256_load_si256((const __m256i *)codes[s][0]), bias);
-        __m256i s1 = _mm256_xor_si256(_mm256_load_si256((const __m256i *)codes[s][8]), bias);
-        __m256i m0 = _mm256_abs_epi8(s0), m1 = _mm256_abs_epi8(s1);
-#define ROW(r) { __m256i a = broadcast4(&x[r][4 * s]); \
-        a##r##l = _mm256_add_epi32(a##r##l, _mm256_madd_epi16(_mm256_maddubs_epi16(m0, _mm256_sign_epi8(a, s0)), one)); \
-        a##r##h = _mm256_add_epi32(a##r##h, _mm256_madd_epi16(_mm256_maddubs_epi16(m1, _mm256_sign_epi8(a, s1)), one)); }
-        FOR_EACH_ROW(ROW)
+    for (int g = 0; g < ROWS; g += 4) {
+        ACCUMULATORS;
+        for (int s = 0; s < STEPS; s++) {
+            __m256i s0 = _mm256_xor_si256(_mm256_load_si256((const __m256i *)codes[s][0]), bias);
+            __m256i s1 = _mm256_xor_si256(_mm256_load_si256((const __m256i *)codes[s][8]), bias);
+            __m256i m0 = _mm256_abs_epi8(s0), m1 = _mm256_abs_epi8(s1);
+#define ROW(r) { __m256i a = broadcast4(&x[g + r][4 * s]); \
+            a##r##l = _mm256_add_epi32(a##r##l, _mm256_madd_epi16(_mm256_maddubs_epi16(m0, _mm256_sign_epi8(a, s0)), one)); \
+            a##r##h = _mm256_add_epi32(a##r##h, _mm256_madd_epi16(_mm256_maddubs_epi16(m1, _mm256_sign_epi8(a, s1)), one)); }
+            FOR_EACH_ROW(ROW)
 #undef ROW
+        }
+        FOR_EACH_ROW(STORE_ROW)
     }
-    FOR_EACH_ROW(STORE_ROW)
 }
 
 __attribute__((noinline)) static void int16Form(int32_t out[ROWS][COLS]) {
-    ACCUMULATORS;
-    for (int s = 0; s < STEPS; s++) {
-        __m256i e0 = _mm256_load_si256((const __m256i *)wide[s][0][0]);
-        __m256i e1 = _mm256_load_si256((const __m256i *)wide[s][0][8]);
-        __m256i o0 = _mm256_load_si256((const __m256i *)wide[s][1][0]);
-        __m256i o1 = _mm256_load_si256((const __m256i *)wide[s][1][8]);
-#define ROW(r) { __m256i a01 = broadcast4(&xWide[r][4 * s]), a23 = broadcast4(&xWide[r][4 * s + 2]); \
-        a##r##l = _mm256_add_epi32(a##r##l, _mm256_madd_epi16(e0, a01)); \
-        a##r##h = _mm256_add_epi32(a##r##h, _mm256_madd_epi16(e1, a01)); \
-        a##r##l = _mm256_add_epi32(a##r##l, _mm256_madd_epi16(o0, a23)); \
-        a##r##h = _mm256_add_epi32(a##r##h, _mm256_madd_epi16(o1, a23)); }
-        FOR_EACH_ROW(ROW)
+    for (int g = 0; g < ROWS; g += 4) {
+        ACCUMULATORS;
+        for (int s = 0; s < STEPS; s++) {
+            __m256i e0 = _mm256_load_si256((const __m256i *)wide[s][0][0]);
+            __m256i e1 = _mm256_load_si256((const __m256i *)wide[s][0][8]);
+            __m256i o0 = _mm256_load_si256((const __m256i *)wide[s][1][0]);
+            __m256i o1 = _mm256_load_si256((const __m256i *)wide[s][1][8]);
+#define ROW(r) { __m256i a01 = broadcast4(&xWide[g + r][4 * s]), a23 = broadcast4(&xWide[g + r][4 * s + 2]); \
+            a##r##l = _mm256_add_epi32(a##r##l, _mm256_madd_epi16(e0, a01)); \
+            a##r##h = _mm256_add_epi32(a##r##h, _mm256_madd_epi16(e1, a01)); \
+            a##r##l = _mm256_add_epi32(a##r##l, _mm256_madd_epi16(o0, a23)); \
+            a##r##h = _mm256_add_epi32(a##r##h, _mm256_madd_epi16(o1, a23)); }
+            FOR_EACH_ROW(ROW)
 #undef ROW
+        }
+        FOR_EACH_ROW(STORE_ROW)
     }
-    FOR_EACH_ROW(STORE_ROW)
 }
 
 __attribute__((noinline)) static void signMagnitudeForm(int32_t out[ROWS][COLS]) {
     const __m256i one = _mm256_set1_epi16(1), magnitude = _mm256_set1_epi8(0x7f);
-    ACCUMULATORS;
-    for (int s = 0; s < STEPS; s++) {
-        __m256i v0 = _mm256_load_si256((const __m256i *)signMagnitude[s][0]);
-        __m256i v1 = _mm256_load_si256((const __m256i *)signMagnitude[s][8]);
-        __m256i m0 = _mm256_and_si256(v0, magnitude), m1 = _mm256_and_si256(v1, magnitude);
-#define ROW(r) { __m256i a = broadcast4(&x[r][4 * s]); \
-        a##r##l = _mm256_add_epi32(a##r##l, _mm256_madd_epi16(_mm256_maddubs_epi16(m0, _mm256_sign_epi8(a, v0)), one)); \
-        a##r##h = _mm256_add_epi32(a##r##h, _mm256_madd_epi16(_mm256_maddubs_epi16(m1, _mm256_sign_epi8(a, v1)), one)); }
-        FOR_EACH_ROW(ROW)
+    for (int g = 0; g < ROWS; g += 4) {
+        ACCUMULATORS;
+        for (int s = 0; s < STEPS; s++) {
+            __m256i v0 = _mm256_load_si256((const __m256i *)signMagnitude[s][0]);
+            __m256i v1 = _mm256_load_si256((const __m256i *)signMagnitude[s][8]);
+            __m256i m0 = _mm256_and_si256(v0, magnitude), m1 = _mm256_and_si256(v1, magnitude);
+#define ROW(r) { __m256i a = broadcast4(&x[g + r][4 * s]); \
+            a##r##l = _mm256_add_epi32(a##r##l, _mm256_madd_epi16(_mm256_maddubs_epi16(m0, _mm256_sign_epi8(a, v0)), one)); \
+            a##r##h = _mm256_add_epi32(a##r##h, _mm256_madd_epi16(_mm256_maddubs_epi16(m1, _mm256_sign_epi8(a, v1)), one)); }
+            FOR_EACH_ROW(ROW)
 #undef ROW
+        }
+        FOR_EACH_ROW(STORE_ROW)
     }
-    FOR_EACH_ROW(STORE_ROW)
+}
+
+// 6 rows x 8 columns (half of the 16), the u8 codes zero-extended to int16 as they are loaded
+// (vpmovzxbw), int16 activations broadcast 4 at a time. A step's 4 positions of a column fall in
+// two int32 lanes (positions 0-1 and 2-3), so each accumulator holds 4 columns' halves; vphaddd
+// joins them at the end. 12 accumulators, 2 code vectors, 1 broadcast: 15 registers. The sum is
+// dot(code, x) = dot(w, x) + 128 * sum(x): the zero point comes off after, as QuantKit's finish does.
+__attribute__((noinline)) static void widen6Form(int32_t out[ROWS][COLS]) {
+    for (int g = 0; g < ROWS; g += 6)
+        for (int half = 0; half < 2; half++) {
+            __m256i p0a = _mm256_setzero_si256(), p0b = p0a, p1a = p0a, p1b = p0a, p2a = p0a, p2b = p0a,
+                    p3a = p0a, p3b = p0a, p4a = p0a, p4b = p0a, p5a = p0a, p5b = p0a;
+            for (int s = 0; s < STEPS; s++) {
+                const uint8_t *c = codes[s][8 * half];
+                __m256i w0 = _mm256_cvtepu8_epi16(_mm_load_si128((const __m128i *)c));         // columns 0-3
+                __m256i w1 = _mm256_cvtepu8_epi16(_mm_load_si128((const __m128i *)(c + 16)));  // columns 4-7
+#define ROW(r) { int64_t v; memcpy(&v, &xWide[g + r][4 * s], 8); __m256i a = _mm256_set1_epi64x(v); \
+                p##r##a = _mm256_add_epi32(p##r##a, _mm256_madd_epi16(w0, a)); \
+                p##r##b = _mm256_add_epi32(p##r##b, _mm256_madd_epi16(w1, a)); }
+                ROW(0) ROW(1) ROW(2) ROW(3) ROW(4) ROW(5)
+#undef ROW
+            }
+            // Lanes (c0 01, c0 23, c1 01, c1 23 | c2, c3) and (c4 .. c7): vphaddd gives c0 c1 c4 c5 |
+            // c2 c3 c6 c7, and vpermq puts the middle pairs in order.
+#define JOIN(r) _mm256_storeu_si256((__m256i *)(out[g + r] + 8 * half), \
+                _mm256_permute4x64_epi64(_mm256_hadd_epi32(p##r##a, p##r##b), 0xD8));
+            JOIN(0) JOIN(1) JOIN(2) JOIN(3) JOIN(4) JOIN(5)
+#undef JOIN
+        }
 }
 
 static void fillInputs(void) {
@@ -172,14 +214,19 @@ int main(void) {
     fillInputs();
     int32_t exact[ROWS][COLS];
     exactDots(exact);
-    // The saturating form sums (x + 128) * w: the exact sum plus 128 * sum(w), taken off here.
-    int32_t columnSums[COLS] = {0};
+    int32_t columnSums[COLS] = {0}, rowSums[ROWS] = {0};
     for (int c = 0; c < COLS; c++)
         for (int k = 0; k < K; k++) columnSums[c] += weights[k / 4][c][k % 4];
+    for (int r = 0; r < ROWS; r++)
+        for (int k = 0; k < K; k++) rowSums[r] += x[r][k];
 
+    // What each form's sums exceed the exact ones by: nothing, 128 * sum(w) (activations offset to
+    // u8), or 128 * sum(x) (codes taken as u8).
+    enum { NONE, COLUMN_SUMS, ROW_SUMS };
     const struct { const char *name; TileForm run; int offset; } forms[] = {
-        {"saturating", saturatingForm, 1}, {"sign", signForm, 0},
-        {"int16", int16Form, 0}, {"sign-mag", signMagnitudeForm, 0},
+        {"saturating", saturatingForm, COLUMN_SUMS}, {"sign", signForm, NONE},
+        {"int16", int16Form, NONE}, {"sign-mag", signMagnitudeForm, NONE},
+        {"widen6", widen6Form, ROW_SUMS},
     };
     enum { FORMS = sizeof forms / sizeof forms[0] };
     int wrong[FORMS];
@@ -189,8 +236,12 @@ int main(void) {
         forms[f].run(out);
         wrong[f] = 0;
         for (int r = 0; r < ROWS; r++)
-            for (int c = 0; c < COLS; c++)
-                wrong[f] += out[r][c] - (forms[f].offset ? 128 * columnSums[c] : 0) != exact[r][c];
+            for (int c = 0; c < COLS; c++) {
+                int32_t excess = forms[f].offset == COLUMN_SUMS ? 128 * columnSums[c]
+                                 : forms[f].offset == ROW_SUMS  ? 128 * rowSums[r]
+                                                                : 0;
+                wrong[f] += out[r][c] - excess != exact[r][c];
+            }
         best[f] = 1e30;
     }
     for (int round = 0; round < ROUNDS; round++)
@@ -205,10 +256,10 @@ int main(void) {
             if (perCall < best[f]) best[f] = perCall;
         }
     const double productsPerCall = (double)ROWS * COLS * K;
-    printf("4 rows x 16 columns x K = %d, best of %d rounds\n", K, ROUNDS);
-    printf("%-12s %14s %15s %14s\n", "form", "ns/256 prods", "vs saturating", "wrong (of 64)");
+    printf("%d rows x %d columns x K = %d, best of %d rounds\n", ROWS, COLS, K, ROUNDS);
+    printf("%-12s %14s %15s %16s\n", "form", "ns/256 prods", "vs saturating", "wrong (of 192)");
     for (int f = 0; f < FORMS; f++)
-        printf("%-12s %14.3f %15.2f %14d\n", forms[f].name, best[f] * 1e9 * 256 / productsPerCall,
+        printf("%-12s %14.3f %15.2f %16d\n", forms[f].name, best[f] * 1e9 * 256 / productsPerCall,
                best[f] / best[0], wrong[f]);
     for (int f = 1; f < FORMS; f++)
         if (wrong[f] != 0) {
