@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Builds Benchmarks/int8_dot_forms.c and runs it: the time of an exact int8 x int8 dot product on
-# AVX2 without VNNI in three instruction forms, against the saturating form ONNX Runtime uses.
+# AVX2 without VNNI in four instruction forms, against the saturating form ONNX Runtime uses.
 #
 #   Benchmarks/run_int8_dot_forms.sh [runs]      (default 3 runs)
 #
-# Needs no QuantKit build. clang (the Swift toolchain has one) keeps the tile's 8 accumulators in
-# registers; gcc 12 spills three of them in the sign form, which would skew its ratio.
+# Needs no QuantKit build. clang (the Swift toolchain has one) keeps the tiles' accumulators in
+# registers; gcc 12 spills some in every form (all ran 1.3-2.5x slower with it here).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
