@@ -5,7 +5,7 @@
 #   Benchmarks/run_int8_dot_forms.sh [runs]      (default 3 runs)
 #
 # Needs no QuantKit build. clang (the Swift toolchain has one) keeps the tiles' accumulators in
-# registers; gcc 12 spills some in every form (all ran 1.3-2.5x slower with it here).
+# registers; gcc 12 spills some in every form (each ran 1.2-2x slower built by it here).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
