@@ -65,7 +65,7 @@ private func nibbleTileBlock(_ rows: Int, _ codes: UnsafeRawPointer, _ ahead: Un
 
 /// `rows` (1...4) activation rows times one panel of byte codes over one block.
 @inline(__always)
-private func byteTileBlock(_ rows: Int, _ codes: UnsafeRawPointer, _ ahead: UnsafeRawPointer?, _ scales: UnsafePointer<Float>,
+private func byteTileBlock(_ rows: Int, narrow: Bool, _ codes: UnsafeRawPointer, _ ahead: UnsafeRawPointer?, _ scales: UnsafePointer<Float>,
                            _ mins: UnsafePointer<Float>?, _ block: Int, _ zero: Int32,
                            _ xq: UnsafePointer<Int8>, _ ldx: Int, _ xScale: UnsafePointer<Float>, _ xSum: UnsafePointer<Int32>, _ ldb: Int,
                            _ out: UnsafeMutablePointer<Float>, _ ldo: Int) {
@@ -75,13 +75,13 @@ private func byteTileBlock(_ rows: Int, _ codes: UnsafeRawPointer, _ ahead: Unsa
     var o = 0
     @inline(__always) func add(_ r: inout HalfDots, _ x: UnsafePointer<Int8>, _ v0: ByteOperands, _ v1: ByteOperands) {
         let b = broadcast4(x, o)
-        r.d0 = dotBytes(r.d0, v0, b)
-        r.d1 = dotBytes(r.d1, v1, b)
+        r.d0 = dotBytes(r.d0, v0, b, narrow: narrow)
+        r.d1 = dotBytes(r.d1, v1, b, narrow: narrow)
     }
     while o < block {
         if let ahead { qk_prefetch(ahead + (w - codes)) }
-        let v0 = byteOperands(_mm256_loadu_si256(w.assumingMemoryBound(to: __m256i_u.self)))
-        let v1 = byteOperands(_mm256_loadu_si256((w + 32).assumingMemoryBound(to: __m256i_u.self)))
+        let v0 = byteOperands(_mm256_loadu_si256(w.assumingMemoryBound(to: __m256i_u.self)), narrow: narrow)
+        let v1 = byteOperands(_mm256_loadu_si256((w + 32).assumingMemoryBound(to: __m256i_u.self)), narrow: narrow)
         add(&r0, x0, v0, v1)
         if rows > 1 { add(&r1, x1, v0, v1) }
         if rows > 2 { add(&r2, x2, v0, v1) }
@@ -89,7 +89,7 @@ private func byteTileBlock(_ rows: Int, _ codes: UnsafeRawPointer, _ ahead: Unsa
         w += 64
         o += 4
     }
-    let z = zero &- byteZeroShift
+    let z = zero &- byteZeroShift(narrow: narrow)
     r0.finish(scales, mins, z, xScale[0], xSum[0], out)
     if rows > 1 { r1.finish(scales, mins, z, xScale[ldb], xSum[ldb], out + ldo) }
     if rows > 2 { r2.finish(scales, mins, z, xScale[2 * ldb], xSum[2 * ldb], out + 2 * ldo) }
@@ -99,7 +99,7 @@ private func byteTileBlock(_ rows: Int, _ codes: UnsafeRawPointer, _ ahead: Unsa
 /// Block by block, and inside a block panel by panel; every group of 4 rows passes over the
 /// block's codes of the 4 panels, which stay in L1.
 @inline(__always)
-private func intTile(nibbles: Bool, _ codes: UnsafeRawPointer, _ panelBytes: Int,
+private func intTile(nibbles: Bool, narrow: Bool = false, _ codes: UnsafeRawPointer, _ panelBytes: Int,
                      _ scales: UnsafePointer<Float>, _ panelScales: Int, _ mins: UnsafePointer<Float>?,
                      _ blocks: Int, _ block: Int, _ zero: Int32,
                      _ xq: UnsafePointer<Int8>, _ ldx: Int, _ xBlockStride: Int, _ xScale: UnsafePointer<Float>,
@@ -131,10 +131,10 @@ private func intTile(nibbles: Bool, _ codes: UnsafeRawPointer, _ panelBytes: Int
                     }
                 } else {
                     switch rows - m {
-                    case 1: byteTileBlock(1, c, first, s, mb, block, zero, x, ldx, xs, q, ldb, y, ldo)
-                    case 2: byteTileBlock(2, c, first, s, mb, block, zero, x, ldx, xs, q, ldb, y, ldo)
-                    case 3: byteTileBlock(3, c, first, s, mb, block, zero, x, ldx, xs, q, ldb, y, ldo)
-                    default: byteTileBlock(4, c, first, s, mb, block, zero, x, ldx, xs, q, ldb, y, ldo)
+                    case 1: byteTileBlock(1, narrow: narrow, c, first, s, mb, block, zero, x, ldx, xs, q, ldb, y, ldo)
+                    case 2: byteTileBlock(2, narrow: narrow, c, first, s, mb, block, zero, x, ldx, xs, q, ldb, y, ldo)
+                    case 3: byteTileBlock(3, narrow: narrow, c, first, s, mb, block, zero, x, ldx, xs, q, ldb, y, ldo)
+                    default: byteTileBlock(4, narrow: narrow, c, first, s, mb, block, zero, x, ldx, xs, q, ldb, y, ldo)
                     }
                 }
                 m += 4
@@ -176,5 +176,13 @@ public func avx2IntTileBytes(_ codes: UnsafeRawPointer, _ panelBytes: Int, _ sca
                              _ xSum: UnsafePointer<Int32>, _ ldb: Int, _ rows: Int, _ out: UnsafeMutablePointer<Float>, _ ldo: Int) {
     intTile(nibbles: false, codes, panelBytes, scales, panelScales, mins, blocks, block, zero, xq, ldx, xBlockStride, xScale, xSum, ldb,
             rows, out, ldo)
+}
+
+public func avx2IntTileNarrowBytes(_ codes: UnsafeRawPointer, _ panelBytes: Int, _ scales: UnsafePointer<Float>, _ panelScales: Int,
+                                   _ mins: UnsafePointer<Float>?, _ blocks: Int, _ block: Int, _ zero: Int32,
+                                   _ xq: UnsafePointer<Int8>, _ ldx: Int, _ xBlockStride: Int, _ xScale: UnsafePointer<Float>,
+                                   _ xSum: UnsafePointer<Int32>, _ ldb: Int, _ rows: Int, _ out: UnsafeMutablePointer<Float>, _ ldo: Int) {
+    intTile(nibbles: false, narrow: true, codes, panelBytes, scales, panelScales, mins, blocks, block, zero, xq, ldx, xBlockStride, xScale,
+            xSum, ldb, rows, out, ldo)
 }
 #endif

@@ -64,6 +64,21 @@ let nibbleProductsPerRun = 8
 let byteZeroShift: Int32 = 128
 #endif
 
+/// Byte codes of at most 127 (PackedMatrix.narrowBytes: 7-bit weights) go in as they are: a pair
+/// of their products with int8 activations is at most 2 * 127 * 128 = 32512, so vpmaddubsw is
+/// exact without the sign transfer, 3 instructions per 32 products instead of 4 (ONNX Runtime's
+/// u8 x s8 form, which saturates on full-range int8 weights). With VNNI, vpdpbusd takes any code.
+@inline(__always) func byteOperands(_ v: __m256i, narrow: Bool) -> ByteOperands { narrow ? (v, v) : byteOperands(v) }
+@inline(__always) func dotBytes(_ d: __m256i, _ v: ByteOperands, _ x: __m256i, narrow: Bool) -> __m256i {
+#if AVXVNNI
+    dotBytes(d, v, x)
+#else
+    narrow ? _mm256_add_epi32(d, _mm256_madd_epi16(_mm256_maddubs_epi16(v.codes, x), _mm256_set1_epi16(1))) : dotBytes(d, v, x)
+#endif
+}
+/// The zero-point shift of byte codes as byteOperands(_:narrow:) takes them.
+@inline(__always) func byteZeroShift(narrow: Bool) -> Int32 { narrow ? 0 : byteZeroShift }
+
 /// Scales 8h..8h+7 of panel block b, held as fp32 or (`halfScales`) as fp16, and a prefetch of
 /// those 16 blocks ahead (an fp16 line holds two blocks).
 @inline(__always) private func panelScales(_ scales: UnsafeRawPointer, halfScales: Bool, _ mins: UnsafePointer<Float>?, _ b: Int,
@@ -126,7 +141,7 @@ private struct RowSums {
 /// step: half passes took M = 1 at 1.5-1.65x the time). The float sums of a second row spill;
 /// they are touched once per block.
 @inline(__always)
-private func intRows(_ rows: Int, nibbles: Bool, _ codes: UnsafeRawPointer, _ scales: UnsafeRawPointer, halfScales: Bool,
+private func intRows(_ rows: Int, nibbles: Bool, narrow: Bool, _ codes: UnsafeRawPointer, _ scales: UnsafeRawPointer, halfScales: Bool,
                      _ mins: UnsafePointer<Float>?, _ blocks: Int, _ block: Int, _ zero: Int32,
                      _ xq: UnsafePointer<Int8>, _ ldx: Int, _ xScale: UnsafePointer<Float>, _ xSum: UnsafePointer<Int32>, _ ldb: Int,
                      _ out: UnsafeMutablePointer<Float>, _ ldo: Int) {
@@ -180,8 +195,8 @@ private func intRows(_ rows: Int, nibbles: Bool, _ codes: UnsafeRawPointer, _ sc
             @inline(__always) func add(_ s: inout RowSums, _ x: UnsafePointer<Int8>, _ v0: ByteOperands, _ v1: ByteOperands,
                                        _ u0: ByteOperands, _ u1: ByteOperands) {
                 let even = broadcast4(x, o), odd = broadcast4(x, o + 4)
-                s.d0 = dotBytes(s.d0, v0, even); s.d1 = dotBytes(s.d1, v1, even)
-                s.e0 = dotBytes(s.e0, u0, odd); s.e1 = dotBytes(s.e1, u1, odd)
+                s.d0 = dotBytes(s.d0, v0, even, narrow: narrow); s.d1 = dotBytes(s.d1, v1, even, narrow: narrow)
+                s.e0 = dotBytes(s.e0, u0, odd, narrow: narrow); s.e1 = dotBytes(s.e1, u1, odd, narrow: narrow)
             }
             // Blocks are multiples of 8 positions: two steps at a time. A step reads two lines, and
             // each gets its hint: with one, W8A8 at M = 1 streamed from DRAM at 8.4 GB/s on an AMD
@@ -189,9 +204,9 @@ private func intRows(_ rows: Int, nibbles: Bool, _ codes: UnsafeRawPointer, _ sc
             while o < end {
                 qk_prefetch(w + codesAhead)
                 qk_prefetch(w + codesAhead + 64)
-                let v0 = byteOperands(load(0)), v1 = byteOperands(load(1))
+                let v0 = byteOperands(load(0), narrow: narrow), v1 = byteOperands(load(1), narrow: narrow)
                 w += 64
-                let u0 = byteOperands(load(0)), u1 = byteOperands(load(1))
+                let u0 = byteOperands(load(0), narrow: narrow), u1 = byteOperands(load(1), narrow: narrow)
                 add(&r0, x0, v0, v1, u0, u1)
                 if rows > 1 { add(&r1, x1, v0, v1, u0, u1) }
                 w += 64
@@ -201,7 +216,7 @@ private func intRows(_ rows: Int, nibbles: Bool, _ codes: UnsafeRawPointer, _ sc
         let s0 = panelScales(scales, halfScales: halfScales, mins, b, 0), s1 = panelScales(scales, halfScales: halfScales, mins, b, 1)
         let m0: UnsafePointer<Float>? = mins == nil ? nil : mins! + b * 16
         let m1: UnsafePointer<Float>? = mins == nil ? nil : mins! + b * 16 + 8
-        let z = nibbles ? zero : zero &- byteZeroShift
+        let z = nibbles ? zero : zero &- byteZeroShift(narrow: narrow)
         a0 = finishInt(a0, _mm256_add_epi32(r0.d0, r0.e0), s0, m0, z, xScale[b], xSum[b])
         a1 = finishInt(a1, _mm256_add_epi32(r0.d1, r0.e1), s1, m1, z, xScale[b], xSum[b])
         if rows > 1 {
@@ -220,7 +235,7 @@ private func intRows(_ rows: Int, nibbles: Bool, _ codes: UnsafeRawPointer, _ sc
 
 /// Activation rows two at a time, then a last single one.
 @inline(__always)
-private func intPanel(nibbles: Bool, _ codes: UnsafeRawPointer, _ scales: UnsafeRawPointer, halfScales: Bool, _ mins: UnsafePointer<Float>?,
+private func intPanel(nibbles: Bool, narrow: Bool = false, _ codes: UnsafeRawPointer, _ scales: UnsafeRawPointer, halfScales: Bool, _ mins: UnsafePointer<Float>?,
                       _ blocks: Int, _ block: Int, _ zero: Int32,
                       _ xq: UnsafePointer<Int8>, _ ldx: Int, _ xScale: UnsafePointer<Float>, _ xSum: UnsafePointer<Int32>, _ ldb: Int,
                       _ rows: Int, _ out: UnsafeMutablePointer<Float>, _ ldo: Int) {
@@ -228,9 +243,9 @@ private func intPanel(nibbles: Bool, _ codes: UnsafeRawPointer, _ scales: Unsafe
     while m < rows {
         let x = xq + m * ldx, s = xScale + m * ldb, q = xSum + m * ldb, o = out + m * ldo
         if rows - m == 1 {
-            intRows(1, nibbles: nibbles, codes, scales, halfScales: halfScales, mins, blocks, block, zero, x, ldx, s, q, ldb, o, ldo)
+            intRows(1, nibbles: nibbles, narrow: narrow, codes, scales, halfScales: halfScales, mins, blocks, block, zero, x, ldx, s, q, ldb, o, ldo)
         } else {
-            intRows(2, nibbles: nibbles, codes, scales, halfScales: halfScales, mins, blocks, block, zero, x, ldx, s, q, ldb, o, ldo)
+            intRows(2, nibbles: nibbles, narrow: narrow, codes, scales, halfScales: halfScales, mins, blocks, block, zero, x, ldx, s, q, ldb, o, ldo)
         }
         m += 2
     }
@@ -287,6 +302,21 @@ public func avx2IntBytesHalfScales(_ codes: UnsafeRawPointer, _ scales: UnsafePo
                                  _ xq: UnsafePointer<Int8>, _ ldx: Int, _ xScale: UnsafePointer<Float>, _ xSum: UnsafePointer<Int32>,
                                  _ ldb: Int, _ rows: Int, _ out: UnsafeMutablePointer<Float>, _ ldo: Int) {
     intPanel(nibbles: false, codes, scales, halfScales: true, nil, blocks, block, zero, xq, ldx, xScale, xSum, ldb, rows, out, ldo)
+}
+
+public func avx2IntNarrowBytes(_ codes: UnsafeRawPointer, _ scales: UnsafePointer<Float>, _ mins: UnsafePointer<Float>?,
+                               _ blocks: Int, _ block: Int, _ zero: Int32,
+                               _ xq: UnsafePointer<Int8>, _ ldx: Int, _ xScale: UnsafePointer<Float>, _ xSum: UnsafePointer<Int32>, _ ldb: Int,
+                               _ rows: Int, _ out: UnsafeMutablePointer<Float>, _ ldo: Int) {
+    intPanel(nibbles: false, narrow: true, codes, scales, halfScales: false, mins, blocks, block, zero, xq, ldx, xScale, xSum, ldb, rows,
+             out, ldo)
+}
+
+public func avx2IntNarrowBytesHalfScales(_ codes: UnsafeRawPointer, _ scales: UnsafePointer<UInt16>, _ blocks: Int, _ block: Int,
+                                         _ zero: Int32, _ xq: UnsafePointer<Int8>, _ ldx: Int, _ xScale: UnsafePointer<Float>,
+                                         _ xSum: UnsafePointer<Int32>, _ ldb: Int, _ rows: Int, _ out: UnsafeMutablePointer<Float>, _ ldo: Int) {
+    intPanel(nibbles: false, narrow: true, codes, scales, halfScales: true, nil, blocks, block, zero, xq, ldx, xScale, xSum, ldb, rows,
+             out, ldo)
 }
 
 // MARK: - float activations

@@ -12,6 +12,8 @@ final class MatmulTests: XCTestCase {
         /// whether the packed matrix must hold its scales as fp16 (nil: not checked).
         var bf16Weights = false
         var halfScales: Bool? = nil
+        /// Rewrites the quantized codes (bytes as stored) before packing: 7-bit weights.
+        var recode: ((UInt8) -> UInt8)? = nil
         var label: String
         var description: String { "\(label) (\(format))" }
     }
@@ -47,6 +49,15 @@ final class MatmulTests: XCTestCase {
              halfScales: false, label: "MatMulNBits uint4 asym, bf16 weights (mins keep fp32 scales)"),
         Case(format: .int4, configure: { $0.axis = 0 }, orientation: .kn, label: "kn int4 blocked along axis 0"),
         Case(format: .int8, configure: { $0.granularity = .perAxis; $0.axis = 1 }, orientation: .kn, label: "kn int8 per channel"),
+        // 7-bit codes (span at most 128 values: packed as narrowBytes, which AVX2 multiplies without the sign transfer).
+        Case(format: .int8, configure: { $0.granularity = .perAxis; $0.axis = 0 }, recode: { UInt8(bitPattern: Int8(bitPattern: $0) >> 1) },
+             label: "int8 per channel, 7-bit codes -64...63"),
+        Case(format: .uint8, configure: { $0.granularity = .perAxis; $0.axis = 0; $0.scheme = .asymmetric }, recode: { $0 / 2 + 37 },
+             label: "uint8 asym per channel, codes 37...164 (mins, shifted codes)"),
+        Case(format: .int8, configure: { $0.layout = .matMulNBits; $0.axis = 1; $0.blockSize = 64 }, recode: { $0 / 2 + 100 },
+             label: "MatMulNBits int8 block 64, codes 100...227"),
+        Case(format: .int8, configure: { $0.granularity = .perAxis; $0.axis = 1 }, orientation: .kn,
+             recode: { UInt8(bitPattern: Int8(bitPattern: $0) >> 1) }, label: "kn int8 per channel, 7-bit codes"),
     ]
 
     /// (m, n, k): M across 1..70, N and K odd and off the tile and block grids, K below one block;
@@ -68,8 +79,10 @@ final class MatmulTests: XCTestCase {
                 let shape = c.orientation == .nk ? [n, k] : [k, n]
                 var values = rng.normal(count: n * k, scale: 0.05)
                 if c.bf16Weights { values = values.map { Float16Codec.fromBF16(Float16Codec.bf16Bits($0)) } }
-                let q = try QuantizedTensor(quantizing: values, shape: shape, params: params)
+                var q = try QuantizedTensor(quantizing: values, shape: shape, params: params)
+                if let recode = c.recode { q.data = q.data.map(recode) }
                 let w = try pack(q, n: n, k: k, c.orientation)
+                if c.recode != nil { XCTAssertTrue(w.narrowBytes, "\(c) n=\(n) k=\(k)") }
                 // fp32-held scales of the same weights: the same values, so the same bits.
                 let floatScales = try pack(q, n: n, k: k, c.orientation, halfScales: false)
                 XCTAssertNil(floatScales.halfScales, "\(c)")
@@ -155,8 +168,9 @@ final class MatmulTests: XCTestCase {
 
     /// The largest integer dot products the int8 kernels meet: every code at an end of its range
     /// and every activation at +-127 (constant rows quantize to that), with products of one sign
-    /// over whole blocks. AVX2 adds nibble products in int16 for a while and takes byte codes as
-    /// signed; an int16 sum held one step too long, or a saturating pair, changes these bits.
+    /// over whole blocks. AVX2 adds nibble products in int16 for a while, takes full-range byte
+    /// codes as signed, and 7-bit byte codes (narrowBytes) as they are; an int16 sum held one step
+    /// too long, or a saturating pair, changes these bits.
     func testInt8ComputeAtTheExtremeCodes() throws {
         var perChannel = QuantParams(format: .int8)
         perChannel.granularity = .perAxis
@@ -166,20 +180,30 @@ final class MatmulTests: XCTestCase {
         asymmetric.blockSize = 64
         var wide = QuantParams(format: .int4)
         wide.blockSize = 256
-        // (params, the byte every code byte is set to, what the packed matrix then holds in every code byte)
-        let cases: [(QuantParams, UInt8, UInt8)] = [
-            (QuantParams(format: .int4), 0x77, 0xFF), (wide, 0x77, 0xFF), (asymmetric, 0xFF, 0xFF),
-            (perChannel, 0x7F, 0xFF), (perChannel, 0x80, 0x00),
+        // (params, the byte every code byte of an even and of an odd weight row is set to, the code the
+        // packed matrix then holds for each, whether it holds them as narrowBytes)
+        let cases: [(QuantParams, (UInt8, UInt8), (Int32, Int32), Bool)] = [
+            (QuantParams(format: .int4), (0x77, 0x77), (15, 15), false), (wide, (0x77, 0x77), (15, 15), false),
+            (asymmetric, (0xFF, 0xFF), (15, 15), false),
+            (perChannel, (0x7F, 0x80), (255, 0), false),   // 127 and -128: the full range, signed on AVX2
+            (perChannel, (0x3F, 0xC0), (127, 0), true),    // 63 and -64: the widest span taken as it is
+            (perChannel, (0x7F, 0x7F), (0, 0), true),      // one code, shifted to 0
         ]
         let (n, k) = (64, 512)
-        for (params, fill, packedCode) in cases {
+        for (params, fill, packedCode, narrow) in cases {
             var rng = SplitMix(seed: 17)
             var q = try QuantizedTensor(quantizing: rng.normal(count: n * k, scale: 0.05), shape: [n, k], params: params)
-            q.data = [UInt8](repeating: fill, count: q.data.count)
+            let rowBytes = q.data.count / n
+            q.data = (0..<q.data.count).map { (($0 / rowBytes) % 2 == 0) ? fill.0 : fill.1 }
             let w = try pack(q, n: n, k: k, .nk)
-            for p in 0..<w.panels {
-                let codes = UnsafeRawBufferPointer(start: w.codes(panel: p, block: 0), count: w.blocks * w.blockBytes)
-                XCTAssertTrue(codes.allSatisfy { $0 == packedCode }, "\(params.format) fill \(fill): panel \(p)")
+            XCTAssertEqual(w.narrowBytes, narrow, "\(params.format) fill \(fill)")
+            for row in 0..<n {
+                let expected = row % 2 == 0 ? packedCode.0 : packedCode.1
+                XCTAssertTrue((0..<k).allSatisfy { w.code(row: row, col: $0) == expected }, "\(params.format) fill \(fill): row \(row)")
+            }
+            if narrow {
+                let codes = UnsafeRawBufferPointer(start: w.data, count: w.panels * w.blocks * w.blockBytes)
+                XCTAssertTrue(codes.allSatisfy { $0 <= 127 }, "\(params.format) fill \(fill): a code byte above 127")
             }
             for m in [3, 12] {
                 // Rows of +1, of -1, and of signs alternating along K.
@@ -195,6 +219,40 @@ final class MatmulTests: XCTestCase {
                     let y = try run(w, x, rows: m, compute: .int8, threads: 1, variant: variant)
                     XCTAssertTrue(y.map(\.bitPattern) == reference.map(\.bitPattern), "\(params.format) fill \(fill) m=\(m) \(variant.name)")
                 }
+            }
+        }
+    }
+
+    /// Byte codes go in as narrowBytes exactly when they span at most 128 values, wherever that
+    /// span lies; either way every variant gives the reference's bits.
+    func testNarrowBytesExactlyWhereTheCodesSpanAtMost128Values() throws {
+        var params = QuantParams(format: .int8)
+        params.granularity = .perAxis
+        params.axis = 0
+        let (m, n, k) = (9, 40, 96)
+        var rng = SplitMix(seed: 31)
+        let x = rng.normal(count: m * k)
+        for (low, high, narrow) in [(-64, 63, true), (-64, 64, false), (-128, -1, true), (0, 127, true), (-1, 127, false), (-128, 127, false)] {
+            var q = try QuantizedTensor(quantizing: rng.normal(count: n * k, scale: 0.05), shape: [n, k], params: params)
+            // Both ends in every row, and values between them.
+            q.data = (0..<(n * k)).map { i in
+                let code = i % 3 == 0 ? low : i % 3 == 1 ? high : low + (i * 7919) % (high - low + 1)
+                return UInt8(bitPattern: Int8(code))
+            }
+            let w = try pack(q, n: n, k: k, .nk)
+            XCTAssertEqual(w.narrowBytes, narrow, "codes \(low)...\(high)")
+            for row in 0..<n {
+                for col in 0..<k {
+                    let stored = Float(Int8(bitPattern: q.data[row * k + col]))
+                    guard w.value(ofCode: w.code(row: row, col: col)) == stored else {
+                        return XCTFail("codes \(low)...\(high): element (\(row), \(col)) packs as \(w.value(ofCode: w.code(row: row, col: col))), not \(stored)")
+                    }
+                }
+            }
+            let reference = try run(w, x, rows: m, compute: .int8, threads: 1, variant: .scalar)
+            for variant in Runtime.supportedMatmulVariants {
+                let y = try run(w, x, rows: m, compute: .int8, threads: 2, variant: variant)
+                XCTAssertTrue(y.map(\.bitPattern) == reference.map(\.bitPattern), "codes \(low)...\(high) \(variant.name)")
             }
         }
     }

@@ -21,7 +21,7 @@ public enum Matmul {
         guard rows > 0, w.n > 0 else { return }
         let integer = compute == .int8 && w.integerCodes
         let kernels = MatmulKernels.of(variant)
-        let tile = integer ? (w.codes == .nibbles ? kernels.intTileNibbles : kernels.intTileBytes) : nil
+        let tile = integer ? kernels.intTile(w) : nil
         // Tiles serve every slice of at least intTileMinRows rows, so the first one whenever rows reach it.
         let x = try Activations(rows: rows, matrix: w, quantize: integer, quantizer: kernels.quantizeActivations, threads: threads,
                                 blocked: tile != nil && rows >= kernels.intTileMinRows, dense: denseX, load: load)
@@ -132,7 +132,7 @@ public enum Matmul {
         let ldx = x.kPadded, ldb = x.blocks
         if integer, let xq = x.codes, let xs = x.scales, let sums = x.codeSums, let halves = w.halfScales {
             // The decode path: fp16 scales are read as they are stored.
-            let kernel = w.codes == .nibbles ? kernels.intNibblesHalfScales : kernels.intBytesHalfScales
+            let kernel = kernels.intHalfPanel(w)
             kernel(codes, halves + scaleOffset, w.blocks, w.block, w.zero, xq + first * ldx, ldx, xs + first * ldb, sums + first * ldb, ldb,
                    count, out, ldo)
             return
@@ -140,7 +140,7 @@ public enum Matmul {
         let scales = w.floatScales(from: scaleOffset, count: w.blocks * PackedMatrix.panelWidth, scratch: scratch,
                                     widen: kernels.widenHalves)
         if integer, let xq = x.codes, let xs = x.scales, let sums = x.codeSums {
-            let kernel = w.codes == .nibbles ? kernels.intNibbles : kernels.intBytes
+            let kernel = kernels.intPanel(w)
             kernel(codes, scales, mins, w.blocks, w.block, w.zero, xq + first * ldx, ldx, xs + first * ldb, sums + first * ldb, ldb,
                    count, out, ldo)
             return

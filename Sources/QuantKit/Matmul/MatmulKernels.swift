@@ -71,6 +71,11 @@ struct MatmulKernels {
     /// Tile kernels for many rows; nil where the ISA has none (the panel kernels then serve every M).
     var intTileNibbles: IntTileKernel? = nil
     var intTileBytes: IntTileKernel? = nil
+    /// The byte kernels for matrices whose codes are all at most 127 (PackedMatrix.narrowBytes), same
+    /// contracts; nil where the general ones are as fast (VNNI, scalar).
+    var intNarrowBytes: IntPanelKernel? = nil
+    var intNarrowBytesHalfScales: IntHalfPanelKernel? = nil
+    var intTileNarrowBytes: IntTileKernel? = nil
     var floatTileNibbles: FloatTileKernel? = nil
     var floatTileBytes: FloatTileKernel? = nil
     var floatTileHalves: FloatTileKernel? = nil
@@ -85,6 +90,18 @@ struct MatmulKernels {
     /// panel kernels are fast enough to win below 32 rows and at blocks of 32, on AVX2 only at 1-2 rows.
     var floatTileMinRows = 32
     var floatTileMinBlock = 64
+
+    func intPanel(_ w: PackedMatrix) -> IntPanelKernel {
+        w.codes == .nibbles ? intNibbles : w.narrowBytes ? intNarrowBytes ?? intBytes : intBytes
+    }
+
+    func intHalfPanel(_ w: PackedMatrix) -> IntHalfPanelKernel {
+        w.codes == .nibbles ? intNibblesHalfScales : w.narrowBytes ? intNarrowBytesHalfScales ?? intBytesHalfScales : intBytesHalfScales
+    }
+
+    func intTile(_ w: PackedMatrix) -> IntTileKernel? {
+        w.codes == .nibbles ? intTileNibbles : w.narrowBytes ? intTileNarrowBytes ?? intTileBytes : intTileBytes
+    }
 
     func floatTile(_ codes: PackedMatrix.Codes) -> FloatTileKernel? {
         switch codes {
@@ -108,6 +125,8 @@ struct MatmulKernels {
                                  intBytesHalfScales: avx2IntBytesHalfScales, floatNibbles: avx2FloatNibbles,
                                  floatBytes: avx2FloatBytes, floatHalves: avx2FloatHalves, quantizeActivations: avx2QuantizeActivations,
                                  intTileNibbles: avx2IntTileNibbles, intTileBytes: avx2IntTileBytes,
+                                 intNarrowBytes: avx2IntNarrowBytes, intNarrowBytesHalfScales: avx2IntNarrowBytesHalfScales,
+                                 intTileNarrowBytes: avx2IntTileNarrowBytes,
                                  floatTileNibbles: avx2FloatTileNibbles, floatTileBytes: avx2FloatTileBytes,
                                  floatTileHalves: avx2FloatTileHalves, intTileMinRows: 8, floatTileMinRows: 3, floatTileMinBlock: 8)
         case .avx2Vnni:

@@ -17,6 +17,10 @@
 ///
 /// Values. Element (n, k) in block b is  scale[b][n] * value(code) + (mins?[b][n] ?? 0), where
 /// value is lut[code] for nibbles, code - zero for bytes, and the fp16 value for halves.
+/// Byte codes that span at most 128 values (weights quantized to 7 bits, as ONNX Runtime's
+/// reduce_range does) are stored shifted down into 0...127, with `zero` shifted alike
+/// (`narrowBytes`): the values are the same, and AVX2 multiplies such codes with one instruction
+/// fewer (see QuantKitAVX2/MatmulKernels256.swift).
 /// Immutable after packing: one matrix can serve any number of threads.
 public final class PackedMatrix: @unchecked Sendable {
     public enum Codes: Sendable { case nibbles, bytes, halves }
@@ -32,8 +36,11 @@ public final class PackedMatrix: @unchecked Sendable {
     public let codes: Codes
     /// Codes are integers (code - zero is the integer level): int8 compute runs integer dot products.
     public let integerCodes: Bool
-    /// Code of the value 0 for integer codes without `mins` (symmetric formats); 0 otherwise.
+    /// Code of the value 0 for integer codes without `mins` (symmetric formats); 0 otherwise. Byte
+    /// codes subtract it (value = code - zero), also with mins: there it is minus the codes' shift.
     public let zero: Int32
+    /// Every stored code, padding included, is a byte of at most 127 (see Values above).
+    public let narrowBytes: Bool
     /// Present when zero points vary per block (asymmetric): min = -scale * zero point.
     let mins: UnsafeMutablePointer<Float>?
     /// Exactly one of the two holds the scales (see the layout above); the packer writes fp32
@@ -63,7 +70,8 @@ public final class PackedMatrix: @unchecked Sendable {
         panels * blocks * (blockBytes + Self.panelWidth * (scaleBytes + (mins == nil ? 0 : 4))) + 64
     }
 
-    init(format: QuantFormat, n: Int, k: Int, block: Int, codes: Codes, integerCodes: Bool, zero: Int32, hasMins: Bool) throws {
+    init(format: QuantFormat, n: Int, k: Int, block: Int, codes: Codes, integerCodes: Bool, zero: Int32, hasMins: Bool,
+         narrowBytes: Bool = false) throws {
         self.format = format
         self.n = n
         self.k = k
@@ -73,6 +81,7 @@ public final class PackedMatrix: @unchecked Sendable {
         self.codes = codes
         self.integerCodes = integerCodes
         self.zero = zero
+        self.narrowBytes = narrowBytes && codes == .bytes
         let perBlock: Int
         switch codes {
         case .nibbles: perBlock = Self.panelWidth * block / 2

@@ -30,14 +30,19 @@ extension PackedMatrix {
         // How codes are held, and the constant zero point when there is one.
         let matrix: PackedMatrix
         let codeMin = spec.codeRange.min
+        var codeShift: Int32 = 0
         switch spec.kind {
         case .integer:
             let zeroPoints = UnsafeBufferPointer(start: scratch.zeroPoints, count: plan.groupCount)
             let constant = zeroPoints.allSatisfy { $0 == zeroPoints.first } ? zeroPoints.first ?? spec.symmetricZeroPoint : nil
             let hasMins = constant == nil
-            let zero = constant.map { $0 - codeMin } ?? 0
+            let bytes = spec.bits > 4
+            let shift = bytes ? narrowShift(scratch.codes, count: plan.count) { Int32(levels[$0]) - codeMin } : nil
+            codeShift = shift ?? 0
+            let zero = (constant.map { $0 - codeMin } ?? 0) - codeShift
             matrix = try PackedMatrix(format: params.format, n: n, k: k, block: geometry.block,
-                                      codes: spec.bits <= 4 ? .nibbles : .bytes, integerCodes: true, zero: zero, hasMins: hasMins)
+                                      codes: bytes ? .bytes : .nibbles, integerCodes: true, zero: zero, hasMins: hasMins,
+                                      narrowBytes: shift != nil)
             for u in 0..<16 { matrix.lut[u] = Float(Int32(u) - zero) }
         case .minifloat, .codebook:
             guard spec.bits == 4 || spec.bits == 8 else { throw QuantError.unsupported("\(spec.name) weights are not served by the matmul kernels") }
@@ -59,7 +64,7 @@ extension PackedMatrix {
         var map = [UInt32](repeating: 0, count: 256)
         for c in 0..<min(256, levels.count) {
             switch (spec.kind, matrix.codes) {
-            case (.integer, _): map[c] = UInt32(truncatingIfNeeded: Int32(levels[c]) - codeMin)
+            case (.integer, _): map[c] = UInt32(truncatingIfNeeded: Int32(levels[c]) - codeMin - codeShift)
             case (_, .halves): map[c] = UInt32(Float16Codec.f16Bits(levels[c]))
             default: map[c] = UInt32(c)
             }
@@ -99,6 +104,19 @@ extension PackedMatrix {
         matrix.holdScalesAsHalvesIfExact(allowed: halfScales)
         return matrix
     }
+}
+
+/// The shift that brings the byte codes of `count` elements (stored code c held as packed(c)) into
+/// 0...127, their lowest value, or nil when they span more than 128 values. Such weights (7-bit,
+/// like ONNX Runtime's reduce_range) then go in as PackedMatrix.narrowBytes.
+func narrowShift(_ codes: UnsafePointer<UInt8>, count: Int, packed: (Int) -> Int32) -> Int32? {
+    var seen = [Bool](repeating: false, count: 256)
+    seen.withUnsafeMutableBufferPointer { s in
+        for i in 0..<count { s[Int(codes[i])] = true }
+    }
+    let values = (0..<256).filter { seen[$0] }.map(packed)
+    guard let low = values.min(), let high = values.max(), high - low <= 127 else { return nil }
+    return low
 }
 
 /// Where element (row, col) of W[N, K] and its scale group live in the caller's tensor, and the
