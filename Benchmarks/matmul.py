@@ -27,7 +27,10 @@ What runs, for each weight shape (K, N), batch M and thread count:
            into DynamicQuantizeMatMul), intra_op_num_threads = threads; and "u8", the same codes as
            uint8 with zero point 128 (quantize_dynamic's weight_type=QUInt8): on CPUs without VNNI
            ORT's int8-weight kernel saturates 16-bit pair sums (see its max|err|), the uint8 one does not;
-      QK   quantkit.matmul compute="int8" on the packed int8 weights.
+      QK   quantkit.matmul compute="int8" on the packed int8 weights;
+  * W7A8: the same with 7-bit per-channel codes, -64...64 (scale max|w| / 64), as ONNX Runtime's
+    quantize_dynamic(reduce_range=True) writes int8 weights, its advice for CPUs without VNNI: its
+    u8 x s8 kernel is exact on them, and QuantKit multiplies such codes without the sign transfer.
 Columns: median ms over repeats (after warm-up), GFLOP/s (2*M*K*N / time), weight GB/s (bytes of
 the weights as each method stores them / time: MatMulNBits codes and fp32 scales for ONNX Runtime,
 the packed matrix's packed_bytes for QuantKit), QK/peer = QuantKit's time / the peer's time
@@ -207,6 +210,11 @@ class Weights:
         self.q8 = qk.quantize(wt, "int8", axis=0)  # per output channel, symmetric
         self.q8_packed = qk.pack_weights(self.q8)
         self.q8_codes_kn = np.ascontiguousarray(self.q8.codes().astype(np.int8).T)
+        scale7 = (np.abs(wt).max(axis=1) / np.float32(64)).astype(np.float32)
+        codes7 = np.clip(np.rint(wt / scale7[:, None]), -64, 64).astype(np.int8)
+        self.q7 = qk.from_codes(codes7, scale7, axis=0)
+        self.q7_packed = qk.pack_weights(self.q7)
+        self.q7_codes_kn = np.ascontiguousarray(codes7.T)
         self._deq = {}
 
     def dequantized(self, which):
@@ -216,6 +224,8 @@ class Weights:
                 self._deq[which] = self.w.T.astype(np.float64)
             elif which == "int8":
                 self._deq[which] = self.q8.dequantize().astype(np.float64)
+            elif which == "int7":
+                self._deq[which] = self.q7.dequantize().astype(np.float64)
             else:
                 self._deq[which] = self.int4[which][0].dequantize().astype(np.float64)
         return self._deq[which]
@@ -224,6 +234,7 @@ class Weights:
         for _, packed in self.int4.values():
             packed.close()
         self.q8_packed.close()
+        self.q7_packed.close()
 
 
 def int4_bytes(k, n, block):
@@ -243,6 +254,7 @@ def bench_shape(k, n, ms, threads_list, blas, target_s, err_rows, rows_out):
                 sessions[(name, acc)] = ort_matmulnbits(wts.int4[name][0], k, n, block, acc, threads)
         sessions["dyn"] = ort_dynamic_int8(wts.q8_codes_kn, wts.q8.scales.reshape(-1), k, n, threads)
         sessions["dyn u8"] = ort_dynamic_int8(wts.q8_codes_kn, wts.q8.scales.reshape(-1), k, n, threads, unsigned=True)
+        sessions["dyn 7"] = ort_dynamic_int8(wts.q7_codes_kn, wts.q7.scales.reshape(-1), k, n, threads)
         blas.set(threads)
         for m in ms:
             x = np.random.default_rng(m).standard_normal((m, k), dtype=np.float32)
@@ -279,6 +291,14 @@ def bench_shape(k, n, ms, threads_list, blas, target_s, err_rows, rows_out):
                 qk.matmul(x, wts.q8_packed, compute="int8", num_threads=threads, out=y_qk)
             call8()
             record("QK W8A8 int8", measure(call8, target_s), q8_bytes, y_qk.copy(), "int8")
+            s = sessions["dyn 7"]
+            y = s.run(None, {"A": x})[0]
+            record("ORT W7A8 dynamic", measure(lambda: s.run(None, {"A": x}), target_s), q8_bytes, y, "int7")
+
+            def call7():
+                qk.matmul(x, wts.q7_packed, compute="int8", num_threads=threads, out=y_qk)
+            call7()
+            record("QK W7A8 int8", measure(call7, target_s), q8_bytes, y_qk.copy(), "int7")
             rows_out.append((k, n, m, threads, results))
             hot = hot_read_probe(int4_bytes(k, n, 128), target_s) if m == 1 and threads == 1 else None
             print_group(k, n, m, threads, results, hot)
@@ -290,13 +310,15 @@ PEERS = {  # QuantKit row -> the peer its QK/peer column is against
     "QK int4 b32 float": "ORT int4 b32 acc0", "QK int4 b32 int8": "ORT int4 b32 acc4",
     "QK int4 b128 float": "ORT int4 b128 acc0", "QK int4 b128 int8": "ORT int4 b128 acc4",
     "QK int4 b32 bf16 int8": "ORT int4 b32 bf16 acc4", "QK W8A8 int8": "ORT W8A8 dynamic",
+    "QK W7A8 int8": "ORT W7A8 dynamic",
 }
 # The summary's columns: every pair above, and W8A8 against ORT with uint8 weights too (exact on
 # every CPU; its int8-weight kernel saturates 16-bit pair sums on CPUs without VNNI).
 SUMMARY_PAIRS = list(PEERS.items()) + [("QK W8A8 int8", "ORT W8A8 dynamic u8")]
 ORDER = ["numpy fp32", "ORT int4 b32 acc0", "QK int4 b32 float", "ORT int4 b32 acc4", "QK int4 b32 int8",
          "ORT int4 b128 acc0", "QK int4 b128 float", "ORT int4 b128 acc4", "QK int4 b128 int8",
-         "ORT int4 b32 bf16 acc4", "QK int4 b32 bf16 int8", "ORT W8A8 dynamic", "ORT W8A8 dynamic u8", "QK W8A8 int8"]
+         "ORT int4 b32 bf16 acc4", "QK int4 b32 bf16 int8", "ORT W8A8 dynamic", "ORT W8A8 dynamic u8", "QK W8A8 int8",
+         "ORT W7A8 dynamic", "QK W7A8 int8"]
 
 
 def hot_read_probe(nbytes, target_s):

@@ -64,10 +64,11 @@ let nibbleProductsPerRun = 8
 let byteZeroShift: Int32 = 128
 #endif
 
-/// Byte codes of at most 127 (PackedMatrix.narrowBytes: 7-bit weights) go in as they are: a pair
-/// of their products with int8 activations is at most 2 * 127 * 128 = 32512, so vpmaddubsw is
-/// exact without the sign transfer, 3 instructions per 32 products instead of 4 (ONNX Runtime's
-/// u8 x s8 form, which saturates on full-range int8 weights). With VNNI, vpdpbusd takes any code.
+/// Byte codes of at most 128 (PackedMatrix.narrowBytes: 7-bit weights) go in as they are: a pair
+/// of their products with int8 activations (at most 127 in magnitude: ActivationKernel) is at most
+/// 2 * 128 * 127 = 32512, so vpmaddubsw is exact without the sign transfer, 3 instructions per 32
+/// products instead of 4 (ONNX Runtime's u8 x s8 form, which saturates on full-range int8
+/// weights). With VNNI, vpdpbusd takes any code.
 @inline(__always) func byteOperands(_ v: __m256i, narrow: Bool) -> ByteOperands { narrow ? (v, v) : byteOperands(v) }
 @inline(__always) func dotBytes(_ d: __m256i, _ v: ByteOperands, _ x: __m256i, narrow: Bool) -> __m256i {
 #if AVXVNNI

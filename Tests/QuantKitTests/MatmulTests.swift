@@ -49,7 +49,7 @@ final class MatmulTests: XCTestCase {
              halfScales: false, label: "MatMulNBits uint4 asym, bf16 weights (mins keep fp32 scales)"),
         Case(format: .int4, configure: { $0.axis = 0 }, orientation: .kn, label: "kn int4 blocked along axis 0"),
         Case(format: .int8, configure: { $0.granularity = .perAxis; $0.axis = 1 }, orientation: .kn, label: "kn int8 per channel"),
-        // 7-bit codes (span at most 128 values: packed as narrowBytes, which AVX2 multiplies without the sign transfer).
+        // 7-bit codes (span at most 129 values: packed as narrowBytes, which AVX2 multiplies without the sign transfer).
         Case(format: .int8, configure: { $0.granularity = .perAxis; $0.axis = 0 }, recode: { UInt8(bitPattern: Int8(bitPattern: $0) >> 1) },
              label: "int8 per channel, 7-bit codes -64...63"),
         Case(format: .uint8, configure: { $0.granularity = .perAxis; $0.axis = 0; $0.scheme = .asymmetric }, recode: { $0 / 2 + 37 },
@@ -186,7 +186,7 @@ final class MatmulTests: XCTestCase {
             (QuantParams(format: .int4), (0x77, 0x77), (15, 15), false), (wide, (0x77, 0x77), (15, 15), false),
             (asymmetric, (0xFF, 0xFF), (15, 15), false),
             (perChannel, (0x7F, 0x80), (255, 0), false),   // 127 and -128: the full range, signed on AVX2
-            (perChannel, (0x3F, 0xC0), (127, 0), true),    // 63 and -64: the widest span taken as it is
+            (perChannel, (0x40, 0xC0), (128, 0), true),    // 64 and -64: the widest span taken as it is
             (perChannel, (0x7F, 0x7F), (0, 0), true),      // one code, shifted to 0
         ]
         let (n, k) = (64, 512)
@@ -203,7 +203,7 @@ final class MatmulTests: XCTestCase {
             }
             if narrow {
                 let codes = UnsafeRawBufferPointer(start: w.data, count: w.panels * w.blocks * w.blockBytes)
-                XCTAssertTrue(codes.allSatisfy { $0 <= 127 }, "\(params.format) fill \(fill): a code byte above 127")
+                XCTAssertTrue(codes.allSatisfy { $0 <= 128 }, "\(params.format) fill \(fill): a code byte above 128")
             }
             for m in [3, 12] {
                 // Rows of +1, of -1, and of signs alternating along K.
@@ -223,16 +223,16 @@ final class MatmulTests: XCTestCase {
         }
     }
 
-    /// Byte codes go in as narrowBytes exactly when they span at most 128 values, wherever that
+    /// Byte codes go in as narrowBytes exactly when they span at most 129 values, wherever that
     /// span lies; either way every variant gives the reference's bits.
-    func testNarrowBytesExactlyWhereTheCodesSpanAtMost128Values() throws {
+    func testNarrowBytesExactlyWhereTheCodesSpanAtMost129Values() throws {
         var params = QuantParams(format: .int8)
         params.granularity = .perAxis
         params.axis = 0
         let (m, n, k) = (9, 40, 96)
         var rng = SplitMix(seed: 31)
         let x = rng.normal(count: m * k)
-        for (low, high, narrow) in [(-64, 63, true), (-64, 64, false), (-128, -1, true), (0, 127, true), (-1, 127, false), (-128, 127, false)] {
+        for (low, high, narrow) in [(-64, 64, true), (-64, 65, false), (-128, 0, true), (-1, 127, true), (-2, 127, false), (-128, 127, false)] {
             var q = try QuantizedTensor(quantizing: rng.normal(count: n * k, scale: 0.05), shape: [n, k], params: params)
             // Both ends in every row, and values between them.
             q.data = (0..<(n * k)).map { i in

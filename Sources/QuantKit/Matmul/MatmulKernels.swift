@@ -71,7 +71,7 @@ struct MatmulKernels {
     /// Tile kernels for many rows; nil where the ISA has none (the panel kernels then serve every M).
     var intTileNibbles: IntTileKernel? = nil
     var intTileBytes: IntTileKernel? = nil
-    /// The byte kernels for matrices whose codes are all at most 127 (PackedMatrix.narrowBytes), same
+    /// The byte kernels for matrices whose codes are all at most 128 (PackedMatrix.narrowBytes), same
     /// contracts; nil where the general ones are as fast (VNNI, scalar).
     var intNarrowBytes: IntPanelKernel? = nil
     var intNarrowBytesHalfScales: IntHalfPanelKernel? = nil

@@ -17,8 +17,8 @@
 ///
 /// Values. Element (n, k) in block b is  scale[b][n] * value(code) + (mins?[b][n] ?? 0), where
 /// value is lut[code] for nibbles, code - zero for bytes, and the fp16 value for halves.
-/// Byte codes that span at most 128 values (weights quantized to 7 bits, as ONNX Runtime's
-/// reduce_range does) are stored shifted down into 0...127, with `zero` shifted alike
+/// Byte codes that span at most 129 values (weights quantized to 7 bits, as ONNX Runtime's
+/// reduce_range does: -64...64) are stored shifted down into 0...128, with `zero` shifted alike
 /// (`narrowBytes`): the values are the same, and AVX2 multiplies such codes with one instruction
 /// fewer (see QuantKitAVX2/MatmulKernels256.swift).
 /// Immutable after packing: one matrix can serve any number of threads.
@@ -39,7 +39,7 @@ public final class PackedMatrix: @unchecked Sendable {
     /// Code of the value 0 for integer codes without `mins` (symmetric formats); 0 otherwise. Byte
     /// codes subtract it (value = code - zero), also with mins: there it is minus the codes' shift.
     public let zero: Int32
-    /// Every stored code, padding included, is a byte of at most 127 (see Values above).
+    /// Every stored code, padding included, is a byte of at most 128 (see Values above).
     public let narrowBytes: Bool
     /// Present when zero points vary per block (asymmetric): min = -scale * zero point.
     let mins: UnsafeMutablePointer<Float>?

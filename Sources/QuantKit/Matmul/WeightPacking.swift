@@ -107,15 +107,15 @@ extension PackedMatrix {
 }
 
 /// The shift that brings the byte codes of `count` elements (stored code c held as packed(c)) into
-/// 0...127, their lowest value, or nil when they span more than 128 values. Such weights (7-bit,
-/// like ONNX Runtime's reduce_range) then go in as PackedMatrix.narrowBytes.
+/// 0...128, their lowest value, or nil when they span more than 129 values. Such weights (7-bit,
+/// like ONNX Runtime's reduce_range, whose int8 codes are -64...64) go in as PackedMatrix.narrowBytes.
 func narrowShift(_ codes: UnsafePointer<UInt8>, count: Int, packed: (Int) -> Int32) -> Int32? {
     var seen = [Bool](repeating: false, count: 256)
     seen.withUnsafeMutableBufferPointer { s in
         for i in 0..<count { s[Int(codes[i])] = true }
     }
     let values = (0..<256).filter { seen[$0] }.map(packed)
-    guard let low = values.min(), let high = values.max(), high - low <= 127 else { return nil }
+    guard let low = values.min(), let high = values.max(), high - low <= 128 else { return nil }
     return low
 }
 
