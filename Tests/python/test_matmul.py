@@ -102,6 +102,12 @@ CASES += [
     Case("kn-fp8-e4m3-tensor", "fp8-e4m3", {}, "kn"),
     Case("kn-int2-asym-b32", "int2", {"block_size": 32, "axis": 0, "symmetric": False}, "kn"),
 ]
+# 7-bit weights: int8 codes -64...64 per channel, as ONNX Runtime's quantize_dynamic(reduce_range=True)
+# writes them (packed as narrow byte codes, which AVX2 multiplies without the sign transfer).
+CASES += [
+    Case("int8-7bit-per-channel", "int8", {"axis": 0, "reduce_range": True}),
+    Case("kn-int8-7bit-per-channel", "int8", {"axis": 1, "reduce_range": True}, "kn"),
+]
 CASE_BY_NAME = {c.name: c for c in CASES}
 assert len(CASE_BY_NAME) == len(CASES)
 
@@ -119,7 +125,15 @@ def quantize_case(case, k, n, seed=0):
     """(QuantizedTensor in the case's orientation, dequantized W [N, K] as float64)."""
     w = _weights(k, n, seed + k * 31 + n)
     stored = w if case.orientation == "nk" else np.ascontiguousarray(w.T)
-    qt = qk.quantize(stored, case.fmt, **case.kw)
+    if case.kw.get("reduce_range"):
+        axis = case.kw["axis"]
+        absmax = np.abs(stored).max(axis=1 - axis)
+        scales = (np.where(absmax > 0, absmax, 1.0) / 64).astype(np.float32)
+        qt = qk.quantize_with_scales(stored, scales, format=case.fmt, axis=axis)
+        codes = qt.codes().astype(np.int16)
+        assert codes.min() >= -64 and codes.max() <= 64 and codes.max() - codes.min() > 120
+    else:
+        qt = qk.quantize(stored, case.fmt, **case.kw)
     deq = qt.dequantize().astype(np.float64)
     return qt, (deq if case.orientation == "nk" else deq.T)
 
@@ -207,7 +221,7 @@ def test_matmul_matches_dequantized_reference(case):
 BIG = [("int4-sym-b32", 1024, 96), ("uint4-asym-b128", 2048, 40), ("int8-per-channel", 1000, 130),
        ("matmulnbits-int4-b32-sym", 4096, 24), ("matmulnbits-int4-b128-asym", 1536, 72),
        ("nf4-bnb4-b64", 1024, 33), ("kn-int4-b32", 1056, 48), ("int3-sym-b32", 777, 65),
-       ("fp8-e4m3-tensor", 640, 80), ("kn-int8-per-channel", 513, 129)]
+       ("fp8-e4m3-tensor", 640, 80), ("kn-int8-per-channel", 513, 129), ("int8-7bit-per-channel", 1000, 130)]
 
 
 @pytest.mark.parametrize("name, k, n", BIG, ids=[f"{b[0]}-K{b[1]}-N{b[2]}" for b in BIG])
@@ -345,7 +359,7 @@ print(qk.matmul_kernel_variant(), digest.hexdigest())
 """
 VARIANT_NAMES = ["int4-sym-b32", "uint4-asym-b128", "int8-per-channel", "uint8-asym-b64", "int3-asym-b64",
                  "nf4-bnb4-b64", "fp4-e2m1-b32", "fp8-e5m2-tensor", "matmulnbits-int2-b16-asym",
-                 "kn-int4-b32"]
+                 "kn-int4-b32", "int8-7bit-per-channel"]
 
 
 def test_results_identical_across_kernel_variants():
