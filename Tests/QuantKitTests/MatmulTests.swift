@@ -224,35 +224,45 @@ final class MatmulTests: XCTestCase {
     }
 
     /// Byte codes go in as narrowBytes exactly when they span at most 129 values, wherever that
-    /// span lies; either way every variant gives the reference's bits.
+    /// span lies; either way every variant gives the reference's bits, with fp32 scales (int8 per
+    /// channel) and with fp16-held ones (MatMulNBits int8 of bf16 weights: scales max|w| / -128).
     func testNarrowBytesExactlyWhereTheCodesSpanAtMost129Values() throws {
-        var params = QuantParams(format: .int8)
-        params.granularity = .perAxis
-        params.axis = 0
-        let (m, n, k) = (9, 40, 96)
+        var perChannel = QuantParams(format: .int8)
+        perChannel.granularity = .perAxis
+        perChannel.axis = 0
+        var matMulNBits = QuantParams(format: .int8)
+        matMulNBits.layout = .matMulNBits
+        matMulNBits.axis = 1
+        let (n, k) = (40, 96)
         var rng = SplitMix(seed: 31)
-        let x = rng.normal(count: m * k)
-        for (low, high, narrow) in [(-64, 64, true), (-64, 65, false), (-128, 0, true), (-1, 127, true), (-2, 127, false), (-128, 127, false)] {
-            var q = try QuantizedTensor(quantizing: rng.normal(count: n * k, scale: 0.05), shape: [n, k], params: params)
-            // Both ends in every row, and values between them.
-            q.data = (0..<(n * k)).map { i in
-                let code = i % 3 == 0 ? low : i % 3 == 1 ? high : low + (i * 7919) % (high - low + 1)
-                return UInt8(bitPattern: Int8(code))
-            }
-            let w = try pack(q, n: n, k: k, .nk)
-            XCTAssertEqual(w.narrowBytes, narrow, "codes \(low)...\(high)")
-            for row in 0..<n {
-                for col in 0..<k {
-                    let stored = Float(Int8(bitPattern: q.data[row * k + col]))
-                    guard w.value(ofCode: w.code(row: row, col: col)) == stored else {
-                        return XCTFail("codes \(low)...\(high): element (\(row), \(col)) packs as \(w.value(ofCode: w.code(row: row, col: col))), not \(stored)")
+        for params in [perChannel, matMulNBits] {
+            let halves = params.layout == .matMulNBits
+            // The stored byte of level v: int8 in the ONNX layout, v + 128 in MatMulNBits'.
+            let stored: (Int) -> UInt8 = halves ? { UInt8($0 + 128) } : { UInt8(bitPattern: Int8($0)) }
+            for (low, high, narrow) in [(-64, 64, true), (-64, 65, false), (-128, 0, true), (-1, 127, true), (-2, 127, false),
+                                        (-128, 127, false)] {
+                let values = rng.normal(count: n * k).map { Float16Codec.fromBF16(Float16Codec.bf16Bits($0)) }
+                var q = try QuantizedTensor(quantizing: values, shape: [n, k], params: params)
+                // Both ends in every row, and levels between them.
+                let levels = (0..<(n * k)).map { i in i % 3 == 0 ? low : i % 3 == 1 ? high : low + (i * 7919) % (high - low + 1) }
+                q.data = levels.map(stored)
+                let w = try pack(q, n: n, k: k, .nk)
+                let label = "\(params.layout) levels \(low)...\(high)"
+                XCTAssertEqual(w.narrowBytes, narrow, label)
+                XCTAssertEqual(w.halfScales != nil, halves, label)
+                for row in 0..<n {
+                    for col in 0..<k where w.value(ofCode: w.code(row: row, col: col)) != Float(levels[row * k + col]) {
+                        return XCTFail("\(label): element (\(row), \(col)) packs as \(w.value(ofCode: w.code(row: row, col: col)))")
                     }
                 }
-            }
-            let reference = try run(w, x, rows: m, compute: .int8, threads: 1, variant: .scalar)
-            for variant in Runtime.supportedMatmulVariants {
-                let y = try run(w, x, rows: m, compute: .int8, threads: 2, variant: variant)
-                XCTAssertTrue(y.map(\.bitPattern) == reference.map(\.bitPattern), "codes \(low)...\(high) \(variant.name)")
+                for m in [3, 9] {
+                    let x = rng.normal(count: m * k)
+                    let reference = try run(w, x, rows: m, compute: .int8, threads: 1, variant: .scalar)
+                    for variant in Runtime.supportedMatmulVariants {
+                        let y = try run(w, x, rows: m, compute: .int8, threads: 2, variant: variant)
+                        XCTAssertTrue(y.map(\.bitPattern) == reference.map(\.bitPattern), "\(label) m=\(m) \(variant.name)")
+                    }
+                }
             }
         }
     }
