@@ -27,6 +27,12 @@ public struct QuantParams: Sendable, Equatable {
     public var percentile: Float = 99.99
     public var searchSteps: Int = 20
     public var minClipRatio: Float = 0.5
+    /// Symmetric 8-bit integers take levels -64...64 only (scale max|x| / 64, min-max), as ONNX
+    /// Runtime's reduce_range writes them: u8 x s8 kernels without VNNI (vpmaddubsw) are then
+    /// exact, and QuantKit's AVX2 kernels multiply them with one instruction fewer per 32 products.
+    /// Not in the C struct: growing qk_quant_params would turn away callers built against the
+    /// current header (its struct_size rule); the converter sets it (--reduce-range).
+    public var reduceRange = false
 
     /// Defaults for a format: block 32 for the low-bit formats, per-tensor for FP8.
     public init(format: QuantFormat) {

@@ -161,6 +161,11 @@ public struct QuantPlan: Sendable {
         if p.scheme == .asymmetric && !spec.isInteger {
             throw QuantError.unsupported("\(spec.name) has no zero point: use the symmetric scheme")
         }
+        if p.reduceRange {
+            guard spec.isInteger, spec.bits == 8, p.scheme == .symmetric, p.method == .minMax, p.layout == .onnx else {
+                throw QuantError.unsupported("reduce_range takes symmetric int8 or uint8 weights in the onnx layout with min-max scales")
+            }
+        }
         switch p.method {
         case .minMax: break
         case .mse:

@@ -24,7 +24,8 @@ struct ScaleSelector {
         isInteger = spec.isInteger
         symmetric = plan.params.scheme == .symmetric
         symmetricZeroPoint = spec.symmetricZeroPoint
-        positiveCodes = Float((1 << (spec.bits - 1)) - 1)
+        // reduce_range: levels -64...64, ONNX Runtime's 7-bit range (QuantParams.reduceRange).
+        positiveCodes = plan.params.reduceRange ? 64 : Float((1 << (spec.bits - 1)) - 1)
         mlasDivisor = -Float(1 << (spec.bits - 1))
         levelMax = spec.levelMax
         scaleType = plan.params.scaleType

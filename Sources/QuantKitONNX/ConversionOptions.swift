@@ -34,22 +34,27 @@ public struct LayerSettings: Sendable, Equatable {
     /// MatMulNBits' `accuracy_level` attribute (nil: not written; 4 = int8 activations).
     public var accuracyLevel: Int?
     public var method: ScaleMethod
+    /// Symmetric int8/uint8 weights in 7 bits, -64...64 (QuantParams.reduceRange): ONNX Runtime's
+    /// reduce_range, exact in its u8 x s8 kernel on CPUs without VNNI. dynamic-int8 and qdq only;
+    /// embeddings (Gather) keep 8 bits.
+    public var reduceRange: Bool
 
     public init(format: QuantFormat = .int4, blockSize: Int = 32, scheme: QuantScheme = .symmetric,
-                target: ConversionTarget? = nil, accuracyLevel: Int? = nil, method: ScaleMethod = .minMax) {
+                target: ConversionTarget? = nil, accuracyLevel: Int? = nil, method: ScaleMethod = .minMax, reduceRange: Bool = false) {
         self.format = format
         self.blockSize = blockSize
         self.scheme = scheme
         self.target = target ?? ConversionTarget.defaultTarget(for: format)
         self.accuracyLevel = accuracyLevel
         self.method = method
+        self.reduceRange = reduceRange
     }
 
     /// Short text for reports: "int4 b32 sym → matmulnbits".
     public var summary: String {
         let granularity = blockSize == 0 ? "per-channel" : "b\(blockSize)"
         let schemeText = format.spec.isInteger ? (scheme == .symmetric ? " sym" : " asym") : ""
-        return "\(format.spec.name) \(granularity)\(schemeText) → \(target.rawValue)"
+        return "\(format.spec.name)\(reduceRange ? " 7-bit" : "") \(granularity)\(schemeText) → \(target.rawValue)"
     }
 }
 

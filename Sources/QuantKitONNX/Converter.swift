@@ -186,6 +186,10 @@ public struct Converter {
                 // for QDQ, whose promise is standard operators only (it writes DequantizeLinear + Gather).
                 let pass: any LinearRewritePass = layer.kind == .gather && settings.target != .qdq
                     ? GatherBlockQuantizedPass(target: settings.target) : try Self.pass(for: settings.target)
+                // Embeddings keep their 8 bits (no int8 matmul reads them).
+                if settings.reduceRange && !(pass is DynamicInt8Pass || pass is QDQPass || pass is GatherBlockQuantizedPass) {
+                    throw QuantError(.unsupported, "reduce_range applies to the dynamic-int8 and qdq targets, not \(settings.target.rawValue)")
+                }
                 try pass.check(layer, settings)
                 var job: Int?
                 if let request = try pass.weightRequest(layer, settings) {

@@ -5,7 +5,7 @@ import QuantKit
 ///
 ///     {
 ///       "format": "int4", "block_size": 32, "scheme": "symmetric", "target": "matmulnbits",
-///       "accuracy_level": 4, "method": "minmax",
+///       "accuracy_level": 4, "method": "minmax", "reduce_range": false,
 ///       "lm_head_bits": 8, "embedding_bits": "float",
 ///       "op_types": ["MatMul", "Gemm"], "include": ["*"], "exclude": ["*attn*"],
 ///       "rules": [
@@ -24,6 +24,7 @@ public struct Recipe: Sendable {
         public var target: String?
         public var accuracyLevel: Int?
         public var method: String?
+        public var reduceRange: Bool?
 
         public init() {}
 
@@ -31,9 +32,10 @@ public struct Recipe: Sendable {
             case format, scheme, target, method
             case blockSize = "block_size"
             case accuracyLevel = "accuracy_level"
+            case reduceRange = "reduce_range"
         }
 
-        static let keys = ["format", "scheme", "target", "method", "block_size", "accuracy_level"]
+        static let keys = ["format", "scheme", "target", "method", "block_size", "accuracy_level", "reduce_range"]
     }
 
     struct AnyKey: CodingKey {
@@ -203,6 +205,7 @@ public struct Recipe: Sendable {
             }
             result.method = m
         }
+        if let reduce = settings.reduceRange { result.reduceRange = reduce }
         return result
     }
 

@@ -44,6 +44,9 @@ struct ConvertCommand: ParsableCommand {
     @Option(help: "Scale selection: minmax (round to nearest, ONNX Runtime's default), mse, percentile.")
     var method: String?
 
+    @Flag(help: "int8/uint8 weights in 7 bits (-64...64), as ONNX Runtime's reduce_range: exact and fast in its int8 kernel on CPUs without VNNI (dynamic-int8, qdq; symmetric, minmax).")
+    var reduceRange = false
+
     @Option(help: "A JSON recipe: defaults, include/exclude patterns and per-pattern overrides (see README).")
     var recipe: String?
 
@@ -168,6 +171,7 @@ struct ConvertCommand: ParsableCommand {
         flags.target = target
         flags.accuracyLevel = accuracyLevel
         flags.method = method
+        flags.reduceRange = reduceRange ? true : nil
         options.defaults = try Recipe.apply(flags, to: options.defaults, context: "command line")
         try loadedRecipe?.apply(to: &options)
         if let lmHeadBits { options.lmHeadBits = try Self.bits(lmHeadBits, "--lm-head-bits") }

@@ -115,4 +115,32 @@ final class KnownValueTests: XCTestCase {
         XCTAssertEqual(q.scaleValues, [-1], "8 / -8")
         XCTAssertEqual(q.data[0] & 0xF, 0, "the extreme maps to code 0")
     }
+    /// reduce_range (ONNX Runtime's 7-bit weights): symmetric int8 and uint8 take levels -64...64,
+    /// scale max|x| / 64; other formats, schemes, methods and layouts are refused.
+    func testReduceRangeTakesLevelsWithin64() throws {
+        let values: [Float] = [64, 31.5, 32.5, -64, -0.5, 12, -40, 3]
+        var params = QuantParams(format: .int8)
+        params.granularity = .perTensor
+        params.reduceRange = true
+        let q = try QuantizedTensor(quantizing: values, shape: [8], params: params)
+        XCTAssertEqual(q.scaleValues, [1], "64 / 64")
+        XCTAssertEqual(q.data.map { Int8(bitPattern: $0) }, [64, 32, 32, -64, 0, 12, -40, 3])
+        params.format = .uint8
+        let u = try QuantizedTensor(quantizing: values.map { $0 * 2 }, shape: [8], params: params)
+        XCTAssertEqual(u.scaleValues, [2], "128 / 64")
+        XCTAssertEqual(u.data, [192, 160, 160, 64, 128, 140, 88, 131], "zero point 128")
+
+        var refused = [QuantParams]()
+        for change in [{ (p: inout QuantParams) in p.format = .int4 }, { $0.scheme = .asymmetric }, { $0.method = .mse },
+                       { $0.layout = .matMulNBits; $0.granularity = .blocked; $0.axis = 1; $0.blockSize = 16 }] {
+            var p = QuantParams(format: .int8)
+            p.granularity = .perTensor
+            p.reduceRange = true
+            change(&p)
+            refused.append(p)
+        }
+        for p in refused {
+            XCTAssertThrowsStatus(.unsupported, try QuantizedTensor(quantizing: [Float](repeating: 1, count: 16), shape: [1, 16], params: p))
+        }
+    }
 }

@@ -78,3 +78,61 @@ def test_block_size_is_refused(tmp_path):
     model = matmul_model(32, 8, [2, 32], np.random.default_rng(13))
     _, stderr = convert(model, tmp_path, "--target", "dynamic-int8", "--format", "int8", "--block-size", "32", expect_rc=64)
     assert "per output channel" in stderr
+
+
+def _dynamic_weight(model):
+    """(int8 codes [K, N], scales [N]) of the model's one MatMulInteger."""
+    integer = next(n for n in model.graph.node if n.op_type == "MatMulInteger")
+    codes = initializer(model, integer.input[1])
+    scale = next(initializer(model, i) for n in model.graph.node if n.op_type == "Mul" for i in n.input
+                 if any(t.name == i for t in model.graph.initializer))
+    return codes, scale
+
+
+def test_reduce_range_writes_what_onnxruntimes_quantize_dynamic_writes(tmp_path):
+    # ONNX Runtime's advice for CPUs without VNNI: 7-bit weights (-64...64), which its uint8 x int8
+    # kernel multiplies without saturating. The same codes and scales as its own quantizer.
+    rng = np.random.default_rng(21)
+    model = matmul_model(96, 40, [3, 96], rng, opset=13)
+    out, report = convert(model, tmp_path, "--target", "dynamic-int8", "--format", "int8", "--block-size", "0", "--reduce-range")
+    onnx.checker.check_model(out, full_check=True)
+    assert "7-bit" in report["layers"][0]["settings"], report["layers"][0]
+    codes, scales = _dynamic_weight(out)
+    assert codes.dtype == np.int8 and codes.min() >= -64 and codes.max() <= 64
+    assert np.all(np.abs(codes).max(axis=0) == 64)  # every column reaches the range's end
+
+    src, dst = tmp_path / "ort_in.onnx", tmp_path / "ort_out.onnx"
+    onnx.save(model, src)
+    quantize_dynamic(src, dst, weight_type=QuantType.QInt8, per_channel=True, reduce_range=True)
+    theirs_codes, theirs_scales = _dynamic_weight(onnx.load(dst))
+    np.testing.assert_array_equal(codes, theirs_codes)
+    np.testing.assert_array_equal(scales, theirs_scales)
+
+    # Exact in ONNX Runtime on this CPU, whatever its ISA: the same bits as the onnx package's
+    # reference evaluator (exact integer arithmetic), and about as close to fp32 as 8 bits.
+    a = rng.standard_normal((3, 96)).astype(np.float32)
+    got = run(out, {"A": a})[0]
+    assert relative_error(got, ReferenceEvaluator(out).run(None, {"A": a})[0]) < 1e-6
+    assert relative_error(got, run(model, {"A": a})[0]) < 3e-2
+
+
+def test_reduce_range_for_qdq_int8(tmp_path):
+    rng = np.random.default_rng(22)
+    model = matmul_model(64, 24, [2, 64], rng, opset=13)
+    out, _ = convert(model, tmp_path, "--target", "qdq", "--format", "int8", "--block-size", "0", "--reduce-range")
+    dq = next(n for n in out.graph.node if n.op_type == "DequantizeLinear")
+    codes = initializer(out, dq.input[0])
+    assert codes.dtype == np.int8 and codes.min() >= -64 and codes.max() <= 64 and np.abs(codes).max() == 64
+    a = rng.standard_normal((2, 64)).astype(np.float32)
+    assert relative_error(run(out, {"A": a})[0], run(model, {"A": a})[0]) < 3e-2
+
+
+def test_reduce_range_is_refused_where_it_does_not_apply(tmp_path):
+    model = matmul_model(64, 16, [2, 64], np.random.default_rng(23))
+    _, stderr = convert(model, tmp_path, "--format", "int8", "--reduce-range", expect_rc=4)
+    assert "dynamic-int8 and qdq" in stderr
+    _, stderr = convert(model, tmp_path, "--target", "dynamic-int8", "--format", "uint8", "--block-size", "0", "--asymmetric",
+                        "--reduce-range", expect_rc=4)
+    assert "symmetric int8 or uint8" in stderr
+    _, stderr = convert(model, tmp_path, "--target", "qdq", "--format", "int4", "--reduce-range", expect_rc=4)
+    assert "symmetric int8 or uint8" in stderr

@@ -35,6 +35,7 @@ public struct DynamicInt8Pass: LinearRewritePass {
         params.layout = .onnx
         params.rounding = .halfEven
         params.scaleType = .f32
+        params.reduceRange = settings.reduceRange
         return WeightRequest(params: params, shape: [layer.k, layer.n], transposed: false)  // [K, N]
     }
 
