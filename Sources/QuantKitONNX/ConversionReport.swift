@@ -32,6 +32,8 @@ public struct ConversionReport: Sendable, Codable {
     public var opsetAfter = 0
     /// Nodes whose signature changed when the opset was raised, rewritten to the new form.
     public var upgradedNodes: [String] = []
+    /// Advice about the output that is not an error (printed after the summary).
+    public var notes: [String] = []
 
     public var quantized: [Layer] { layers.filter { $0.skipped == nil } }
     public var skipped: [Layer] { layers.filter { $0.skipped != nil } }

@@ -93,6 +93,7 @@ public struct Converter {
 
         var replacements: [Int: [Onnx_NodeProto]] = [:]
         var newInitializers: [Onnx_TensorProto] = []
+        var saturatingLayers = 0
         for candidate in candidates {
             var entry = candidate.entry
             if let work = candidate.work {
@@ -114,6 +115,7 @@ public struct Converter {
                     state.opsets.merge(rewrite.opsets, uniquingKeysWith: max)
                     entry.settings = settings.summary
                     entry.target = settings.target.rawValue
+                    if work.pass is DynamicInt8Pass && settings.format == .int8 && !settings.reduceRange { saturatingLayers += 1 }
                     entry.bytesAfter = rewrite.quantizedBytes
                     entry.sqnrDB = rewrite.error?.sqnrDB
                     entry.maxAbsError = rewrite.error?.maxAbsError
@@ -127,6 +129,7 @@ public struct Converter {
             report.layers.append(entry)
             tick(&state, candidate.node)
         }
+        if saturatingLayers > 0 { report.notes.append(Self.saturationNote(layers: saturatingLayers)) }
 
         if !replacements.isEmpty {
             var nodes: [Onnx_NodeProto] = []
@@ -268,5 +271,14 @@ public struct Converter {
                 model.opsetImport.append(entry)
             }
         }
+    }
+
+    /// ONNX Runtime's uint8 x int8 MatMulInteger kernel on x86 without VNNI sums pairs of products
+    /// in 16 bits with saturation; full-range int8 weights overflow them (measured on an AMD Zen 3).
+    static func saturationNote(layers: Int) -> String {
+        "\(layers) MatMulInteger layer\(layers == 1 ? " holds" : "s hold") full-range int8 weights: on x86 CPUs without VNNI (AMD Zen 3 "
+            + "and older, Intel before Cascade Lake) ONNX Runtime's int8 kernel saturates on them (on an AMD EPYC, SmolLM2-135M's "
+            + "perplexity went from 16 to over 200000). For such CPUs convert with --reduce-range (7-bit weights, exact, as fast) or "
+            + "--format uint8 (exact, slower)."
     }
 }

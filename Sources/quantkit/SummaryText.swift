@@ -48,6 +48,7 @@ struct SummaryText {
                 lines.append("      " + layers.map { $0.node.isEmpty ? "(unnamed \($0.opType))" : $0.node }.joined(separator: ", "))
             }
         }
+        lines += report.notes.map { "  note: \($0)" }
         return lines.joined(separator: "\n")
     }
 
