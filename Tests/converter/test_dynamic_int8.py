@@ -140,3 +140,16 @@ def test_reduce_range_is_refused_where_it_does_not_apply(tmp_path):
     assert "symmetric int8 or uint8" in stderr
     _, stderr = convert(model, tmp_path, "--target", "qdq", "--format", "int4", "--reduce-range", expect_rc=4)
     assert "symmetric int8 or uint8" in stderr
+
+
+def test_reduce_range_from_a_recipe(tmp_path):
+    import json
+    model = matmul_model(64, 16, [2, 64], np.random.default_rng(24))
+    recipe = tmp_path / "recipe.json"
+    recipe.write_text(json.dumps({"target": "dynamic-int8", "format": "int8", "block_size": 0, "reduce_range": True}))
+    out, report = convert(model, tmp_path, "--recipe", str(recipe))
+    codes, _ = _dynamic_weight(out)
+    assert np.abs(codes).max() == 64 and report["notes"] == []
+    recipe.write_text(json.dumps({"target": "dynamic-int8", "format": "int8", "block_size": 0, "reduce_range": "yes"}))
+    _, stderr = convert(model, tmp_path, "--recipe", str(recipe), expect_rc=64)
+    assert "reduce_range" in stderr
