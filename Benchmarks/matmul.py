@@ -280,25 +280,21 @@ def bench_shape(k, n, ms, threads_list, blas, target_s, err_rows, rows_out):
                         qk.matmul(x, packed, compute=compute, num_threads=threads, out=y_qk)
                     call()
                     record(f"QK int4 {name} {compute}", measure(call, target_s), packed.packed_bytes, y_qk.copy(), name)
-            s = sessions["dyn"]
-            y = s.run(None, {"A": x})[0]
-            record("ORT W8A8 dynamic", measure(lambda: s.run(None, {"A": x}), target_s), q8_bytes, y, "int8")
-            s = sessions["dyn u8"]
-            y = s.run(None, {"A": x})[0]
-            record("ORT W8A8 dynamic u8", measure(lambda: s.run(None, {"A": x}), target_s), q8_bytes, y, "int8")
+            def ort_int8(name, s, which):
+                y = s.run(None, {"A": x})[0]
+                record(name, measure(lambda: s.run(None, {"A": x}), target_s), q8_bytes, y, which)
 
-            def call8():
-                qk.matmul(x, wts.q8_packed, compute="int8", num_threads=threads, out=y_qk)
-            call8()
-            record("QK W8A8 int8", measure(call8, target_s), q8_bytes, y_qk.copy(), "int8")
-            s = sessions["dyn 7"]
-            y = s.run(None, {"A": x})[0]
-            record("ORT W7A8 dynamic", measure(lambda: s.run(None, {"A": x}), target_s), q8_bytes, y, "int7")
+            def qk_int8(name, packed, which):
+                def call():
+                    qk.matmul(x, packed, compute="int8", num_threads=threads, out=y_qk)
+                call()
+                record(name, measure(call, target_s), q8_bytes, y_qk.copy(), which)
 
-            def call7():
-                qk.matmul(x, wts.q7_packed, compute="int8", num_threads=threads, out=y_qk)
-            call7()
-            record("QK W7A8 int8", measure(call7, target_s), q8_bytes, y_qk.copy(), "int7")
+            ort_int8("ORT W8A8 dynamic", sessions["dyn"], "int8")
+            ort_int8("ORT W8A8 dynamic u8", sessions["dyn u8"], "int8")
+            qk_int8("QK W8A8 int8", wts.q8_packed, "int8")
+            ort_int8("ORT W7A8 dynamic", sessions["dyn 7"], "int7")
+            qk_int8("QK W7A8 int8", wts.q7_packed, "int7")
             rows_out.append((k, n, m, threads, results))
             hot = hot_read_probe(int4_bytes(k, n, 128), target_s) if m == 1 and threads == 1 else None
             print_group(k, n, m, threads, results, hot)

@@ -124,9 +124,7 @@ final class MatmulTests: XCTestCase {
         var rng = SplitMix(seed: 13)
         let (m, n, k) = (270, 65, 48)
         let x = rng.normal(count: m * k)
-        var perChannel = QuantParams(format: .int8)
-        perChannel.granularity = .perAxis
-        perChannel.axis = 0
+        let perChannel = Self.int8PerChannel
         for params in [QuantParams(format: .int4), perChannel] {
             let q = try QuantizedTensor(quantizing: rng.normal(count: n * k, scale: 0.05), shape: [n, k], params: params)
             let w = try pack(q, n: n, k: k, .nk)
@@ -147,10 +145,7 @@ final class MatmulTests: XCTestCase {
     func testAMatrixInAHugePageBufferMatchesTheReference() throws {
         var rng = SplitMix(seed: 29)
         let (n, k) = (528, 4100)  // 33 panels x 9 kernel blocks of 456 x 16 rows = 2,166,912 bytes
-        var params = QuantParams(format: .int8)
-        params.granularity = .perAxis
-        params.axis = 0
-        let q = try QuantizedTensor(quantizing: rng.normal(count: n * k, scale: 0.05), shape: [n, k], params: params)
+        let q = try QuantizedTensor(quantizing: rng.normal(count: n * k, scale: 0.05), shape: [n, k], params: Self.int8PerChannel)
         let w = try pack(q, n: n, k: k, .nk)
         XCTAssertGreaterThan(w.panels * w.blocks * w.blockBytes, HugePageBuffer.pageBytes)
         XCTAssertEqual(Int(bitPattern: w.data) % HugePageBuffer.pageBytes, 0)
@@ -172,9 +167,7 @@ final class MatmulTests: XCTestCase {
     /// codes as signed, and 7-bit byte codes (narrowBytes) as they are; an int16 sum held one step
     /// too long, or a saturating pair, changes these bits.
     func testInt8ComputeAtTheExtremeCodes() throws {
-        var perChannel = QuantParams(format: .int8)
-        perChannel.granularity = .perAxis
-        perChannel.axis = 0
+        let perChannel = Self.int8PerChannel
         var asymmetric = QuantParams(format: .uint4)
         asymmetric.scheme = .asymmetric
         asymmetric.blockSize = 64
@@ -227,9 +220,7 @@ final class MatmulTests: XCTestCase {
     /// span lies; either way every variant gives the reference's bits, with fp32 scales (int8 per
     /// channel) and with fp16-held ones (MatMulNBits int8 of bf16 weights: scales max|w| / -128).
     func testNarrowBytesExactlyWhereTheCodesSpanAtMost129Values() throws {
-        var perChannel = QuantParams(format: .int8)
-        perChannel.granularity = .perAxis
-        perChannel.axis = 0
+        let perChannel = Self.int8PerChannel
         var matMulNBits = QuantParams(format: .int8)
         matMulNBits.layout = .matMulNBits
         matMulNBits.axis = 1
@@ -362,6 +353,14 @@ final class MatmulTests: XCTestCase {
     }
 
     // MARK: - helpers
+
+    /// int8 weights [N, K] with one scale per output channel (W8A8).
+    static var int8PerChannel: QuantParams {
+        var params = QuantParams(format: .int8)
+        params.granularity = .perAxis
+        params.axis = 0
+        return params
+    }
 
     func quantizeActivations(_ x: [Float], _ blocks: Int, _ block: Int, _ kernel: ActivationKernel)
         -> (codes: [Int8], scales: [Float], sums: [Int32], finite: Bool) {
