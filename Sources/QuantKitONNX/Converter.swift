@@ -183,14 +183,15 @@ public struct Converter {
         case .failure(let reason):
             entry.skipped = reason.description
             return Candidate(index: index, node: node, entry: entry, work: nil)
-        case .success(let settings):
+        case .success(var settings):
+            // reduce_range serves int8 matmul kernels: embeddings (Gather) keep their 8 bits.
+            if layer.kind == .gather { settings.reduceRange = false }
             do {
                 // Embeddings go to GatherBlockQuantized whatever the MatMul target is, except
                 // for QDQ, whose promise is standard operators only (it writes DequantizeLinear + Gather).
                 let pass: any LinearRewritePass = layer.kind == .gather && settings.target != .qdq
                     ? GatherBlockQuantizedPass(target: settings.target) : try Self.pass(for: settings.target)
-                // Embeddings keep their 8 bits (no int8 matmul reads them).
-                if settings.reduceRange && !(pass is DynamicInt8Pass || pass is QDQPass || pass is GatherBlockQuantizedPass) {
+                if settings.reduceRange && !(pass is DynamicInt8Pass || pass is QDQPass) {
                     throw QuantError(.unsupported, "reduce_range applies to the dynamic-int8 and qdq targets, not \(settings.target.rawValue)")
                 }
                 try pass.check(layer, settings)

@@ -155,3 +155,41 @@ def test_minilm_like_model_runs(tmp_path, args):
     assert hidden.shape == ref_hidden.shape and pooled.shape == ref_pooled.shape
     for a, b in ((hidden, ref_hidden), (pooled, ref_pooled)):
         assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.97  # 4-bit weights
+
+
+@pytest.mark.parametrize("target", ["qdq", "dynamic-int8"])
+def test_reduce_range_leaves_embeddings_at_8_bits(tmp_path, target):
+    # --reduce-range serves the int8 matmul kernels: the MatMul/Gemm weights go to 7 bits (-64...64),
+    # the embedding tables keep the full 8-bit range.
+    src = save(minilm_like(), str(tmp_path / "in.onnx"))
+    dst = str(tmp_path / "out.onnx")
+    code, report, err = convert(src, dst, "--target", target, "--format", "int8", "--block-size", "0", "--reduce-range")
+    assert code == 0, err
+    layers = {l["node"]: l for l in report["report"]["layers"]}
+    for name in ("word_embeddings", "position_embeddings"):
+        assert "7-bit" not in layers[name]["settings"], layers[name]
+    for name in ("ff_in", "ff_out", "pooler"):
+        assert "7-bit" in layers[name]["settings"], layers[name]
+
+    out = onnx.load(dst)
+    inits = initializers(out)
+    consumers = {i: n.op_type for n in out.graph.node for i in n.input}
+
+    def levels(name):  # |level| of the stored codes (uint8 tables hold level + 128)
+        t = inits[name]
+        return np.abs(codes_of(t) - (128 if t.data_type == TensorProto.UINT8 else 0))
+
+    matmul, tables = [], []
+    for n in out.graph.node:
+        if n.op_type == "MatMulInteger":
+            matmul.append(levels(n.input[1]))
+        elif n.op_type == "GatherBlockQuantized":
+            tables.append(levels(n.input[0]))
+        elif n.op_type == "DequantizeLinear":
+            (tables if consumers[n.output[0]] == "Gather" else matmul).append(levels(n.input[0]))
+    assert len(matmul) == 3 and len(tables) == 2
+    assert all(m.max() == 64 for m in matmul)
+    assert all(t.max() >= 127 for t in tables)
+    ids = np.random.default_rng(4).integers(0, 120, (3, 7)).astype(np.int64)
+    for a, b in zip(run(dst, {"input_ids": ids}), run(src, {"input_ids": ids})):
+        assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.99

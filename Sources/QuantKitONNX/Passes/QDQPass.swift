@@ -53,7 +53,7 @@ public struct QDQPass: LinearRewritePass {
         params.layout = .onnx
         params.rounding = .halfEven
         params.scaleType = scaleType
-        params.reduceRange = settings.reduceRange && !isGather  // for the int8 MatMul kernels; a Gather has none
+        params.reduceRange = settings.reduceRange
         if settings.blockSize > 0 {
             params.granularity = .blocked
             params.blockSize = settings.blockSize
