@@ -4,7 +4,8 @@ import CQuantKit
 // Int8 tile kernels for the fused matmul at larger M (contract: IntTileKernel in
 // QuantKit/Matmul/MatmulKernels.swift). Up to 4 activation rows over both 8-row halves of a panel
 // per pass: each code load serves 4 rows and each activation broadcast both halves (the panel
-// kernels take 1 or 2 rows). The float outputs stay in memory (L1) between blocks.
+// kernels take 1 or 2 rows). The float outputs stay in memory between blocks (the driver's
+// buffer of the group's outputs, contiguous rows).
 // This file is also compiled into QuantKitAVX2VNNI (a symlink) with AVXVNNI defined, like
 // MatmulKernels256.swift, whose dot-product helpers it uses: vpdpbusd there; here vpmaddubsw, with
 // int16 partial sums for nibble codes and signed byte codes, which keeps vpmaddwd out of the inner

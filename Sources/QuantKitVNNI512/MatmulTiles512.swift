@@ -4,7 +4,7 @@ import _Builtin_intrinsics.intel
 // QuantKit/Matmul/MatmulKernels.swift). 4 panels x up to 4 activation rows (6 for byte codes) per
 // pass: each 64-byte code load serves 4 (6) rows and each activation broadcast serves 4 panels, so
 // 16 (24) independent integer accumulators keep both vpdpbusd ports busy. The float outputs stay
-// in memory (L1) between blocks.
+// in memory between blocks (the driver's buffer of the group's outputs, contiguous rows).
 // Module rules (DESIGN.md): intrinsics, while loops and plain scalar code only.
 
 /// The same 64-byte slot of 4 consecutive panels.
