@@ -9,40 +9,52 @@ final class Activations {
     /// Float compute only.
     let x: UnsafeMutablePointer<Float>?
     let floatSums: UnsafeMutablePointer<Float>?
+    /// The same float rows block by block (`blocked`), when asked for (the float tile kernels): at
+    /// 4096 x 4096, 1 thread, INT4 b32 took 65 ms at M = 128 instead of 70-72 and 258-260 at
+    /// M = 512 instead of 290-293; b128 took 1-3% longer at M = 512.
+    let blockedX: UnsafeMutablePointer<Float>?
     /// Int8 compute only.
     let codes: UnsafeMutablePointer<Int8>?
     let scales: UnsafeMutablePointer<Float>?
     let codeSums: UnsafeMutablePointer<Int32>?
-    /// The same codes block by block, when asked for (the tile kernels): row m's block b at
-    /// blockedCodes + (b * rows + m) * block. A group of rows then reads one contiguous run per
-    /// block instead of one stream per row, K bytes apart (4 KiB at K = 4096, so all in the same
-    /// L1 sets as each other): at M = 512, 4096 x 4096, 1 thread, W8A8 took 41.0 ms instead of
-    /// 47.0 and INT4 b128 55.9 ms instead of 64.3 (medians of 8-10 interleaved runs).
+    /// The same codes block by block (`blocked`), when asked for (the int8 tile kernels). A group
+    /// of rows then reads one contiguous run per block instead of one stream per row, K bytes
+    /// apart (4 KiB at K = 4096, so all in the same L1 sets as each other): at M = 512,
+    /// 4096 x 4096, 1 thread, W8A8 took 41.0 ms instead of 47.0 and INT4 b128 55.9 ms instead of
+    /// 64.3 (medians of 8-10 interleaved runs, on an AVX-512 machine). Kept slice by slice
+    /// (BlockedLayout) rather than block by block over all rows, INT4 b32 took 138-142 ms instead
+    /// of 163-164 (AVX2, M = 512).
     let blockedCodes: UnsafeMutablePointer<Int8>?
+    /// Where blockedX or blockedCodes keep each row's blocks.
+    let blocked: BlockedLayout?
 
     /// `load(row, destination)` writes row `row`'s K floats (int8 compute calls it from several
     /// threads at once); `dense`, when given, holds the same rows (row m at dense + m * K);
-    /// `quantizer` makes the int8 codes; `blocked` also keeps them block by block.
-    init(rows: Int, matrix w: PackedMatrix, quantize: Bool, quantizer: ActivationKernel, threads: Int, blocked: Bool = false,
+    /// `quantizer` makes the int8 codes; `blockedSlices`, when given, also keeps the codes (or the
+    /// float rows) block by block for tiles that take rows in slices of that many.
+    init(rows: Int, matrix w: PackedMatrix, quantize: Bool, quantizer: ActivationKernel, threads: Int, blockedSlices: Int? = nil,
          dense: UnsafePointer<Float>?, load: (Int, UnsafeMutablePointer<Float>) -> Void) throws {
         self.rows = rows
         kPadded = w.kPadded
         blocks = w.blocks
         block = w.block
+        let layout = blockedSlices.map { BlockedLayout(rows: rows, kPadded: w.kPadded, block: w.block, sliceRows: $0) }
+        blocked = layout
         let count = try checkedProduct([max(rows, 1), kPadded])
         let perBlock = try checkedProduct([max(rows, 1), blocks])
         if quantize {
             x = nil
             floatSums = nil
+            blockedX = nil
             let codes = UnsafeMutablePointer<Int8>.allocate(capacity: count)
             let scales = UnsafeMutablePointer<Float>.allocate(capacity: perBlock)
             let sums = UnsafeMutablePointer<Int32>.allocate(capacity: perBlock)
             self.codes = codes
             self.scales = scales
             codeSums = sums
-            let copy = blocked ? UnsafeMutablePointer<Int8>.allocate(capacity: count) : nil
+            let copy = layout == nil ? nil : UnsafeMutablePointer<Int8>.allocate(capacity: count)
             blockedCodes = copy
-            try Self.quantizeRows(rows, w, quantizer, threads, dense, load, codes, scales, sums, blocked: copy)
+            try Self.quantizeRows(rows, w, quantizer, threads, dense, load, codes, scales, sums, blocked: copy, layout)
         } else {
             codes = nil
             blockedCodes = nil
@@ -63,6 +75,10 @@ final class Activations {
                     for m in range { Self.sumBlocks(x + m * w.kPadded, w.blocks, w.block, into: sums + m * w.blocks) }
                 }
             }
+            blockedX = layout == nil ? nil : UnsafeMutablePointer<Float>.allocate(capacity: count)
+            if let blockedX, let layout {
+                for m in 0..<rows { layout.copy(row: m, from: x + m * kPadded, to: blockedX) }
+            }
         }
     }
 
@@ -72,11 +88,11 @@ final class Activations {
                                      _ dense: UnsafePointer<Float>?, _ load: (Int, UnsafeMutablePointer<Float>) -> Void,
                                      _ codes: UnsafeMutablePointer<Int8>,
                                      _ scales: UnsafeMutablePointer<Float>, _ sums: UnsafeMutablePointer<Int32>,
-                                     blocked: UnsafeMutablePointer<Int8>?) throws {
-        let kPadded = w.kPadded, blocks = w.blocks, block = w.block
+                                     blocked: UnsafeMutablePointer<Int8>?, _ layout: BlockedLayout?) throws {
+        let kPadded = w.kPadded, blocks = w.blocks
         func copyBlocks(_ m: Int) {
-            guard let blocked else { return }
-            for b in 0..<blocks { (blocked + (b * rows + m) * block).update(from: codes + m * kPadded + b * block, count: block) }
+            guard let blocked, let layout else { return }
+            layout.copy(row: m, from: codes + m * kPadded, to: blocked)
         }
         let failed = UnsafeMutablePointer<Bool>.allocate(capacity: max(rows, 1))
         failed.initialize(repeating: false, count: max(rows, 1))
@@ -118,10 +134,36 @@ final class Activations {
     deinit {
         x?.deallocate()
         floatSums?.deallocate()
+        blockedX?.deallocate()
         codes?.deallocate()
         blockedCodes?.deallocate()
         scales?.deallocate()
         codeSums?.deallocate()
+    }
+}
+
+/// Where a blocked copy of the activations keeps row m's block b: rows in the driver's slices of
+/// `sliceRows`, and within a slice block by block, each block's rows one after another, so that
+/// the tiles over a slice read one contiguous run, block after block.
+struct BlockedLayout {
+    let rows: Int, kPadded: Int, block: Int, sliceRows: Int
+
+    /// Offset, in elements, of row m's block b.
+    func offset(row m: Int, block b: Int) -> Int {
+        let first = m / sliceRows * sliceRows
+        return first * kPadded + (b * min(sliceRows, rows - first) + m - first) * block
+    }
+
+    /// Distance, in elements, from a block of row m to its next block: the rows of m's slice times block.
+    func blockStride(row m: Int) -> Int { min(sliceRows, rows - m / sliceRows * sliceRows) * block }
+
+    /// Copies row m (kPadded elements at `row`) into its places in `copy`.
+    func copy<T>(row m: Int, from row: UnsafePointer<T>, to copy: UnsafeMutablePointer<T>) {
+        var b = 0
+        while b * block < kPadded {
+            (copy + offset(row: m, block: b)).initialize(from: row + b * block, count: block)
+            b += 1
+        }
     }
 }
 

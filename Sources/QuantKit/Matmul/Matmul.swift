@@ -22,17 +22,18 @@ public enum Matmul {
         let integer = compute == .int8 && w.integerCodes
         let kernels = MatmulKernels.of(variant)
         let tile = integer ? kernels.intTile(w) : nil
-        // Tiles serve every slice of at least intTileMinRows rows, so the first one whenever rows reach it.
+        let floatTile = integer || w.block < kernels.floatTileMinBlock ? nil : kernels.floatTile(w.codes)
+        // Rows in slices whose activations stay in L2 while every panel of a thread streams past.
+        let rowsPerSlice = integer ? 256 : 64
+        // Tiles serve every slice of at least their minimum rows, so the first one whenever rows reach it.
+        let blocked = tile != nil ? rows >= kernels.intTileMinRows : floatTile != nil && rows >= kernels.floatTileMinRows
         let x = try Activations(rows: rows, matrix: w, quantize: integer, quantizer: kernels.quantizeActivations, threads: threads,
-                                blocked: tile != nil && rows >= kernels.intTileMinRows, dense: denseX, load: load)
+                                blockedSlices: blocked ? rowsPerSlice : nil, dense: denseX, load: load)
         let ldo = w.nPadded
         // The kernels write whole panels: Y takes them in place when N fills its last panel.
         let inPlace = denseY != nil && w.n == ldo
         let y = inPlace ? denseY! : UnsafeMutablePointer<Float>.allocate(capacity: try checkedProduct([rows, ldo]))
         defer { if !inPlace { y.deallocate() } }
-        let floatTile = integer || w.block < kernels.floatTileMinBlock ? nil : kernels.floatTile(w.codes)
-        // Rows in slices whose activations stay in L2 while every panel of a thread streams past.
-        let rowsPerSlice = integer ? 256 : 64
         // Threads take whole groups of panels where the tile kernels may serve them (so groups
         // start at the same panels whatever the chunks). A decode step (M <= 4) is cut into 4
         // chunks per thread, taken as threads finish: measured on 16 cores, weights streamed from
@@ -74,29 +75,33 @@ public enum Matmul {
     private static func runTiles(_ w: PackedMatrix, _ panels: Range<Int>, _ tile: IntTileKernel, kernels: MatmulKernels,
                                  x: Activations, first: Int, count: Int, y: UnsafeMutablePointer<Float>, ldo: Int,
                                  scratch: UnsafeMutablePointer<Float>?) {
-        guard let xq = x.blockedCodes, let xs = x.scales, let sums = x.codeSums else { return }
+        guard let xq = x.blockedCodes, let layout = x.blocked, let xs = x.scales, let sums = x.codeSums else { return }
         let ldb = x.blocks
         runGroups(of: 4, w, panels, kernels: kernels, integer: true, x: x, first: first, count: count, y: y, ldo: ldo,
                   scratch: scratch) { p, out, ldOut, scales, mins in
             tile(w.codes(panel: p, block: 0), w.blocks * w.blockBytes, scales, w.blocks * PackedMatrix.panelWidth,
-                 mins, w.blocks, w.block, w.zero, xq + first * w.block, w.block, x.rows * w.block, xs + first * ldb, sums + first * ldb,
-                 ldb, count, out, ldOut)
+                 mins, w.blocks, w.block, w.zero, xq + layout.offset(row: first, block: 0), w.block, layout.blockStride(row: first),
+                 xs + first * ldb, sums + first * ldb, ldb, count, out, ldOut)
         }
     }
 
     /// Float tiles take panels in pairs; the kernel decodes a block of the pair once and runs all
-    /// rows of the slice over it.
+    /// rows of the slice over it. It is called block by block (the contract gives the same bits),
+    /// so that it reads the activations block by block too (Activations.blockedX).
     private static func runFloatTiles(_ w: PackedMatrix, _ panels: Range<Int>, _ tile: FloatTileKernel, kernels: MatmulKernels,
                                       x: Activations, first: Int, count: Int, y: UnsafeMutablePointer<Float>, ldo: Int,
                                       scratch: UnsafeMutablePointer<Float>?) {
-        guard let xf = x.x, let sums = x.floatSums else { return }
-        let ldx = x.kPadded, ldb = x.blocks
-        let buffer = UnsafeMutablePointer<Float>.allocate(capacity: 2 * PackedMatrix.panelWidth * w.block)
+        guard let xb = x.blockedX, let layout = x.blocked, let sums = x.floatSums else { return }
+        let ldb = x.blocks, width = PackedMatrix.panelWidth
+        let buffer = UnsafeMutablePointer<Float>.allocate(capacity: 2 * width * w.block)
         defer { buffer.deallocate() }
         runGroups(of: 2, w, panels, kernels: kernels, integer: false, x: x, first: first, count: count, y: y, ldo: ldo,
                   scratch: scratch) { p, out, ldOut, scales, mins in
-            tile(w.codes(panel: p, block: 0), w.blocks * w.blockBytes, scales, w.blocks * PackedMatrix.panelWidth,
-                 mins, w.blocks, w.block, w.zero, w.lut, xf + first * ldx, ldx, sums + first * ldb, ldb, count, out, ldOut, buffer)
+            for b in 0..<w.blocks {
+                tile(w.codes(panel: p, block: b), w.blocks * w.blockBytes, scales + b * width, w.blocks * width,
+                     mins.map { $0 + b * width }, 1, w.block, w.zero, w.lut, xb + layout.offset(row: first, block: b), w.block,
+                     sums + first * ldb + b, ldb, count, out, ldOut, buffer)
+            }
         }
     }
 
