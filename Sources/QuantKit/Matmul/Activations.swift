@@ -77,7 +77,9 @@ final class Activations {
             }
             blockedX = layout == nil ? nil : UnsafeMutablePointer<Float>.allocate(capacity: count)
             if let blockedX, let layout {
-                for m in 0..<rows { layout.copy(row: m, from: x + m * kPadded, to: blockedX) }
+                Parallel.forEachChunk(count: rows, threads: threads, minChunk: 8) { range in
+                    for m in range { layout.copy(row: m, from: x + m * w.kPadded, to: blockedX) }
+                }
             }
         }
     }
