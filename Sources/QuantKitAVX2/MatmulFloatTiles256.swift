@@ -3,8 +3,8 @@ import _Builtin_intrinsics.intel
 // AVX2 tile kernels for the fused matmul's FLOAT mode at larger M (contract: FloatTileKernel in
 // QuantKit/Matmul/MatmulKernels.swift), the AVX-512 ones' design (QuantKitVNNI512/
 // MatmulFloatTiles512.swift) on 16 ymm registers: a block of 2 panels is decoded once into an L1
-// buffer of unscaled weight values, then groups of up to 3 activation rows run over each half
-// panel (8 outputs). An output's four chains (chain t takes the K positions t, t+4, ...) are the
+// buffer of unscaled weight values, then each group of up to 3 activation rows runs over its
+// 4 half panels (8 outputs each). An output's four chains (chain t takes the K positions t, t+4, ...) are the
 // four floats of one 128-bit lane, so a ymm holds 2 outputs and a half panel 4 registers per
 // row: 12 accumulators, a weight vector and 3 broadcasts of x[k..k+3] fill the 16 registers, and
 // each step of 4 K positions is 4 weight loads and 3 broadcasts for 12 fused multiply-adds. At
@@ -170,20 +170,21 @@ private func tileRows(_ rows: Int, _ values: UnsafePointer<Float>, _ block: Int,
     if rows > 2 { finish(c, 2) }
 }
 
-/// All rows over one decoded half panel block, in groups of tileRowsMax.
+/// `rows` (1...3) activation rows over the 4 decoded half panels of a block (values at the
+/// buffer's start): the rows' activations stay in L1 across the half panels, and the buffer
+/// across row groups (half panel by half panel over all rows, a slice's block of activations,
+/// 32 KiB at 64 rows and block 128, pushed the buffer out of L1).
 @inline(__always)
-private func halfPanelRows(_ rows: Int, _ values: UnsafePointer<Float>, _ block: Int, _ scales: UnsafePointer<Float>,
-                           _ mins: UnsafePointer<Float>?, _ x: UnsafePointer<Float>, _ ldx: Int, _ xSum: UnsafePointer<Float>, _ ldb: Int,
-                           _ out: UnsafeMutablePointer<Float>, _ ldo: Int) {
-    var m = 0
-    while m < rows {
-        let xm = x + m * ldx, sums = xSum + m * ldb, o = out + m * ldo
-        switch rows - m {
-        case 1: tileRows(1, values, block, scales, mins, xm, ldx, sums, ldb, o, ldo)
-        case 2: tileRows(2, values, block, scales, mins, xm, ldx, sums, ldb, o, ldo)
-        default: tileRows(3, values, block, scales, mins, xm, ldx, sums, ldb, o, ldo)
-        }
-        m += tileRowsMax
+private func rowGroup(_ rows: Int, _ buffer: UnsafePointer<Float>, _ block: Int, _ scales: UnsafePointer<Float>, _ panelScales: Int,
+                      _ mins: UnsafePointer<Float>?, _ x: UnsafePointer<Float>, _ ldx: Int, _ xSum: UnsafePointer<Float>, _ ldb: Int,
+                      _ out: UnsafeMutablePointer<Float>, _ ldo: Int) {
+    var h = 0
+    while h < 4 {  // half panels: panel h / 2, outputs 8 * (h % 2) ..< 8 * (h % 2) + 8
+        let p = h / 2, g = h % 2
+        let s = scales + p * panelScales + 8 * g
+        let m: UnsafePointer<Float>? = mins == nil ? nil : mins! + p * panelScales + 8 * g
+        tileRows(rows, buffer + p * 16 * block + 32 * g, block, s, m, x, ldx, xSum, ldb, out + 8 * h, ldo)
+        h += 1
     }
 }
 
@@ -202,14 +203,16 @@ private func floatTile(_ decode: Decode, _ codes: UnsafeRawPointer, _ panelBytes
     while b < blocks {
         decodeBlock(decode, codes + b * blockBytes, block, zero, lut, into: buffer)
         decodeBlock(decode, codes + panelBytes + b * blockBytes, block, zero, lut, into: buffer + 16 * block)
-        let xb = x + b * block, sums = xSum + b
-        var h = 0
-        while h < 4 {  // half panels: panel h / 2, outputs 8 * (h % 2) ..< 8 * (h % 2) + 8
-            let p = h / 2, g = h % 2
-            let s = scales + p * panelScales + b * 16 + 8 * g
-            let m: UnsafePointer<Float>? = mins == nil ? nil : mins! + p * panelScales + b * 16 + 8 * g
-            halfPanelRows(rows, buffer + p * 16 * block + 32 * g, block, s, m, xb, ldx, sums, ldb, out + 8 * h, ldo)
-            h += 1
+        let s = scales + b * 16, mb: UnsafePointer<Float>? = mins == nil ? nil : mins! + b * 16
+        var m = 0
+        while m < rows {
+            let xm = x + m * ldx + b * block, sums = xSum + m * ldb + b, o = out + m * ldo
+            switch rows - m {
+            case 1: rowGroup(1, buffer, block, s, panelScales, mb, xm, ldx, sums, ldb, o, ldo)
+            case 2: rowGroup(2, buffer, block, s, panelScales, mb, xm, ldx, sums, ldb, o, ldo)
+            default: rowGroup(3, buffer, block, s, panelScales, mb, xm, ldx, sums, ldb, o, ldo)
+            }
+            m += tileRowsMax
         }
         b += 1
     }
