@@ -3,10 +3,10 @@ import _Builtin_intrinsics.intel
 // AVX2 tile kernels for the fused matmul's FLOAT mode at larger M (contract: FloatTileKernel in
 // QuantKit/Matmul/MatmulKernels.swift), the AVX-512 ones' design (QuantKitVNNI512/
 // MatmulFloatTiles512.swift) on 16 ymm registers: a block of 2 panels is decoded once into an L1
-// buffer of unscaled weight values, then each group of up to 3 activation rows runs over its
-// 4 half panels (8 outputs each). An output's four chains (chain t takes the K positions t, t+4, ...) are the
-// four floats of one 128-bit lane, so a ymm holds 2 outputs and a half panel 4 registers per
-// row: 12 accumulators, a weight vector and 3 broadcasts of x[k..k+3] fill the 16 registers, and
+// buffer of unscaled weight values, then each group of up to 3 activation rows runs over its 4
+// half panels (8 outputs each). An output's four chains (chain t takes the K positions t, t+4,
+// ...) are the four floats of one 128-bit lane, so a ymm holds 2 outputs and a half panel 4
+// registers per row: 12 accumulators, a weight vector and 3 broadcasts of x[k..k+3] fill the 16 registers, and
 // each step of 4 K positions is 4 weight loads and 3 broadcasts for 12 fused multiply-adds. At
 // the end of a block a 4x4 transpose per lane lines the chains up for (c0 + c1) + (c2 + c3).
 // Module rules (DESIGN.md): intrinsics, while loops and plain scalar code only.
