@@ -15,9 +15,10 @@ private let codesAhead = 4096
 private let nibbleCodesAhead = codesAhead
 #else
 /// The plain AVX2 int8 nibble kernels (decode) ask for codes half as far ahead: on an AMD EPYC
-/// (Zen 3, 1 thread) INT4 decode from DRAM read 17.0-17.1 GB/s (median of 5 interleaved rounds)
-/// instead of 15.2, and the same at 2 threads. The byte kernels keep 4 KiB: W8A8 at M = 1 took
-/// 10-25% longer with 2 KiB. Not measured on an AVX-VNNI machine, which keeps 4 KiB.
+/// (Zen 3, 1 thread) INT4 decode from DRAM (16 layers of 4096 x 4096) read 2-14% more GB/s at
+/// block 32 and 9-12% more at block 128 (medians of three sets of 4-6 interleaved rounds), and
+/// the same at 2 threads. The byte kernels keep 4 KiB: W8A8 at M = 1 took 10-25% longer with
+/// 2 KiB. Not measured on an AVX-VNNI machine, which keeps 4 KiB.
 private let nibbleCodesAhead = 2048
 #endif
 
