@@ -27,7 +27,7 @@ private func nibbleTileBlock(_ rows: Int, _ codes: UnsafeRawPointer, _ ahead: Un
     @inline(__always) func steps(_ p0: inout HalfDots, _ p1: inout HalfDots, _ p2: inout HalfDots, _ p3: inout HalfDots, until end: Int) {
         @inline(__always) func add(_ p: inout HalfDots, _ x: UnsafePointer<Int8>, _ lo0: __m256i, _ hi0: __m256i, _ lo1: __m256i,
                                    _ hi1: __m256i) {
-            let bl = broadcast4(x, o), bh = broadcast4(x, o + 4)
+            let bl = broadcast4(x, o), bh = broadcast4(x, o &+ 4)
             p.d0 = addNibbles(addNibbles(p.d0, lo0, bl), hi0, bh)
             p.d1 = addNibbles(addNibbles(p.d1, lo1, bl), hi1, bh)
         }
@@ -42,7 +42,7 @@ private func nibbleTileBlock(_ rows: Int, _ codes: UnsafeRawPointer, _ ahead: Un
             if rows > 2 { add(&p2, x2, lo0, hi0, lo1, hi1) }
             if rows > 3 { add(&p3, x3, lo0, hi0, lo1, hi1) }
             w += 64
-            o += 8
+            o &+= 8
         }
     }
     if nibbleProductsPerRun == .max {
