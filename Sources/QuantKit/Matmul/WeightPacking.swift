@@ -70,6 +70,9 @@ extension PackedMatrix {
             }
         }
 
+        // Nibble codes that map to themselves skip the table (fillBlock).
+        let unmapped = matrix.codes == .nibbles && (0..<16).allSatisfy { map[$0] == UInt32($0) }
+
         // Fill panel by panel; padding keeps the zero-initialised codes, scales and mins (value 0 *
         // scale 0). For nibble codes the padding code 0 is harmless: padded x and rows are zero.
         map.withUnsafeBufferPointer { table in
@@ -89,7 +92,7 @@ extension PackedMatrix {
                             if orientation == .nk {
                                 // The row's codes are contiguous: whole groups go a word at a time.
                                 matrix.fillBlock(row: row, block: b, codes: scratch.codes + geometry.element(row: row, col: firstCol),
-                                                 count: count, map: table.baseAddress!)
+                                                 count: count, map: unmapped ? nil : table.baseAddress!)
                             } else {
                                 for col in firstCol..<(firstCol + count) {
                                     let code = scratch.codes[geometry.element(row: row, col: col)]
