@@ -8,8 +8,8 @@ import CQuantKit
 // are vpdpbusd instead of vpmaddubsw + vpmaddwd, and only the integer kernels are built.
 // Module rules (DESIGN.md): intrinsics, while loops and plain scalar code only.
 // K offsets in the inner loops wrap (&+): they stay below K, which packing validated, and the
-// checked form costs an add, a compare and a branch each; without them an M = 1 GEMV from L3 ran
-// 13-16% faster (int8 nibbles and float, AMD EPYC Zen 3, 1 thread).
+// checked form costs a move and a branch on overflow each; without them an M = 1 GEMV from L3
+// ran 13-16% faster (int8 nibbles and float, AMD EPYC Zen 3, 1 thread).
 
 /// Prefetch distances: see QuantKitVNNI512/MatmulKernels512.swift. The second half-panel pass
 /// re-reads lines the first one fetched, so its hints are cheap no-ops.

@@ -151,8 +151,8 @@ public final class PackedMatrix: @unchecked Sendable {
     }
 
     /// Writes `count` (at most one block) consecutive codes of one row, starting at column
-    /// block * b, each mapped through `map` (nil: nibble codes that go in as they are): groups of
-    /// 8 (nibbles) or 4 (bytes) K positions go as one 32-bit word, the rest through setCode. Only
+    /// block * b, each mapped through `map` (nil: the codes go in as they are): groups of 8
+    /// (nibbles) or 4 (bytes) K positions go as one 32-bit word, the rest through setCode. Only
     /// the packer calls this.
     func fillBlock(row: Int, block b: Int, codes source: UnsafePointer<UInt8>, count: Int, map: UnsafePointer<UInt32>?) {
         let p = row / Self.panelWidth, r = row % Self.panelWidth
@@ -160,19 +160,19 @@ public final class PackedMatrix: @unchecked Sendable {
         var c = 0
         switch codes {
         case .nibbles:
-            // Unmapped nibbles (MatMulNBits' unsigned codes, the usual case) skip the table: packing
-            // an 11008 x 4096 MatMulNBits weight took 52 ms instead of 56.
-            while map == nil, c + 8 <= count {
-                let s = UnsafeRawPointer(source + c)
-                let low = s.loadUnaligned(as: UInt32.self), high = s.loadUnaligned(fromByteOffset: 4, as: UInt32.self)
-                base.storeBytes(of: low | high << 4, toByteOffset: (c / 8) * 64 + r * 4, as: UInt32.self)
-                c += 8
-            }
-            guard let map else { break }
             while c + 8 <= count {
-                let s = source + c
-                let low = map[Int(s[0])] | map[Int(s[1])] << 8 | map[Int(s[2])] << 16 | map[Int(s[3])] << 24
-                let high = map[Int(s[4])] | map[Int(s[5])] << 8 | map[Int(s[6])] << 16 | map[Int(s[7])] << 24
+                let low: UInt32, high: UInt32
+                if let map {
+                    let s = source + c
+                    low = map[Int(s[0])] | map[Int(s[1])] << 8 | map[Int(s[2])] << 16 | map[Int(s[3])] << 24
+                    high = map[Int(s[4])] | map[Int(s[5])] << 8 | map[Int(s[6])] << 16 | map[Int(s[7])] << 24
+                } else {
+                    // Unmapped nibbles (MatMulNBits' unsigned codes, the usual case) skip the table:
+                    // packing an 11008 x 4096 MatMulNBits weight took 52 ms instead of 56.
+                    let s = UnsafeRawPointer(source + c)
+                    low = s.loadUnaligned(as: UInt32.self)
+                    high = s.loadUnaligned(fromByteOffset: 4, as: UInt32.self)
+                }
                 base.storeBytes(of: low | high << 4, toByteOffset: (c / 8) * 64 + r * 4, as: UInt32.self)
                 c += 8
             }
