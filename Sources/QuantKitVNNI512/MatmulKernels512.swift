@@ -6,6 +6,9 @@ import CQuantKit
 // Rows of activations are processed up to 4 at a time: each wrapper calls an always-inlined body
 // with a constant row count, so the unused rows compile away. Module rules (DESIGN.md): intrinsics,
 // while loops and plain scalar code only, no generic stdlib calls.
+// K offsets in the inner loops wrap (&+), as in QuantKitAVX2/MatmulKernels256.swift: they stay below
+// K, which packing validated; the checked form's add, compare and branch per offset had cost the AVX2
+// GEMV 13-16% from L3. Not measured on AVX-512 hardware.
 
 @inline(__always) func broadcast4(_ x: UnsafePointer<Int8>, _ offset: Int) -> __m512i {
     _mm512_set1_epi32(UnsafeRawPointer(x).loadUnaligned(fromByteOffset: offset, as: Int32.self))
@@ -74,16 +77,16 @@ private func intRows(_ rows: Int, nibbles: Bool, _ codes: UnsafeRawPointer, _ sc
         let end = o + block
         if nibbles {
             if rows == 1 {
-                while o + 16 <= end {
+                while o &+ 16 <= end {
                     qk_prefetch(w + codesAhead)
                     qk_prefetch(w + codesAhead + 64)
                     let v = _mm512_loadu_si512(w), u = _mm512_loadu_si512(w + 64)
                     d0 = _mm512_dpbusd_epi32(d0, _mm512_and_si512(v, mask), broadcast4(x0, o))
-                    e0 = _mm512_dpbusd_epi32(e0, _mm512_and_si512(_mm512_srli_epi16(v, 4), mask), broadcast4(x0, o + 4))
-                    f0 = _mm512_dpbusd_epi32(f0, _mm512_and_si512(u, mask), broadcast4(x0, o + 8))
-                    g0 = _mm512_dpbusd_epi32(g0, _mm512_and_si512(_mm512_srli_epi16(u, 4), mask), broadcast4(x0, o + 12))
+                    e0 = _mm512_dpbusd_epi32(e0, _mm512_and_si512(_mm512_srli_epi16(v, 4), mask), broadcast4(x0, o &+ 4))
+                    f0 = _mm512_dpbusd_epi32(f0, _mm512_and_si512(u, mask), broadcast4(x0, o &+ 8))
+                    g0 = _mm512_dpbusd_epi32(g0, _mm512_and_si512(_mm512_srli_epi16(u, 4), mask), broadcast4(x0, o &+ 12))
                     w += 128
-                    o += 16
+                    o &+= 16
                 }
             }
             while o < end {
@@ -92,22 +95,22 @@ private func intRows(_ rows: Int, nibbles: Bool, _ codes: UnsafeRawPointer, _ sc
                 let lo = _mm512_and_si512(v, mask)
                 let hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), mask)
                 d0 = _mm512_dpbusd_epi32(d0, lo, broadcast4(x0, o))
-                e0 = _mm512_dpbusd_epi32(e0, hi, broadcast4(x0, o + 4))
-                if rows > 1 { d1 = _mm512_dpbusd_epi32(d1, lo, broadcast4(x1, o)); e1 = _mm512_dpbusd_epi32(e1, hi, broadcast4(x1, o + 4)) }
-                if rows > 2 { d2 = _mm512_dpbusd_epi32(d2, lo, broadcast4(x2, o)); e2 = _mm512_dpbusd_epi32(e2, hi, broadcast4(x2, o + 4)) }
-                if rows > 3 { d3 = _mm512_dpbusd_epi32(d3, lo, broadcast4(x3, o)); e3 = _mm512_dpbusd_epi32(e3, hi, broadcast4(x3, o + 4)) }
+                e0 = _mm512_dpbusd_epi32(e0, hi, broadcast4(x0, o &+ 4))
+                if rows > 1 { d1 = _mm512_dpbusd_epi32(d1, lo, broadcast4(x1, o)); e1 = _mm512_dpbusd_epi32(e1, hi, broadcast4(x1, o &+ 4)) }
+                if rows > 2 { d2 = _mm512_dpbusd_epi32(d2, lo, broadcast4(x2, o)); e2 = _mm512_dpbusd_epi32(e2, hi, broadcast4(x2, o &+ 4)) }
+                if rows > 3 { d3 = _mm512_dpbusd_epi32(d3, lo, broadcast4(x3, o)); e3 = _mm512_dpbusd_epi32(e3, hi, broadcast4(x3, o &+ 4)) }
                 w += 64
-                o += 8
+                o &+= 8
             }
         } else {
             if rows == 1 {
-                while o + 8 <= end {
+                while o &+ 8 <= end {
                     qk_prefetch(w + codesAhead)
                     qk_prefetch(w + codesAhead + 64)
                     d0 = _mm512_dpbusd_epi32(d0, _mm512_loadu_si512(w), broadcast4(x0, o))
-                    e0 = _mm512_dpbusd_epi32(e0, _mm512_loadu_si512(w + 64), broadcast4(x0, o + 4))
+                    e0 = _mm512_dpbusd_epi32(e0, _mm512_loadu_si512(w + 64), broadcast4(x0, o &+ 4))
                     w += 128
-                    o += 8
+                    o &+= 8
                 }
             }
             while o < end {
@@ -118,7 +121,7 @@ private func intRows(_ rows: Int, nibbles: Bool, _ codes: UnsafeRawPointer, _ sc
                 if rows > 2 { d2 = _mm512_dpbusd_epi32(d2, v, broadcast4(x2, o)) }
                 if rows > 3 { d3 = _mm512_dpbusd_epi32(d3, v, broadcast4(x3, o)) }
                 w += 64
-                o += 4
+                o &+= 4
             }
         }
         d0 = _mm512_add_epi32(_mm512_add_epi32(d0, e0), _mm512_add_epi32(f0, g0))
@@ -239,15 +242,15 @@ private func floatRows(_ rows: Int, _ decode: Decode, _ codes: UnsafeRawPointer,
                 // Byte j of a lane holds K+j (low nibble) and K+j+4 (high nibble); vpermps reads
                 // the low 4 bits of each lane.
                 accumulate(rows, _mm512_permutexvar_ps(v, table), k, chain: 0, x0, x1, x2, x3, &p0, &p1, &p2, &p3)
-                accumulate(rows, _mm512_permutexvar_ps(_mm512_srli_epi32(v, 8), table), k + 1, chain: 1, x0, x1, x2, x3, &p0, &p1, &p2, &p3)
-                accumulate(rows, _mm512_permutexvar_ps(_mm512_srli_epi32(v, 16), table), k + 2, chain: 2, x0, x1, x2, x3, &p0, &p1, &p2, &p3)
-                accumulate(rows, _mm512_permutexvar_ps(_mm512_srli_epi32(v, 24), table), k + 3, chain: 3, x0, x1, x2, x3, &p0, &p1, &p2, &p3)
-                accumulate(rows, _mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), table), k + 4, chain: 0, x0, x1, x2, x3, &p0, &p1, &p2, &p3)
-                accumulate(rows, _mm512_permutexvar_ps(_mm512_srli_epi32(v, 12), table), k + 5, chain: 1, x0, x1, x2, x3, &p0, &p1, &p2, &p3)
-                accumulate(rows, _mm512_permutexvar_ps(_mm512_srli_epi32(v, 20), table), k + 6, chain: 2, x0, x1, x2, x3, &p0, &p1, &p2, &p3)
-                accumulate(rows, _mm512_permutexvar_ps(_mm512_srli_epi32(v, 28), table), k + 7, chain: 3, x0, x1, x2, x3, &p0, &p1, &p2, &p3)
+                accumulate(rows, _mm512_permutexvar_ps(_mm512_srli_epi32(v, 8), table), k &+ 1, chain: 1, x0, x1, x2, x3, &p0, &p1, &p2, &p3)
+                accumulate(rows, _mm512_permutexvar_ps(_mm512_srli_epi32(v, 16), table), k &+ 2, chain: 2, x0, x1, x2, x3, &p0, &p1, &p2, &p3)
+                accumulate(rows, _mm512_permutexvar_ps(_mm512_srli_epi32(v, 24), table), k &+ 3, chain: 3, x0, x1, x2, x3, &p0, &p1, &p2, &p3)
+                accumulate(rows, _mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), table), k &+ 4, chain: 0, x0, x1, x2, x3, &p0, &p1, &p2, &p3)
+                accumulate(rows, _mm512_permutexvar_ps(_mm512_srli_epi32(v, 12), table), k &+ 5, chain: 1, x0, x1, x2, x3, &p0, &p1, &p2, &p3)
+                accumulate(rows, _mm512_permutexvar_ps(_mm512_srli_epi32(v, 20), table), k &+ 6, chain: 2, x0, x1, x2, x3, &p0, &p1, &p2, &p3)
+                accumulate(rows, _mm512_permutexvar_ps(_mm512_srli_epi32(v, 28), table), k &+ 7, chain: 3, x0, x1, x2, x3, &p0, &p1, &p2, &p3)
                 w += 64
-                k += 8
+                k &+= 8
             }
         case .bytes:
             while k < end {
@@ -256,11 +259,11 @@ private func floatRows(_ rows: Int, _ decode: Decode, _ codes: UnsafeRawPointer,
                 let c0 = _mm512_and_si512(v, byteMask), c1 = _mm512_and_si512(_mm512_srli_epi32(v, 8), byteMask)
                 let c2 = _mm512_and_si512(_mm512_srli_epi32(v, 16), byteMask), c3 = _mm512_srli_epi32(v, 24)
                 accumulate(rows, _mm512_cvtepi32_ps(_mm512_sub_epi32(c0, zeros)), k, chain: 0, x0, x1, x2, x3, &p0, &p1, &p2, &p3)
-                accumulate(rows, _mm512_cvtepi32_ps(_mm512_sub_epi32(c1, zeros)), k + 1, chain: 1, x0, x1, x2, x3, &p0, &p1, &p2, &p3)
-                accumulate(rows, _mm512_cvtepi32_ps(_mm512_sub_epi32(c2, zeros)), k + 2, chain: 2, x0, x1, x2, x3, &p0, &p1, &p2, &p3)
-                accumulate(rows, _mm512_cvtepi32_ps(_mm512_sub_epi32(c3, zeros)), k + 3, chain: 3, x0, x1, x2, x3, &p0, &p1, &p2, &p3)
+                accumulate(rows, _mm512_cvtepi32_ps(_mm512_sub_epi32(c1, zeros)), k &+ 1, chain: 1, x0, x1, x2, x3, &p0, &p1, &p2, &p3)
+                accumulate(rows, _mm512_cvtepi32_ps(_mm512_sub_epi32(c2, zeros)), k &+ 2, chain: 2, x0, x1, x2, x3, &p0, &p1, &p2, &p3)
+                accumulate(rows, _mm512_cvtepi32_ps(_mm512_sub_epi32(c3, zeros)), k &+ 3, chain: 3, x0, x1, x2, x3, &p0, &p1, &p2, &p3)
                 w += 64
-                k += 4
+                k &+= 4
             }
         case .halves:
             while k < end {
@@ -269,8 +272,8 @@ private func floatRows(_ rows: Int, _ decode: Decode, _ codes: UnsafeRawPointer,
                 var j = 0
                 while j < 4 {
                     let h = _mm256_loadu_si256((w + 32 * j).assumingMemoryBound(to: __m256i_u.self))
-                    accumulate(rows, _mm512_cvtph_ps(h), k + j, chain: j, x0, x1, x2, x3, &p0, &p1, &p2, &p3)
-                    j += 1
+                    accumulate(rows, _mm512_cvtph_ps(h), k &+ j, chain: j, x0, x1, x2, x3, &p0, &p1, &p2, &p3)
+                    j &+= 1
                 }
                 w += 128
                 k += 4
