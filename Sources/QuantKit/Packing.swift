@@ -62,6 +62,15 @@ enum Packing {
         }
     }
 
+    /// The eight nibbles of a little-endian word, low nibble first, one per byte of the result:
+    /// four bytes of an LSB-first 4-bit buffer as unpackLSB would write them.
+    @inline(__always) static func nibblesToBytes(_ word: UInt32) -> UInt64 {
+        var t = UInt64(word)
+        t = (t | t << 16) & 0x0000_FFFF_0000_FFFF  // 16-bit halves into 32-bit slots
+        t = (t | t << 8) & 0x00FF_00FF_00FF_00FF  // bytes into 16-bit slots
+        return (t | t << 4) & 0x0F0F_0F0F_0F0F_0F0F  // a slot's byte 0xHL into bytes L, H
+    }
+
     /// codes[2i] = low nibble of bytes[i], codes[2i + 1] = its high nibble, for i < count.
     private static func unpackNibblePairs(_ bytes: UnsafePointer<UInt8>, into codes: UnsafeMutablePointer<UInt8>, count: Int) {
         var i = 0

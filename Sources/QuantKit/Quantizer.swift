@@ -340,11 +340,12 @@ final class GroupScratch {
     let scales: UnsafeMutablePointer<Float>
     let zeroPoints: UnsafeMutablePointer<Int32>
 
-    /// `withCodes: false` skips the per-element code buffer (the fast paths pack as they go).
-    init(_ plan: QuantPlan, withCodes: Bool = true) {
+    /// `withCodes: false` skips the per-element code buffer (the fast paths pack as they go);
+    /// `zeroCodes: false` leaves it unwritten, for a caller that writes every code first.
+    init(_ plan: QuantPlan, withCodes: Bool = true, zeroCodes: Bool = true) {
         let codeCount = withCodes ? max(plan.count, 1) : 1
         codes = .allocate(capacity: codeCount)
-        codes.initialize(repeating: 0, count: codeCount)
+        if zeroCodes { codes.initialize(repeating: 0, count: codeCount) }
         scales = .allocate(capacity: max(plan.groupCount, 1))
         scales.initialize(repeating: 0, count: max(plan.groupCount, 1))
         zeroPoints = .allocate(capacity: max(plan.groupCount, 1))

@@ -71,7 +71,7 @@ public final class PackedMatrix: @unchecked Sendable {
     }
 
     init(format: QuantFormat, n: Int, k: Int, block: Int, codes: Codes, integerCodes: Bool, zero: Int32, hasMins: Bool,
-         narrowBytes: Bool = false) throws {
+         narrowBytes: Bool = false, threads: Int = 1) throws {
         self.format = format
         self.n = n
         self.k = k
@@ -90,8 +90,14 @@ public final class PackedMatrix: @unchecked Sendable {
         }
         let dataBytes = try checkedProduct([panels, blocks, perBlock])
         let scaleCount = try checkedProduct([panels, blocks, Self.panelWidth])
-        data = HugePageBuffer.allocate(byteCount: max(dataBytes, 64))
-        data.initializeMemory(as: UInt8.self, repeating: 0, count: max(dataBytes, 64))
+        let byteCount = max(dataBytes, 64)
+        data = HugePageBuffer.allocate(byteCount: byteCount)
+        // Zeroed on the packer's threads, as this is the first touch of every page: an 11008 x 4096
+        // int8 weight packed in 15-16 ms with two threads zeroing, 17-18 ms with one.
+        let codeBytes = data
+        Parallel.forEachChunk(count: byteCount, threads: threads, minChunk: 1 << 20) { range in
+            (codeBytes + range.lowerBound).initializeMemory(as: UInt8.self, repeating: 0, count: range.count)
+        }
         let floats = UnsafeMutablePointer<Float>.allocate(capacity: scaleCount)
         floats.initialize(repeating: 0, count: scaleCount)
         scales = floats
@@ -151,44 +157,59 @@ public final class PackedMatrix: @unchecked Sendable {
     }
 
     /// Writes `count` (at most one block) consecutive codes of one row, starting at column
-    /// block * b, each mapped through `map` (nil: the codes go in as they are): groups of 8
-    /// (nibbles) or 4 (bytes) K positions go as one 32-bit word, the rest through setCode. Only
-    /// the packer calls this.
-    func fillBlock(row: Int, block b: Int, codes source: UnsafePointer<UInt8>, count: Int, map: UnsafePointer<UInt32>?) {
+    /// block * b, each mapped by `mapping`: groups of 8 (nibbles) or 4 (bytes) K positions go as
+    /// one 32-bit word when the mapping is a rotation, the rest through setCode. Only the packer
+    /// calls this.
+    func fillBlock(row: Int, block b: Int, codes source: UnsafePointer<UInt8>, count: Int, mapping: CodeMapping) {
         let p = row / Self.panelWidth, r = row % Self.panelWidth
         let base = codes(panel: p, block: b)
         var c = 0
-        switch codes {
-        case .nibbles:
-            while c + 8 <= count {
-                let low: UInt32, high: UInt32
-                if let map {
-                    let s = source + c
-                    low = map[Int(s[0])] | map[Int(s[1])] << 8 | map[Int(s[2])] << 16 | map[Int(s[3])] << 24
-                    high = map[Int(s[4])] | map[Int(s[5])] << 8 | map[Int(s[6])] << 16 | map[Int(s[7])] << 24
-                } else {
-                    // Unmapped nibbles (MatMulNBits' unsigned codes, the usual case) skip the table:
-                    // packing an 11008 x 4096 MatMulNBits weight took 52 ms instead of 56.
+        if case .rotation(let rotation) = mapping {
+            switch codes {
+            case .nibbles:
+                while c + 8 <= count {
                     let s = UnsafeRawPointer(source + c)
-                    low = s.loadUnaligned(as: UInt32.self)
-                    high = s.loadUnaligned(fromByteOffset: 4, as: UInt32.self)
+                    let low = CodeMapping.rotateNibbles(s.loadUnaligned(as: UInt32.self), by: rotation)
+                    let high = CodeMapping.rotateNibbles(s.loadUnaligned(fromByteOffset: 4, as: UInt32.self), by: rotation)
+                    base.storeBytes(of: low | high << 4, toByteOffset: (c / 8) * 64 + r * 4, as: UInt32.self)
+                    c += 8
                 }
-                base.storeBytes(of: low | high << 4, toByteOffset: (c / 8) * 64 + r * 4, as: UInt32.self)
-                c += 8
+            case .bytes:
+                while c + 4 <= count {
+                    let word = CodeMapping.rotateBytes(UnsafeRawPointer(source + c).loadUnaligned(as: UInt32.self), by: rotation)
+                    base.storeBytes(of: word, toByteOffset: (c / 4) * 64 + r * 4, as: UInt32.self)
+                    c += 4
+                }
+            case .halves:
+                break
             }
-        case .bytes:
-            guard let map else { break }
-            while c + 4 <= count {
-                let s = source + c
-                let word = map[Int(s[0])] | map[Int(s[1])] << 8 | map[Int(s[2])] << 16 | map[Int(s[3])] << 24
-                base.storeBytes(of: word, toByteOffset: (c / 4) * 64 + r * 4, as: UInt32.self)
-                c += 4
-            }
-        case .halves:
-            break
         }
         while c < count {
-            setCode(row: row, col: b * block + c, map.map { Int32(bitPattern: $0[Int(source[c])]) } ?? Int32(source[c]))
+            let code = source[c]
+            switch mapping {
+            case .rotation(let rotation): setCode(row: row, col: b * block + c, Int32(code &+ rotation))
+            case .table(let table): setCode(row: row, col: b * block + c, Int32(bitPattern: table[Int(code)]))
+            }
+            c += 1
+        }
+    }
+
+    /// fillBlock for nibble codes still two to a byte, low nibble first (MatMulNBits' blob), each
+    /// plus `rotation` mod 16.
+    func fillBlock(row: Int, block b: Int, nibblePairs source: UnsafePointer<UInt8>, count: Int, rotation: UInt8) {
+        let p = row / Self.panelWidth, r = row % Self.panelWidth
+        let base = codes(panel: p, block: b)
+        var c = 0
+        while c + 8 <= count {
+            let codes = Packing.nibblesToBytes(UnsafeRawPointer(source + c / 2).loadUnaligned(as: UInt32.self))
+            let low = CodeMapping.rotateNibbles(UInt32(truncatingIfNeeded: codes), by: rotation)
+            let high = CodeMapping.rotateNibbles(UInt32(truncatingIfNeeded: codes >> 32), by: rotation)
+            base.storeBytes(of: low | high << 4, toByteOffset: (c / 8) * 64 + r * 4, as: UInt32.self)
+            c += 8
+        }
+        while c < count {
+            let code = (source[c / 2] >> UInt8(4 * (c % 2))) & 0xF
+            setCode(row: row, col: b * block + c, Int32(code &+ rotation))
             c += 1
         }
     }
