@@ -137,7 +137,7 @@ def measure(fn, target_s, min_reps=3, max_reps=200, warmup=2):
 # ---- ONNX Runtime models ----
 
 
-def _session(nodes, inits, inputs, k, n, threads, extra_opsets=(), outputs=None):
+def _model_bytes(nodes, inits, inputs, k, n, extra_opsets=(), outputs=None):
     graph = helper.make_graph(
         nodes, "bench",
         [helper.make_tensor_value_info("A", TensorProto.FLOAT, ["M", k]), *inputs],
@@ -145,23 +145,35 @@ def _session(nodes, inits, inputs, k, n, threads, extra_opsets=(), outputs=None)
         initializer=inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21), *extra_opsets])
     model.ir_version = 10
+    return model.SerializeToString()
+
+
+def open_session(model_bytes, threads):
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
 
 
-def ort_matmulnbits(qt, k, n, block, accuracy_level, threads):
+def _session(nodes, inits, inputs, k, n, threads, extra_opsets=(), outputs=None):
+    return open_session(_model_bytes(nodes, inits, inputs, k, n, extra_opsets, outputs), threads)
+
+
+def matmulnbits_model(qt, k, n, block, accuracy_level):
     kblocks = (k + block - 1) // block
     inits = [numpy_helper.from_array(qt.data.reshape(n, kblocks, block // 2), "B"),
              numpy_helper.from_array(qt.scales.astype(np.float32).reshape(n, kblocks), "scales")]
     node = helper.make_node("MatMulNBits", ["A", "B", "scales"], ["Y"], domain="com.microsoft",
                             K=k, N=n, bits=4, block_size=block, accuracy_level=accuracy_level)
-    return _session([node], inits, [], k, n, threads, [helper.make_opsetid("com.microsoft", 1)])
+    return _model_bytes([node], inits, [], k, n, [helper.make_opsetid("com.microsoft", 1)])
 
 
-def ort_dynamic_int8(codes_kn, scales_n, k, n, threads, unsigned=False):
+def ort_matmulnbits(qt, k, n, block, accuracy_level, threads):
+    return open_session(matmulnbits_model(qt, k, n, block, accuracy_level), threads)
+
+
+def dynamic_int8_model(codes_kn, scales_n, k, n, unsigned=False):
     """DynamicQuantizeLinear + MatMulInteger + Cast + Mul(a_scale * w_scale), as quantize_dynamic writes;
     `unsigned`: the same codes as uint8 with zero point 128 (its weight_type=QUInt8)."""
     if unsigned:
@@ -176,7 +188,11 @@ def ort_dynamic_int8(codes_kn, scales_n, k, n, threads, unsigned=False):
              helper.make_node("Cast", ["Yi"], ["Yf"], to=TensorProto.FLOAT),
              helper.make_node("Mul", ["As", "Ws"], ["S"]),
              helper.make_node("Mul", ["Yf", "S"], ["Y"])]
-    return _session(nodes, inits, [], k, n, threads)
+    return _model_bytes(nodes, inits, [], k, n)
+
+
+def ort_dynamic_int8(codes_kn, scales_n, k, n, threads, unsigned=False):
+    return open_session(dynamic_int8_model(codes_kn, scales_n, k, n, unsigned), threads)
 
 
 # ---- one shape ----
