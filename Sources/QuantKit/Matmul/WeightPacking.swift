@@ -92,19 +92,24 @@ extension PackedMatrix {
         }
         map.withUnsafeBufferPointer { table in
             let mapping = rotation.map { CodeMapping.rotation($0) } ?? .table(table.baseAddress!)
+            // The matrix's and scratch's fields, read once: the loop body runs once per row and block.
+            let blocks = matrix.blocks, block = matrix.block, mins = matrix.mins
+            let groupScales = scratch.scales, zeroPoints = scratch.zeroPoints
+            let colGroups = (0..<blocks).map { geometry.colGroup($0 * block) }
             Parallel.forEachChunk(count: matrix.panels, threads: threads) { panels in
                 for p in panels {
                     for r in 0..<PackedMatrix.panelWidth {
                         let row = p * PackedMatrix.panelWidth + r
                         guard row < n else { break }
-                        for b in 0..<matrix.blocks {
-                            let firstCol = b * matrix.block
-                            let group = geometry.group(row: row, col: firstCol)
-                            let s = scratch.scales[group]
-                            let si = matrix.scaleIndex(panel: p, block: b) + r
+                        let rowGroup = geometry.rowGroup(row)
+                        for b in 0..<blocks {
+                            let firstCol = b * block
+                            let group = rowGroup + colGroups[b]
+                            let s = groupScales[group]
+                            let si = (p * blocks + b) * PackedMatrix.panelWidth + r
                             packedScales[si] = s
-                            if let mins = matrix.mins { mins[si] = -s * Float(scratch.zeroPoints[group] - codeMin) }
-                            let count = min(k, firstCol + matrix.block) - firstCol
+                            if let mins { mins[si] = -s * Float(zeroPoints[group] - codeMin) }
+                            let count = min(k, firstCol + block) - firstCol
                             if nibblesFromBlob {
                                 matrix.fillBlock(row: row, block: b, nibblePairs: data! + row * blobRowBytes + firstCol / 2,
                                                  count: count, rotation: rotation!)
@@ -198,14 +203,26 @@ struct PackGeometry {
         orientation == .nk ? row * k + col : col * n + row
     }
 
-    /// Scale group of element (row, col).
-    @inline(__always) func group(row: Int, col: Int) -> Int {
+    /// Scale group of element (row, col): rowGroup(row) + colGroup(col) in every layout, so that
+    /// the packer looks up the column part once per block instead of dividing per row and block.
+    @inline(__always) func group(row: Int, col: Int) -> Int { rowGroup(row) + colGroup(col) }
+
+    /// The row's part of group(row:col:).
+    @inline(__always) func rowGroup(_ row: Int) -> Int {
         switch (layout, granularity) {
-        case (.bnb4, _): return (row * k + col) / weightBlock
+        case (.bnb4, _): return row * (k / weightBlock)  // k is a multiple of the block (init)
         case (_, .perTensor): return 0
         case (_, .perAxis): return row
-        default:
-            return orientation == .nk ? row * blocksAlongK + col / weightBlock : (col / weightBlock) * n + row
+        default: return orientation == .nk ? row * blocksAlongK : row
+        }
+    }
+
+    /// The column's part of group(row:col:).
+    func colGroup(_ col: Int) -> Int {
+        switch (layout, granularity) {
+        case (.bnb4, _): return col / weightBlock
+        case (_, .perTensor), (_, .perAxis): return 0
+        default: return orientation == .nk ? col / weightBlock : (col / weightBlock) * n
         }
     }
 }
