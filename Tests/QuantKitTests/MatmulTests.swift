@@ -49,6 +49,9 @@ final class MatmulTests: XCTestCase {
              halfScales: false, label: "MatMulNBits uint4 asym, bf16 weights (mins keep fp32 scales)"),
         Case(format: .int4, configure: { $0.axis = 0 }, orientation: .kn, label: "kn int4 blocked along axis 0"),
         Case(format: .int8, configure: { $0.granularity = .perAxis; $0.axis = 1 }, orientation: .kn, label: "kn int8 per channel"),
+        Case(format: .uint4, configure: { $0.axis = 0; $0.scheme = .asymmetric; $0.blockSize = 16 }, orientation: .kn,
+             label: "kn uint4 asym block 16 (mins)"),
+        Case(format: .fp8E4M3FN, orientation: .kn, label: "kn fp8 e4m3 per tensor (codes through the table)"),
         // 7-bit codes (span at most 129 values: packed as narrowBytes, which AVX2 multiplies without the sign transfer).
         Case(format: .int8, configure: { $0.granularity = .perAxis; $0.axis = 0 }, recode: { UInt8(bitPattern: Int8(bitPattern: $0) >> 1) },
              label: "int8 per channel, 7-bit codes -64...63"),

@@ -214,6 +214,54 @@ public final class PackedMatrix: @unchecked Sendable {
         }
     }
 
+    /// fillBlock for codes stored [K, N]: `source` holds the panel's first row at K position
+    /// block * b, the next K position `stride` bytes on, and `rows` (at most 16) rows side by side.
+    /// With a rotation, each row's group of 8 (nibbles) or 4 (bytes) K positions goes as one word,
+    /// its codes gathered across the group's K positions (lines that stay in L1 over the rows).
+    func fillBlock(panel p: Int, block b: Int, columns source: UnsafePointer<UInt8>, stride: Int, rows: Int, count: Int,
+                   mapping: CodeMapping) {
+        let base = codes(panel: p, block: b)
+        let firstRow = p * Self.panelWidth
+        var c = 0
+        if case .rotation(let rotation) = mapping {
+            @inline(__always) func gather4(_ c: Int, _ r: Int) -> UInt32 {
+                let s = source + c * stride + r
+                return UInt32(s[0]) | UInt32(s[stride]) << 8 | UInt32(s[2 * stride]) << 16 | UInt32(s[3 * stride]) << 24
+            }
+            switch codes {
+            case .nibbles:
+                while c + 8 <= count {
+                    for r in 0..<rows {
+                        let low = CodeMapping.rotateNibbles(gather4(c, r), by: rotation)
+                        let high = CodeMapping.rotateNibbles(gather4(c + 4, r), by: rotation)
+                        base.storeBytes(of: low | high << 4, toByteOffset: (c / 8) * 64 + r * 4, as: UInt32.self)
+                    }
+                    c += 8
+                }
+            case .bytes:
+                while c + 4 <= count {
+                    for r in 0..<rows {
+                        base.storeBytes(of: CodeMapping.rotateBytes(gather4(c, r), by: rotation), toByteOffset: (c / 4) * 64 + r * 4,
+                                        as: UInt32.self)
+                    }
+                    c += 4
+                }
+            case .halves:
+                break
+            }
+        }
+        while c < count {
+            for r in 0..<rows {
+                let code = source[c * stride + r]
+                switch mapping {
+                case .rotation(let rotation): setCode(row: firstRow + r, col: b * block + c, Int32(code &+ rotation))
+                case .table(let table): setCode(row: firstRow + r, col: b * block + c, Int32(bitPattern: table[Int(code)]))
+                }
+            }
+            c += 1
+        }
+    }
+
     /// Swaps the fp32 scales for fp16 ones when that loses nothing (no mins, every scale exactly an
     /// fp16 value); `allowed` false keeps fp32 (tests compare both storages). Only the packer calls this.
     func holdScalesAsHalvesIfExact(allowed: Bool = true) {

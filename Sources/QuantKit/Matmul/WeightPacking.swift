@@ -96,35 +96,57 @@ extension PackedMatrix {
             let blocks = matrix.blocks, block = matrix.block, mins = matrix.mins
             let groupScales = scratch.scales, zeroPoints = scratch.zeroPoints
             let colGroups = (0..<blocks).map { geometry.colGroup($0 * block) }
-            Parallel.forEachChunk(count: matrix.panels, threads: threads) { panels in
-                for p in panels {
-                    for r in 0..<PackedMatrix.panelWidth {
-                        let row = p * PackedMatrix.panelWidth + r
-                        guard row < n else { break }
-                        let rowGroup = geometry.rowGroup(row)
-                        for b in 0..<blocks {
-                            let firstCol = b * block
-                            let group = rowGroup + colGroups[b]
-                            let s = groupScales[group]
-                            let si = (p * blocks + b) * PackedMatrix.panelWidth + r
-                            packedScales[si] = s
-                            if let mins { mins[si] = -s * Float(zeroPoints[group] - codeMin) }
-                            let count = min(k, firstCol + block) - firstCol
-                            if nibblesFromBlob {
-                                matrix.fillBlock(row: row, block: b, nibblePairs: data! + row * blobRowBytes + firstCol / 2,
-                                                 count: count, rotation: rotation!)
-                            } else if orientation == .nk {
-                                // The row's codes are contiguous: whole groups go a word at a time.
-                                matrix.fillBlock(row: row, block: b, codes: codes + geometry.element(row: row, col: firstCol),
-                                                 count: count, mapping: mapping)
-                            } else {
-                                for col in firstCol..<(firstCol + count) {
-                                    let code = codes[geometry.element(row: row, col: col)]
-                                    matrix.setCode(row: row, col: col, Int32(bitPattern: table[Int(code)]))
-                                }
-                            }
+            /// Scale (and min) of row r of panel p in block b, whose row part of the group is rowGroup.
+            @inline(__always) func storeScale(_ p: Int, _ b: Int, _ r: Int, rowGroup: Int) {
+                let group = rowGroup + colGroups[b]
+                let s = groupScales[group]
+                let si = (p * blocks + b) * PackedMatrix.panelWidth + r
+                packedScales[si] = s
+                if let mins { mins[si] = -s * Float(zeroPoints[group] - codeMin) }
+            }
+            /// [N, K]: each row's codes are contiguous, so rows go one by one, scales as they come.
+            func fillRows(panel p: Int) {
+                for r in 0..<min(PackedMatrix.panelWidth, n - p * PackedMatrix.panelWidth) {
+                    let row = p * PackedMatrix.panelWidth + r
+                    let rowGroup = geometry.rowGroup(row)
+                    for b in 0..<blocks {
+                        storeScale(p, b, r, rowGroup: rowGroup)
+                        let firstCol = b * block, count = min(k, firstCol + block) - firstCol
+                        if nibblesFromBlob {
+                            matrix.fillBlock(row: row, block: b, nibblePairs: data! + row * blobRowBytes + firstCol / 2,
+                                             count: count, rotation: rotation!)
+                        } else {
+                            // Whole groups go a word at a time.
+                            matrix.fillBlock(row: row, block: b, codes: codes + geometry.element(row: row, col: firstCol),
+                                             count: count, mapping: mapping)
                         }
                     }
+                }
+            }
+            /// [K, N]: a panel's rows lie side by side along N, so everything goes K position by K
+            /// position, rows inner; row by row, every code and scale was a cache miss. Codes go 4
+            /// panels per block: the 64 source bytes of a K position are one line, read once for all 4.
+            func fillColumns(panels: Range<Int>) {
+                var first = panels.lowerBound
+                while first < panels.upperBound {
+                    let group = first..<min(first + 4, panels.upperBound)
+                    for b in 0..<blocks {
+                        let firstCol = b * block, count = min(k, firstCol + block) - firstCol
+                        for p in group {
+                            let firstRow = p * PackedMatrix.panelWidth, rows = min(PackedMatrix.panelWidth, n - firstRow)
+                            for r in 0..<rows { storeScale(p, b, r, rowGroup: geometry.rowGroup(firstRow + r)) }
+                            matrix.fillBlock(panel: p, block: b, columns: codes + geometry.element(row: firstRow, col: firstCol), stride: n,
+                                             rows: rows, count: count, mapping: mapping)
+                        }
+                    }
+                    first = group.upperBound
+                }
+            }
+            Parallel.forEachChunk(count: matrix.panels, threads: threads) { panels in
+                if orientation == .nk {
+                    for p in panels { fillRows(panel: p) }
+                } else {
+                    fillColumns(panels: panels)
                 }
             }
         }
