@@ -7,6 +7,14 @@ enum CodeMapping {
     /// packed = table[stored] (fp16 bits for 8-bit minifloats and codebooks).
     case table(UnsafePointer<UInt32>)
 
+    /// The packed code of one stored code (setCode keeps its low bits).
+    @inline(__always) func packed(_ code: UInt8) -> Int32 {
+        switch self {
+        case .rotation(let r): return Int32(code &+ r)
+        case .table(let table): return Int32(bitPattern: table[Int(code)])
+        }
+    }
+
     /// The rotation that `table` is, on codes of `bits` bits, or nil when it is none. Packed values
     /// are compared in their low `bits` bits only: that is all the packer stores, and a table entry
     /// for a code that never occurs may lie outside them (7-bit bytes shifted below zero).

@@ -185,11 +185,7 @@ public final class PackedMatrix: @unchecked Sendable {
             }
         }
         while c < count {
-            let code = source[c]
-            switch mapping {
-            case .rotation(let rotation): setCode(row: row, col: b * block + c, Int32(code &+ rotation))
-            case .table(let table): setCode(row: row, col: b * block + c, Int32(bitPattern: table[Int(code)]))
-            }
+            setCode(row: row, col: b * block + c, mapping.packed(source[c]))
             c += 1
         }
     }
@@ -251,13 +247,7 @@ public final class PackedMatrix: @unchecked Sendable {
             }
         }
         while c < count {
-            for r in 0..<rows {
-                let code = source[c * stride + r]
-                switch mapping {
-                case .rotation(let rotation): setCode(row: firstRow + r, col: b * block + c, Int32(code &+ rotation))
-                case .table(let table): setCode(row: firstRow + r, col: b * block + c, Int32(bitPattern: table[Int(code)]))
-                }
-            }
+            for r in 0..<rows { setCode(row: firstRow + r, col: b * block + c, mapping.packed(source[c * stride + r])) }
             c += 1
         }
     }
