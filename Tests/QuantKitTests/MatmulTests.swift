@@ -355,6 +355,47 @@ final class MatmulTests: XCTestCase {
                                                                     weights: view(blocked12)))
     }
 
+    /// Scales are read on the packer's threads, in chunks of at least 65536 groups: every chunk's
+    /// scales and zero points must land (the same bits on 1 and 3 threads, both halves of a
+    /// doubled matrix alike, and symmetric weights keep their constant zero point), and the error
+    /// names the first non-finite scale whichever chunk finds one first.
+    func testPackingReadsScalesOnThreadsAsOnOne() throws {
+        let half = 192, k = 8192  // 2 * 192 rows x 512 blocks of 16 = 3 chunks of 65536 groups
+        var rng = SystemRandomNumberGenerator()
+        let values = (0..<half * k).map { _ in Float.random(in: -1...1, using: &rng) }
+        let x = (0..<2 * k).map { _ in Float.random(in: -1...1, using: &rng) }
+        // Implied zero points 0 and 8, and stored ones.
+        for (format, scheme) in [(QuantFormat.int4, QuantScheme.symmetric), (.uint4, .symmetric), (.uint4, .asymmetric)] {
+            let label = "\(format) \(scheme)"
+            let q = try quantized(values + values, [2 * half, k], { $0.blockSize = 16; $0.scheme = scheme }, format: format)
+            XCTAssertEqual(q.plan.groupCount, 3 * 65536)
+            var outputs: [[Float]] = []
+            for threads in [1, 3] {
+                let w = try PackedMatrix.pack(params: q.plan.params, n: 2 * half, k: k, orientation: .nk, weights: view(q), threads: threads)
+                XCTAssertEqual(w.mins == nil, scheme == .symmetric, "\(label): mins only where zero points vary")
+                outputs.append(try run(w, x, rows: 2, compute: .int8, threads: 1, variant: .scalar))
+            }
+            XCTAssertEqual(outputs[0].map(\.bitPattern), outputs[1].map(\.bitPattern), label)
+            for row in 0..<2 {
+                let y = outputs[1][row * 2 * half..<(row + 1) * 2 * half]
+                XCTAssertEqual(Array(y.prefix(half)), Array(y.suffix(half)), "\(label): both halves hold the same weights")
+            }
+        }
+        var bad = try quantized(values + values, [2 * half, k], { $0.blockSize = 16 }, format: .int4)
+        bad.scales.withUnsafeMutableBytes {
+            $0.storeBytes(of: -Float.infinity, toByteOffset: 4 * 30_000, as: Float.self)
+            $0.storeBytes(of: Float.nan, toByteOffset: 4 * 70_000, as: Float.self)
+            $0.storeBytes(of: Float.nan, toByteOffset: 4 * 140_000, as: Float.self)
+        }
+        for threads in [1, 2, 3] {
+            XCTAssertThrowsError(try PackedMatrix.pack(params: bad.plan.params, n: 2 * half, k: k, orientation: .nk, weights: view(bad),
+                                                       threads: threads)) { error in
+                XCTAssertEqual((error as? QuantError)?.status, .nonFinite)
+                XCTAssertEqual((error as? QuantError)?.message, "scale 30000 is -inf: scales must be finite", "\(threads) threads")
+            }
+        }
+    }
+
     // MARK: - helpers
 
     /// int8 weights [N, K] with one scale per output channel (W8A8).

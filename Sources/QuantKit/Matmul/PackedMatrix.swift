@@ -98,16 +98,15 @@ public final class PackedMatrix: @unchecked Sendable {
         Parallel.forEachChunk(count: byteCount, threads: threads, minChunk: 1 << 20) { range in
             (codeBytes + range.lowerBound).initializeMemory(as: UInt8.self, repeating: 0, count: range.count)
         }
+        // The scales too (5.6 MB at 11008 x 4096, block 32).
         let floats = UnsafeMutablePointer<Float>.allocate(capacity: scaleCount)
-        floats.initialize(repeating: 0, count: scaleCount)
-        scales = floats
-        if hasMins {
-            let m = UnsafeMutablePointer<Float>.allocate(capacity: scaleCount)
-            m.initialize(repeating: 0, count: scaleCount)
-            mins = m
-        } else {
-            mins = nil
+        let minFloats = hasMins ? UnsafeMutablePointer<Float>.allocate(capacity: scaleCount) : nil
+        Parallel.forEachChunk(count: scaleCount, threads: threads, minChunk: 1 << 18) { range in
+            (floats + range.lowerBound).initialize(repeating: 0, count: range.count)
+            minFloats.map { ($0 + range.lowerBound).initialize(repeating: 0, count: range.count) }
         }
+        scales = floats
+        mins = minFloats
         lut = .allocate(capacity: 16)
         lut.initialize(repeating: 0, count: 16)
     }

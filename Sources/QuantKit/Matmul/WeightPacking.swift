@@ -29,9 +29,9 @@ extension PackedMatrix {
         let nibblesFromBlob = params.layout == .matMulNBits && spec.isInteger && spec.bits == 4 && orientation == .nk
             && plan.block % 8 == 0 && plan.count > 0
         let bytesInPlace = params.layout == .onnx && spec.bits == 8 && plan.count > 0
-        let scratch = GroupScratch(plan, withCodes: !(nibblesFromBlob || bytesInPlace), zeroCodes: false)
+        let scratch = GroupScratch(plan, withCodes: !(nibblesFromBlob || bytesInPlace), zeroCodes: false, zeroGroups: false)
         defer { scratch.deallocate() }
-        try Quantizer.readScales(plan, weights, into: scratch, requireFinite: true)
+        try Quantizer.readScales(plan, weights, into: scratch, requireFinite: true, threads: threads)
         // One code per byte (not read when nibblesFromBlob).
         let codes = bytesInPlace ? data! : UnsafePointer(scratch.codes)
         if !(nibblesFromBlob || bytesInPlace) { Quantizer.unpackCodes(plan, weights.data, into: scratch.codes) }
