@@ -103,7 +103,7 @@ public final class PackedMatrix: @unchecked Sendable {
         let minFloats = hasMins ? UnsafeMutablePointer<Float>.allocate(capacity: scaleCount) : nil
         Parallel.forEachChunk(count: scaleCount, threads: threads, minChunk: 1 << 18) { range in
             (floats + range.lowerBound).initialize(repeating: 0, count: range.count)
-            minFloats.map { ($0 + range.lowerBound).initialize(repeating: 0, count: range.count) }
+            if let minFloats { (minFloats + range.lowerBound).initialize(repeating: 0, count: range.count) }
         }
         scales = floats
         mins = minFloats
